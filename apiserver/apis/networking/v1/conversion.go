@@ -1,0 +1,4 @@
+package v1
+
+// Hub marks EgressNATPolicy v1 as the version every other version converts through.
+func (*EgressNATPolicy) Hub() {}

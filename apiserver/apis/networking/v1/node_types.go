@@ -1,0 +1,72 @@
+package v1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// NetworkGatewayNode is what the node agent of one node reports about it: its interfaces
+// and subnets, which the controller needs to place floating IPs (Node objects do not carry
+// subnets), the floating IPs it holds, and its health. There is one per node, in
+// kube-system, named after the node. Only that node's agent writes it.
+//
+// +genclient
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,shortName=ngn,categories=egressnat
+// +kubebuilder:printcolumn:name="Floating IPs",type=string,JSONPath=`.status.floatingIPs`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type NetworkGatewayNode struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Status is written by the node's agent.
+	// +optional
+	Status NetworkGatewayNodeStatus `json:"status,omitempty"`
+}
+
+// NetworkGatewayNodeStatus is one node's report.
+type NetworkGatewayNodeStatus struct {
+	// Interfaces are the node's network interfaces that carry IPv4 addresses.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=128
+	// +optional
+	Interfaces []NodeInterface `json:"interfaces,omitempty"`
+	// FloatingIPs are the floating IPs configured on this node right now.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=1024
+	// +kubebuilder:validation:items:Format=ipv4
+	// +optional
+	FloatingIPs []string `json:"floatingIPs,omitempty"`
+	// Conditions are the standard conditions; Ready is True while the agent is healthy.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// NodeInterface is one network interface of a node.
+type NodeInterface struct {
+	// Name is the interface name, such as eth0.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=15
+	// +required
+	Name string `json:"name"`
+	// MAC is the interface's hardware address.
+	// +optional
+	MAC string `json:"mac,omitempty"`
+	// Subnets are the interface's IPv4 addresses in CIDR notation, such as 192.168.1.11/24.
+	// A floating IP can be placed on this node if one of these subnets contains it.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Format=cidr
+	// +optional
+	Subnets []string `json:"subnets,omitempty"`
+}
+
+// NetworkGatewayNodeList is a list of NetworkGatewayNode.
+// +kubebuilder:object:root=true
+type NetworkGatewayNodeList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NetworkGatewayNode `json:"items"`
+}
