@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash -o pipefail -o errexit
 
 GO ?= go
 
-.PHONY: all build generate verify test test-unit test-integration lint check run controlplane
+.PHONY: all build generate verify test test-unit test-integration bench lint check run controlplane
 
 all: build
 
@@ -29,6 +29,11 @@ test-unit:
 # minutes on 2 cores), then cached in .cache/.
 test-integration:
 	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 ./test/...
+
+## bench: benchmarks, including admission against a real kube-apiserver with 11,000 objects
+bench:
+	$(GO) test -run xxx -bench . -benchmem $$($(GO) list ./... | grep -v /test/)
+	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 -run xxx -bench . -benchtime 3000x ./test/integration/
 
 ## lint: go vet and staticcheck
 lint:

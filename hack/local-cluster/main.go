@@ -1,6 +1,6 @@
 // Command local-cluster runs the system on this machine: today a real etcd and
-// kube-apiserver with the networking.gke.io API and its conversion webhook, and the spec's
-// example applied. It prints a KUBECONFIG to use with kubectl and runs until Ctrl-C.
+// kube-apiserver with the networking.gke.io API and the admission and conversion webhook
+// server, and the spec's example applied. It prints a KUBECONFIG to use with kubectl and runs until Ctrl-C.
 package main
 
 import (
@@ -25,7 +25,7 @@ func main() {
 }
 
 func run(ctx context.Context) (err error) {
-	fmt.Println("starting etcd, kube-apiserver and the conversion webhook ...")
+	fmt.Println("starting etcd, kube-apiserver and the webhook server ...")
 	cp, err := controlplane.Start()
 	if err != nil {
 		return err

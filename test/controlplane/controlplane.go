@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,12 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/yaml"
 
 	ourwebhook "github.com/egressgw/egressgw/webhook"
 )
@@ -32,6 +34,8 @@ type ControlPlane struct {
 	Kubeconfig string
 	// Assets is the folder that holds the etcd, kube-apiserver and kubectl binaries.
 	Assets string
+	// WebhookURL is where the webhook server listens, https://127.0.0.1:port.
+	WebhookURL string
 
 	env        *envtest.Environment
 	stopServer func() error
@@ -61,20 +65,37 @@ func Assets() (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-// Start starts etcd and kube-apiserver, installs artifacts/crds, and serves the conversion
-// webhook. Stop undoes all of it.
-func Start() (_ *ControlPlane, err error) {
+// Start starts etcd and kube-apiserver, installs artifacts/crds and the validating webhook
+// configuration from artifacts/webhook, and runs this project's webhook server on loopback
+// with the certificates it manages itself: kube-apiserver verifies them through the
+// caBundle the server publishes. Stop undoes all of it.
+func Start() (*ControlPlane, error) { return StartWith(Options{}) }
+
+// Options change what Start sets up.
+type Options struct {
+	// Bare starts only etcd and kube-apiserver: no CRDs, no webhook server and no webhook
+	// configuration, as a cluster is before our install manifests are applied.
+	Bare bool
+}
+
+// StartWith is Start with options.
+func StartWith(opts Options) (_ *ControlPlane, err error) {
 	// The webhook server logs through controller-runtime's logger; send it to klog.
 	ctrllog.SetLogger(klog.NewKlogr())
 	assets, err := Assets()
 	if err != nil {
 		return nil, err
 	}
-	scheme, err := ourwebhook.NewScheme()
+	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	cp := &ControlPlane{Assets: assets}
+	url := fmt.Sprintf("https://127.0.0.1:%d", port)
+	crds, err := readCRDs(url)
+	if err != nil {
+		return nil, err
+	}
+	cp := &ControlPlane{Assets: assets, WebhookURL: url}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, cp.Stop())
@@ -82,34 +103,61 @@ func Start() (_ *ControlPlane, err error) {
 	}()
 	cp.env = &envtest.Environment{
 		BinaryAssetsDirectory:    assets,
-		CRDDirectoryPaths:        []string{filepath.Join(RepoRoot(), "artifacts", "crds")},
-		ErrorIfCRDPathMissing:    true,
-		Scheme:                   scheme,
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 	}
 	if cp.Config, err = cp.env.Start(); err != nil {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver from %s: %w", assets, err)
 	}
-	if cp.stopServer, err = serveConversion(cp.env.WebhookInstallOptions, scheme); err != nil {
+	if opts.Bare {
+		if err := cp.writeKubeconfig(); err != nil {
+			return nil, err
+		}
+		return cp, nil
+	}
+	// Installed here rather than through envtest.Environment, which would rewrite the
+	// conversion webhook of any CRD whose types its scheme does not know.
+	if _, err := envtest.InstallCRDs(cp.Config, envtest.CRDInstallOptions{CRDs: crds}); err != nil {
+		return nil, fmt.Errorf("installing the CRDs: %w", err)
+	}
+	if err := cp.writeKubeconfig(); err != nil {
 		return nil, err
 	}
-	user, err := cp.env.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
+	if err := cp.installWebhookConfiguration(url); err != nil {
 		return nil, err
 	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		return nil, err
-	}
-	if cp.dir, err = os.MkdirTemp("", "egressgw-controlplane-"); err != nil {
-		return nil, err
-	}
-	cp.Kubeconfig = filepath.Join(cp.dir, "kubeconfig")
-	if err := os.WriteFile(cp.Kubeconfig, kubeconfig, 0o600); err != nil {
+	if cp.stopServer, err = startWebhook(cp.Config, port); err != nil {
 		return nil, err
 	}
 	return cp, nil
+}
+
+// writeKubeconfig writes a kubeconfig for an administrator into a fresh folder.
+func (cp *ControlPlane) writeKubeconfig() error {
+	user, err := cp.env.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	if cp.dir, err = os.MkdirTemp("", "egressgw-controlplane-"); err != nil {
+		return err
+	}
+	cp.Kubeconfig = filepath.Join(cp.dir, "kubeconfig")
+	return os.WriteFile(cp.Kubeconfig, kubeconfig, 0o600)
+}
+
+// StopWebhook stops the webhook server, leaving its configuration in place, as when its
+// pods are gone.
+func (cp *ControlPlane) StopWebhook() error {
+	stop := cp.stopServer
+	cp.stopServer = nil
+	if stop == nil {
+		return nil
+	}
+	return stop()
 }
 
 // Stop stops the webhook, kube-apiserver and etcd, and removes their files.
@@ -129,9 +177,12 @@ func (cp *ControlPlane) Stop() error {
 
 // StartForTest starts a control plane that stops when the test ends. It fails the test,
 // never skips it, when the control plane cannot start.
-func StartForTest(t testing.TB) *ControlPlane {
+func StartForTest(t testing.TB) *ControlPlane { return StartForTestWith(t, Options{}) }
+
+// StartForTestWith is StartForTest with options.
+func StartForTestWith(t testing.TB, opts Options) *ControlPlane {
 	t.Helper()
-	cp, err := Start()
+	cp, err := StartWith(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,45 +194,131 @@ func StartForTest(t testing.TB) *ControlPlane {
 	return cp
 }
 
-// serveConversion serves the conversion webhook at the address and with the certificate
-// that envtest patched into the CRDs, and waits until it answers.
-func serveConversion(opts envtest.WebhookInstallOptions, scheme *runtime.Scheme) (stop func() error, err error) {
-	server := webhook.NewServer(webhook.Options{
-		Host: opts.LocalServingHost, Port: opts.LocalServingPort, CertDir: opts.LocalServingCertDir,
-	})
-	server.Register(ourwebhook.ConversionPath, ourwebhook.NewConversionHandler(scheme))
+// startWebhook runs the webhook server on 127.0.0.1:port and waits until it is ready: its
+// certificate is published and its informers have synced.
+func startWebhook(cfg *rest.Config, port int) (stop func() error, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
+	server, err := ourwebhook.New(ctx, cfg, ourwebhook.Options{
+		Host: "127.0.0.1", Port: port,
+		Namespace: WebhookNamespace, SecretName: "egressgw-webhook-certs",
+		IPs:         []net.IP{net.IPv4(127, 0, 0, 1)},
+		MetricsAddr: "0", ProbeAddr: "0",
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	done := make(chan error, 1)
 	go func() { done <- server.Start(ctx) }()
 	stop = func() error {
 		cancel()
 		return <-done
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for server.StartedChecker()(&http.Request{}) != nil {
-		if time.Now().After(deadline) {
-			return nil, errors.Join(errors.New("the conversion webhook did not start in 30s"), stop())
+	deadline := time.Now().Add(time.Minute)
+	for server.Ready() != nil {
+		select {
+		case err := <-done:
+			cancel()
+			return nil, fmt.Errorf("the webhook server stopped: %w", err)
+		case <-time.After(50 * time.Millisecond):
 		}
-		time.Sleep(50 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return nil, errors.Join(fmt.Errorf("the webhook server was not ready in a minute: %w", server.Ready()), stop())
+		}
 	}
 	return stop, nil
+}
+
+// WebhookNamespace is where the webhook server keeps its certificate Secret.
+const WebhookNamespace = "egressgw-system"
+
+// installWebhookConfiguration creates the namespace of the webhook's Secret, and the
+// validating webhook configuration of artifacts/webhook with its Service replaced by url.
+func (cp *ControlPlane) installWebhookConfiguration(url string) error {
+	if _, err := cp.Kubectl(nil, "create", "namespace", WebhookNamespace); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(filepath.Join(RepoRoot(), "artifacts", "webhook", "validating-webhook.yaml"))
+	if err != nil {
+		return err
+	}
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict(data, &vwc); err != nil {
+		return fmt.Errorf("artifacts/webhook/validating-webhook.yaml: %w", err)
+	}
+	for i := range vwc.Webhooks {
+		cc := &vwc.Webhooks[i].ClientConfig
+		cc.URL = ptr.To(url + *cc.Service.Path)
+		cc.Service = nil
+	}
+	out, err := yaml.Marshal(&vwc)
+	if err != nil {
+		return err
+	}
+	_, err = cp.Kubectl(out, "create", "-f", "-")
+	return err
+}
+
+// readCRDs reads artifacts/crds, with EgressNATPolicy converted by the webhook at url.
+func readCRDs(url string) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	paths, err := filepath.Glob(filepath.Join(RepoRoot(), "artifacts", "crds", "*.yaml"))
+	if err != nil || len(paths) == 0 {
+		return nil, fmt.Errorf("no CRDs in artifacts/crds: %v", err)
+	}
+	var crds []*apiextensionsv1.CustomResourceDefinition
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := yaml.UnmarshalStrict(data, crd); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if crd.Name == ourwebhook.PolicyCRD {
+			crd.Spec.Conversion = &apiextensionsv1.CustomResourceConversion{
+				Strategy: apiextensionsv1.WebhookConverter,
+				Webhook: &apiextensionsv1.WebhookConversion{
+					ConversionReviewVersions: []string{"v1"},
+					ClientConfig:             &apiextensionsv1.WebhookClientConfig{URL: ptr.To(url + ourwebhook.ConversionPath)},
+				},
+			}
+		}
+		crds = append(crds, crd)
+	}
+	return crds, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Kubectl runs kubectl against the control plane, with stdin as its input if not nil.
 // It returns stdout, and a *KubectlError that carries stderr.
 func (cp *ControlPlane) Kubectl(stdin []byte, args ...string) (string, error) {
+	stdout, _, err := cp.KubectlOutputs(stdin, args...)
+	return stdout, err
+}
+
+// KubectlOutputs is Kubectl that also returns stderr, where kubectl prints warnings.
+func (cp *ControlPlane) KubectlOutputs(stdin []byte, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(cp.Assets, "kubectl"), append([]string{"--kubeconfig", cp.Kubeconfig}, args...)...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), &KubectlError{Args: args, Stderr: stderr.String(), Err: err}
+		return out.String(), errOut.String(), &KubectlError{Args: args, Stderr: errOut.String(), Err: err}
 	}
-	return stdout.String(), nil
+	return out.String(), errOut.String(), nil
 }
 
 // KubectlError is a kubectl run that failed.

@@ -15,13 +15,14 @@ var specManifests = []struct {
 	file  string
 	docs  []string
 	group string // the resource, as kubectl names it with its version
+	needs string // a manifest that must be applied first: the gateway a policy uses
 }{
-	{"v1-networkgatewaygroup.yaml", v1Docs, "networkgatewaygroups.v1.networking.gke.io"},
-	{"v1-networkgatewaygroup-status.yaml", v1Docs, "networkgatewaygroups.v1.networking.gke.io"},
-	{"v1-egressnatpolicy.yaml", v1Docs, "egressnatpolicies.v1.networking.gke.io"},
-	{"v1alpha1-anthosnetworkgateway.yaml", v1alpha1Docs, "anthosnetworkgateways.v1alpha1.networking.gke.io"},
-	{"v1alpha1-anthosnetworkgateway-status.yaml", v1alpha1Docs, "anthosnetworkgateways.v1alpha1.networking.gke.io"},
-	{"v1alpha1-egressnatpolicy.yaml", v1alpha1Docs, "egressnatpolicies.v1alpha1.networking.gke.io"},
+	{"v1-networkgatewaygroup.yaml", v1Docs, "networkgatewaygroups.v1.networking.gke.io", ""},
+	{"v1-networkgatewaygroup-status.yaml", v1Docs, "networkgatewaygroups.v1.networking.gke.io", ""},
+	{"v1-egressnatpolicy.yaml", v1Docs, "egressnatpolicies.v1.networking.gke.io", "v1-networkgatewaygroup-status.yaml"},
+	{"v1alpha1-anthosnetworkgateway.yaml", v1alpha1Docs, "anthosnetworkgateways.v1alpha1.networking.gke.io", ""},
+	{"v1alpha1-anthosnetworkgateway-status.yaml", v1alpha1Docs, "anthosnetworkgateways.v1alpha1.networking.gke.io", ""},
+	{"v1alpha1-egressnatpolicy.yaml", v1alpha1Docs, "egressnatpolicies.v1alpha1.networking.gke.io", "v1alpha1-anthosnetworkgateway-status.yaml"},
 }
 
 var (

@@ -1,0 +1,137 @@
+package integration
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/egressgw/egressgw/test/controlplane"
+)
+
+// TestAdmission drives the validating webhook through kube-apiserver with kubectl: the
+// server runs with its own certificates, and kube-apiserver verifies them.
+func TestAdmission(t *testing.T) {
+	cp := controlplane.StartForTest(t)
+	multi := filepath.Join(controlplane.RepoRoot(), "test", "testdata", "multi-gateway.yaml")
+	out := mustKubectl(t, cp, nil, "apply", "-f", multi)
+	if strings.Count(out, "created") != 6 {
+		t.Fatalf("the spec's multi-gateway example was not fully created:\n%s", out)
+	}
+	mustKubectl(t, cp, []byte(`apiVersion: v1
+kind: Node
+metadata: {name: worker1}
+status:
+  addresses: [{type: InternalIP, address: 192.168.1.11}]
+`), "create", "-f", "-")
+	mustKubectl(t, cp, []byte(`{"status":{"addresses":[{"type":"InternalIP","address":"192.168.1.11"}]}}`),
+		"patch", "node", "worker1", "--subresource=status", "--type=merge", "--patch-file=/dev/stdin")
+	mustKubectl(t, cp, []byte("apiVersion: networking.gke.io/v1alpha1\nkind: AnthosNetworkGateway\nmetadata: {name: legacy, namespace: kube-system}\nspec:\n  floatingIPs: [192.168.1.110]\n"), "apply", "-f", "-")
+	mustKubectl(t, cp, []byte(legacyPolicy("old", "192.168.1.101")), "apply", "-f", "-") // gateway2's IP, through the legacy API
+
+	gateway := func(name string, ips ...string) string {
+		return "apiVersion: networking.gke.io/v1\nkind: NetworkGatewayGroup\nmetadata: {name: " + name + ", namespace: kube-system}\nspec:\n  floatingIPs: [" + strings.Join(ips, ", ") + "]\n"
+	}
+	policy := func(name, gateway, cidr string) string {
+		return "apiVersion: networking.gke.io/v1\nkind: EgressNATPolicy\nmetadata: {name: " + name + "}\nspec:\n" +
+			"  sources: [{namespaceSelector: {matchLabels: {user: alice}}, podSelector: {matchLabels: {role: frontend}}}]\n" +
+			"  action: SNAT\n  destinations: [{cidr: '" + cidr + "'}]\n  gatewayRef: {name: " + gateway + ", namespace: kube-system}\n"
+	}
+	tests := []struct {
+		name         string
+		manifest     string
+		args         []string // kubectl arguments; default apply -f -
+		wantErr      []string
+		wantWarnings []string
+	}{{
+		name:     "a floating IP another gateway uses",
+		manifest: gateway("gateway4", "192.168.1.103", "192.168.1.101"),
+		wantErr:  []string{`spec.floatingIPs[1]: Duplicate value: "192.168.1.101": already used by NetworkGatewayGroup kube-system/gateway2`},
+	}, {
+		name:     "a floating IP a legacy gateway uses",
+		manifest: gateway("gateway4", "192.168.1.110"),
+		wantErr:  []string{`spec.floatingIPs[0]: Duplicate value: "192.168.1.110": already used by AnthosNetworkGateway kube-system/legacy`},
+	}, {
+		name:     "a node's address as a floating IP",
+		manifest: gateway("gateway4", "192.168.1.11"),
+		wantErr:  []string{`spec.floatingIPs[0]: Invalid value: "192.168.1.11": is the address of node worker1`},
+	}, {
+		name:         "a floating IP no node subnet contains is accepted with a warning",
+		manifest:     gateway("gateway5", "192.168.1.120"),
+		wantWarnings: []string{`Warning: spec.floatingIPs[0]: no node has a subnet that contains 192.168.1.120`},
+	}, {
+		name:     "a gatewayRef that names nothing",
+		manifest: policy("bad", "nope", "8.8.8.0/24"),
+		wantErr:  []string{`spec.gatewayRef: Not found: "kube-system/nope": no NetworkGatewayGroup kube-system/nope exists; create it first, or fix gatewayRef`},
+	}, {
+		name:     "a gatewayRef naming a gateway without floating IPs",
+		manifest: gateway("empty") + "---\n" + policy("bad", "empty", "8.8.8.0/24"),
+		wantErr:  []string{`NetworkGatewayGroup kube-system/empty has no floating IPs`},
+	}, {
+		name:     "an IPv6 destination",
+		manifest: policy("bad", "gateway1", "2001:db8::/32"),
+		wantErr:  []string{`spec.destinations[0].cidr`, `IPv4-only`},
+	}, {
+		name:         "a destination with host bits set is accepted with a warning",
+		manifest:     policy("hostbits", "gateway1", "8.8.8.8/24"),
+		wantWarnings: []string{`Warning: spec.destinations[0].cidr: 8.8.8.8/24 has host bits set; it selects 8.8.8.0/24`},
+	}, {
+		name:     "a legacy egressSourceIP that is no gateway's floating IP",
+		manifest: legacyPolicy("bad", "192.168.1.200"),
+		wantErr:  []string{`spec.egressSourceIP: Invalid value: "192.168.1.200": is not a floating IP of any AnthosNetworkGateway or NetworkGatewayGroup`},
+	}, {
+		name:     "a legacy egressSourceIP another policy uses",
+		manifest: legacyPolicy("bad", "192.168.1.101"),
+		wantErr:  []string{`spec.egressSourceIP: Duplicate value: "192.168.1.101": already used by EgressNATPolicy old`},
+	}, {
+		name:         "deleting a gateway that policies use names them",
+		args:         []string{"delete", "networkgatewaygroup", "gateway3", "-n", "kube-system"},
+		wantWarnings: []string{`Warning: EgressNATPolicy egress3 refer to NetworkGatewayGroup kube-system/gateway3`},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			var stdin []byte
+			if args == nil {
+				args, stdin = []string{"apply", "-f", "-"}, []byte(tt.manifest)
+			}
+			stdout, stderr, err := cp.KubectlOutputs(stdin, args...)
+			if len(tt.wantErr) == 0 && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if len(tt.wantErr) > 0 && err == nil {
+				t.Fatalf("accepted, want refused:\n%s", stdout)
+			}
+			for _, w := range append(tt.wantErr, tt.wantWarnings...) {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("kubectl does not say %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+// TestWebhookDown checks that with the webhook server gone, writes to our resources fail
+// closed with a message that names the webhook, and other resources are unaffected.
+func TestWebhookDown(t *testing.T) {
+	cp := controlplane.StartForTest(t)
+	if err := cp.StopWebhook(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := cp.Kubectl([]byte("apiVersion: networking.gke.io/v1\nkind: NetworkGatewayGroup\nmetadata: {name: gw, namespace: kube-system}\nspec:\n  floatingIPs: [192.168.1.100]\n"), "apply", "-f", "-")
+	var kerr *controlplane.KubectlError
+	if !errors.As(err, &kerr) {
+		t.Fatalf("a gateway was written with the webhook down: %v", err)
+	}
+	for _, w := range []string{`failed calling webhook "v1.networkgatewaygroups.validate.egressgw.io"`, "connection refused"} {
+		if !strings.Contains(kerr.Stderr, w) {
+			t.Errorf("the refusal does not say %q:\n%s", w, kerr.Stderr)
+		}
+	}
+	mustKubectl(t, cp, nil, "create", "configmap", "unaffected", "-n", "default", "--from-literal=a=b")
+}
+
+func legacyPolicy(name, ip string) string {
+	return "apiVersion: networking.gke.io/v1alpha1\nkind: EgressNATPolicy\nmetadata: {name: " + name + "}\nspec:\n" +
+		"  egress: [{podSelector: {matchLabels: {role: frontend}}}]\n  destinationCIDRs: [8.8.8.0/24]\n  egressSourceIP: " + ip + "\n"
+}

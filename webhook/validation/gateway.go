@@ -1,0 +1,121 @@
+package validation
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+)
+
+// Gateway validates a NetworkGatewayGroup or AnthosNetworkGateway being created (old ==
+// nil) or updated. Conflicts with other objects are checked only for IPs this write adds,
+// so that an object that was legal stays editable.
+func Gateway(self ObjectRef, spec *v1.NetworkGatewayGroupSpec, old *v1.NetworkGatewayGroupSpec, idx Index) (field.ErrorList, []string) {
+	var errs field.ErrorList
+	var warnings []string
+	path := field.NewPath("spec", "floatingIPs")
+	had := map[string]bool{}
+	if old != nil {
+		for _, ip := range old.FloatingIPs {
+			had[ip] = true
+		}
+	}
+	seen := map[string]bool{}
+	for i, raw := range spec.FloatingIPs {
+		p := path.Index(i)
+		ip, err := parseIPv4(raw)
+		if err != nil {
+			errs = append(errs, field.Invalid(p, raw, err.Error()))
+			continue
+		}
+		if seen[raw] {
+			errs = append(errs, field.Duplicate(p, raw))
+			continue
+		}
+		seen[raw] = true
+		if had[raw] {
+			continue
+		}
+		if other := otherGateway(self, idx.GatewaysWithFloatingIP(raw)); other != nil {
+			errs = append(errs, duplicate(p, raw, "already used by "+other.String()+"; floating IPs must be unique across all gateways"))
+			continue
+		}
+		if node, ok := idx.NodeWithAddress(raw); ok {
+			errs = append(errs, field.Invalid(p, raw, fmt.Sprintf("is the address of node %s; a floating IP must be an unused address in the nodes' subnet", node)))
+			continue
+		}
+		if !idx.NodeSubnetContains(ip) {
+			warnings = append(warnings, fmt.Sprintf("%s: no node has a subnet that contains %s, so no node can hold it until one does; floating IPs must be in the nodes' layer-2 subnet", p, raw))
+		}
+	}
+	if old != nil {
+		warnings = append(warnings, lostIPWarnings(self, old.FloatingIPs, spec.FloatingIPs, idx)...)
+	}
+	return errs, warnings
+}
+
+// GatewayDelete returns the warnings for deleting a gateway: the policies it leaves
+// without an egress IP. Deletion itself is always allowed.
+func GatewayDelete(self ObjectRef, spec *v1.NetworkGatewayGroupSpec, idx Index) []string {
+	return lostIPWarnings(self, spec.FloatingIPs, nil, idx)
+}
+
+// lostIPWarnings names the policies whose egress IP goes away when a gateway's floating IPs
+// change from before to after (nil after: the gateway is deleted).
+func lostIPWarnings(self ObjectRef, before, after []string, idx Index) []string {
+	var warnings []string
+	kept := map[string]bool{}
+	for _, ip := range after {
+		kept[ip] = true
+	}
+	if self.Kind == KindNetworkGatewayGroup && len(before) > 0 {
+		if policies := idx.PoliciesReferencing(self.Namespace, self.Name); len(policies) > 0 {
+			switch {
+			case after == nil:
+				warnings = append(warnings, fmt.Sprintf("EgressNATPolicy %s refer to %s; until it exists again, the traffic they select is dropped, not sent with another source IP", strings.Join(policies, ", "), self))
+			case len(after) == 0:
+				warnings = append(warnings, fmt.Sprintf("EgressNATPolicy %s use the first floating IP of %s, which now has none; the traffic they select is dropped until it has one", strings.Join(policies, ", "), self))
+			case after[0] != before[0]:
+				warnings = append(warnings, fmt.Sprintf("EgressNATPolicy %s use the first floating IP of %s as their egress IP; it changes from %s to %s", strings.Join(policies, ", "), self, before[0], after[0]))
+			}
+		}
+	}
+	for _, ip := range before {
+		if kept[ip] {
+			continue
+		}
+		if policies := idx.PoliciesWithEgressSourceIP(ip); len(policies) > 0 {
+			warnings = append(warnings, fmt.Sprintf("EgressNATPolicy %s use %s as egressSourceIP; without it in a gateway, the traffic they select is dropped", strings.Join(policies, ", "), ip))
+		}
+	}
+	return warnings
+}
+
+func otherGateway(self ObjectRef, owners []ObjectRef) *ObjectRef {
+	for _, o := range owners {
+		if o != self {
+			return &o
+		}
+	}
+	return nil
+}
+
+// duplicate is field.Duplicate with a detail that names the other object.
+func duplicate(p *field.Path, value any, detail string) *field.Error {
+	return &field.Error{Type: field.ErrorTypeDuplicate, Field: p.String(), BadValue: value, Detail: detail}
+}
+
+// parseIPv4 accepts only the dotted-quad form of an IPv4 address.
+func parseIPv4(raw string) (netip.Addr, error) {
+	ip, err := netip.ParseAddr(raw)
+	switch {
+	case err != nil:
+		return netip.Addr{}, fmt.Errorf("must be an IPv4 address such as 192.168.1.100")
+	case !ip.Is4():
+		return netip.Addr{}, fmt.Errorf("must be an IPv4 address such as 192.168.1.100: the egress NAT gateway is IPv4-only")
+	}
+	return ip, nil
+}

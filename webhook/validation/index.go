@@ -1,0 +1,45 @@
+package validation
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Kinds of gateway objects. Floating IPs are unique across both.
+const (
+	KindNetworkGatewayGroup  = "NetworkGatewayGroup"
+	KindAnthosNetworkGateway = "AnthosNetworkGateway"
+)
+
+// ObjectRef names an object in messages.
+type ObjectRef struct {
+	Kind, Namespace, Name string
+}
+
+func (r ObjectRef) String() string {
+	if r.Namespace == "" {
+		return fmt.Sprintf("%s %s", r.Kind, r.Name)
+	}
+	return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name)
+}
+
+// Index answers what validation needs to know about other objects. Each method is a
+// lookup in an index, not a scan.
+type Index interface {
+	// GatewaysWithFloatingIP returns the gateway objects of either kind whose spec lists ip.
+	GatewaysWithFloatingIP(ip string) []ObjectRef
+	// NetworkGatewayGroup returns the floating IPs of the NetworkGatewayGroup
+	// namespace/name, and whether it exists.
+	NetworkGatewayGroup(namespace, name string) (floatingIPs []string, found bool)
+	// AnthosNetworkGatewayExists reports whether a legacy gateway namespace/name exists.
+	AnthosNetworkGatewayExists(namespace, name string) bool
+	// PoliciesWithEgressSourceIP returns the names of the policies whose egressSourceIP is ip.
+	PoliciesWithEgressSourceIP(ip string) []string
+	// PoliciesReferencing returns the names of the policies whose gatewayRef names the
+	// NetworkGatewayGroup namespace/name.
+	PoliciesReferencing(namespace, name string) []string
+	// NodeWithAddress returns the node that has ip as one of its own addresses.
+	NodeWithAddress(ip string) (node string, found bool)
+	// NodeSubnetContains reports whether a subnet of some node contains ip.
+	NodeSubnetContains(ip netip.Addr) bool
+}
