@@ -20,8 +20,8 @@ import (
 var (
 	_ admission.Validator[*v1.NetworkGatewayGroup]        = &gatewayValidator[*v1.NetworkGatewayGroup]{}
 	_ admission.Validator[*v1alpha1.AnthosNetworkGateway] = &gatewayValidator[*v1alpha1.AnthosNetworkGateway]{}
-	_ admission.Validator[*v1.EgressNATPolicy]            = &policyValidator{}
-	_ admission.Validator[*v1alpha1.EgressNATPolicy]      = &legacyPolicyValidator{}
+	_ admission.Validator[*v1.EgressNATPolicy]            = &policyValidator[*v1.EgressNATPolicy]{}
+	_ admission.Validator[*v1alpha1.EgressNATPolicy]      = &policyValidator[*v1alpha1.EgressNATPolicy]{}
 )
 
 // answer turns what a validator said into the webhook's answer. A failed lookup is the
@@ -79,50 +79,38 @@ func (v *gatewayValidator[T]) ref(obj T) validation.ObjectRef {
 	return validation.ObjectRef{Kind: v.kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
 }
 
-type policyValidator struct {
+// policyValidator validates either version of EgressNATPolicy with that version's rules.
+type policyValidator[T client.Object] struct {
 	reader  client.Reader
 	subnets *subnetSet
+	gk      schema.GroupKind
+	rules   func(obj, old T, idx validation.Index) (field.ErrorList, []string)
 }
 
-func (v *policyValidator) ValidateCreate(ctx context.Context, obj *v1.EgressNATPolicy) (admission.Warnings, error) {
-	return v.validate(ctx, obj, nil)
+func newPolicyValidator(reader client.Reader, subnets *subnetSet) *policyValidator[*v1.EgressNATPolicy] {
+	return &policyValidator[*v1.EgressNATPolicy]{reader: reader, subnets: subnets, gk: v1.Kind("EgressNATPolicy"), rules: validation.Policy}
 }
 
-func (v *policyValidator) ValidateUpdate(ctx context.Context, old, obj *v1.EgressNATPolicy) (admission.Warnings, error) {
+func newLegacyPolicyValidator(reader client.Reader, subnets *subnetSet) *policyValidator[*v1alpha1.EgressNATPolicy] {
+	return &policyValidator[*v1alpha1.EgressNATPolicy]{reader: reader, subnets: subnets, gk: v1alpha1.Kind("EgressNATPolicy"), rules: validation.LegacyPolicy}
+}
+
+func (v *policyValidator[T]) ValidateCreate(ctx context.Context, obj T) (admission.Warnings, error) {
+	var none T // a nil pointer: nothing was there before
+	return v.validate(ctx, obj, none)
+}
+
+func (v *policyValidator[T]) ValidateUpdate(ctx context.Context, old, obj T) (admission.Warnings, error) {
 	return v.validate(ctx, obj, old)
 }
 
 // ValidateDelete allows every deletion: nothing refers to a policy.
-func (v *policyValidator) ValidateDelete(context.Context, *v1.EgressNATPolicy) (admission.Warnings, error) {
+func (v *policyValidator[T]) ValidateDelete(context.Context, T) (admission.Warnings, error) {
 	return nil, nil
 }
 
-func (v *policyValidator) validate(ctx context.Context, obj, old *v1.EgressNATPolicy) (admission.Warnings, error) {
+func (v *policyValidator[T]) validate(ctx context.Context, obj, old T) (admission.Warnings, error) {
 	idx := newRequestIndex(ctx, v.reader, v.subnets)
-	errs, warnings := validation.Policy(obj, old, idx)
-	return answer(v1.Kind("EgressNATPolicy"), obj.Name, idx, errs, warnings)
-}
-
-type legacyPolicyValidator struct {
-	reader  client.Reader
-	subnets *subnetSet
-}
-
-func (v *legacyPolicyValidator) ValidateCreate(ctx context.Context, obj *v1alpha1.EgressNATPolicy) (admission.Warnings, error) {
-	return v.validate(ctx, obj, nil)
-}
-
-func (v *legacyPolicyValidator) ValidateUpdate(ctx context.Context, old, obj *v1alpha1.EgressNATPolicy) (admission.Warnings, error) {
-	return v.validate(ctx, obj, old)
-}
-
-// ValidateDelete allows every deletion: nothing refers to a policy.
-func (v *legacyPolicyValidator) ValidateDelete(context.Context, *v1alpha1.EgressNATPolicy) (admission.Warnings, error) {
-	return nil, nil
-}
-
-func (v *legacyPolicyValidator) validate(ctx context.Context, obj, old *v1alpha1.EgressNATPolicy) (admission.Warnings, error) {
-	idx := newRequestIndex(ctx, v.reader, v.subnets)
-	errs, warnings := validation.LegacyPolicy(obj, old, idx)
-	return answer(v1alpha1.Kind("EgressNATPolicy"), obj.Name, idx, errs, warnings)
+	errs, warnings := v.rules(obj, old, idx)
+	return answer(v.gk, obj.GetName(), idx, errs, warnings)
 }

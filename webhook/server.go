@@ -130,8 +130,8 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 	server.Register(ConversionPath, NewConversionHandler(scheme))
 	server.Register(PathNetworkGatewayGroup, admission.WithValidator(scheme, newGatewayValidator(reader, subnets)))
 	server.Register(PathAnthosNetworkGateway, admission.WithValidator(scheme, newLegacyGatewayValidator(reader, subnets)))
-	server.Register(PathPolicy, admission.WithValidator(scheme, &policyValidator{reader: reader, subnets: subnets}))
-	server.Register(PathLegacyPolicy, admission.WithValidator(scheme, &legacyPolicyValidator{reader: reader, subnets: subnets}))
+	server.Register(PathPolicy, admission.WithValidator(scheme, newPolicyValidator(reader, subnets)))
+	server.Register(PathLegacyPolicy, admission.WithValidator(scheme, newLegacyPolicyValidator(reader, subnets)))
 
 	if err := mgr.Add(certRunnable{cm}); err != nil {
 		return nil, err

@@ -3,23 +3,18 @@ package placement
 import (
 	"net/netip"
 	"time"
+
+	"github.com/egressgw/egressgw/apiserver/apis/networking"
 )
 
 // Kinds of gateway objects. Floating IPs are unique across both, so both are placed together.
 const (
-	KindNetworkGatewayGroup  = "NetworkGatewayGroup"
-	KindAnthosNetworkGateway = "AnthosNetworkGateway"
+	KindNetworkGatewayGroup  = networking.KindNetworkGatewayGroup
+	KindAnthosNetworkGateway = networking.KindAnthosNetworkGateway
 )
 
 // GatewayID names a gateway object of either kind.
-type GatewayID struct {
-	Kind, Namespace, Name string
-}
-
-// String reads like the webhook's messages, e.g. "NetworkGatewayGroup kube-system/gateway2".
-func (id GatewayID) String() string {
-	return id.Kind + " " + id.Namespace + "/" + id.Name
-}
+type GatewayID = networking.ObjectRef
 
 // Gateway is one gateway object's floating IPs.
 type Gateway struct {

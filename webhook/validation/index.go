@@ -1,27 +1,19 @@
 package validation
 
 import (
-	"fmt"
 	"net/netip"
+
+	"github.com/egressgw/egressgw/apiserver/apis/networking"
 )
 
 // Kinds of gateway objects. Floating IPs are unique across both.
 const (
-	KindNetworkGatewayGroup  = "NetworkGatewayGroup"
-	KindAnthosNetworkGateway = "AnthosNetworkGateway"
+	KindNetworkGatewayGroup  = networking.KindNetworkGatewayGroup
+	KindAnthosNetworkGateway = networking.KindAnthosNetworkGateway
 )
 
 // ObjectRef names an object in messages.
-type ObjectRef struct {
-	Kind, Namespace, Name string
-}
-
-func (r ObjectRef) String() string {
-	if r.Namespace == "" {
-		return fmt.Sprintf("%s %s", r.Kind, r.Name)
-	}
-	return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name)
-}
+type ObjectRef = networking.ObjectRef
 
 // Index answers what validation needs to know about other objects. Each method is a
 // lookup in an index, not a scan.
