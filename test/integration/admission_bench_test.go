@@ -61,6 +61,8 @@ func BenchmarkAdmission(b *testing.B) {
 		"update gateway (first IP changes, 10 policies use it)": {ourwebhook.PathNetworkGatewayGroup,
 			review(b, admissionv1.Update, benchGatewayIPs("gw-0500", 5000, 1500, 1501), benchGateway(500))},
 		"create policy": {ourwebhook.PathPolicy, review(b, admissionv1.Create, benchPolicy(policies+1, 500), nil)},
+		// The baseline: the same transport, TLS and decoding, and no lookup at all.
+		"baseline: delete policy (no lookups)": {ourwebhook.PathPolicy, review(b, admissionv1.Delete, benchPolicy(7, 7), nil)},
 	}
 	names := make([]string, 0, len(requests))
 	for name, r := range requests {
@@ -164,12 +166,16 @@ func review(b *testing.B, op admissionv1.Operation, obj, old runtime.Object) *ad
 	}
 	gvk := obj.GetObjectKind().GroupVersionKind()
 	meta := obj.(metav1.Object)
-	return &admissionv1.AdmissionRequest{
+	req := &admissionv1.AdmissionRequest{
 		UID:       types.UID("bench"),
 		Kind:      metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
 		Operation: op, Name: meta.GetName(), Namespace: meta.GetNamespace(),
 		Object: raw(obj), OldObject: raw(old),
 	}
+	if op == admissionv1.Delete { // a deletion carries the object as it was
+		req.Object, req.OldObject = runtime.RawExtension{}, raw(obj)
+	}
+	return req
 }
 
 // webhookClient returns a function that posts an AdmissionReview to the webhook server,
@@ -202,6 +208,9 @@ func webhookClient(b *testing.B, cp *controlplane.ControlPlane) func(string, *ad
 		resp.Body.Close()
 		if err != nil || out.Response == nil {
 			b.Fatalf("bad AdmissionReview response: %v", err)
+		}
+		if r := out.Response.Result; r != nil && r.Code >= 500 || r != nil && r.Code == http.StatusBadRequest {
+			b.Fatalf("the webhook could not handle the request: %s", r.Message)
 		}
 	}
 }
