@@ -84,9 +84,19 @@ status:
 		manifest: legacyPolicy("bad", "192.168.1.101"),
 		wantErr:  []string{`spec.egressSourceIP: Duplicate value: "192.168.1.101": already used by EgressNATPolicy old`},
 	}, {
+		name: "an invalid label selector",
+		manifest: "apiVersion: networking.gke.io/v1\nkind: EgressNATPolicy\nmetadata: {name: bad}\nspec:\n" +
+			"  sources: [{podSelector: {matchExpressions: [{key: role, operator: Like, values: [x]}]}}]\n" +
+			"  action: SNAT\n  destinations: [{cidr: 8.8.8.0/24}]\n  gatewayRef: {name: gateway1, namespace: kube-system}\n",
+		wantErr: []string{`spec.sources[0].podSelector.matchExpressions[0].operator: Invalid value: "Like"`},
+	}, {
+		name:         "changing a gateway's first IP names the policies that use it",
+		manifest:     gateway("gateway1", "192.168.1.130", "192.168.1.100"),
+		wantWarnings: []string{`Warning: EgressNATPolicies egress1, hostbits use the first floating IP of NetworkGatewayGroup kube-system/gateway1 as egress IP; it changes from 192.168.1.100 to 192.168.1.130`},
+	}, {
 		name:         "deleting a gateway that policies use names them",
 		args:         []string{"delete", "networkgatewaygroup", "gateway3", "-n", "kube-system"},
-		wantWarnings: []string{`Warning: EgressNATPolicy egress3 refer to NetworkGatewayGroup kube-system/gateway3`},
+		wantWarnings: []string{`Warning: EgressNATPolicy egress3 refers to NetworkGatewayGroup kube-system/gateway3`},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

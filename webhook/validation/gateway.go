@@ -75,11 +75,11 @@ func lostIPWarnings(self ObjectRef, before, after []string, idx Index) []string 
 		if policies := idx.PoliciesReferencing(self.Namespace, self.Name); len(policies) > 0 {
 			switch {
 			case after == nil:
-				warnings = append(warnings, fmt.Sprintf("EgressNATPolicy %s refer to %s; until it exists again, the traffic they select is dropped, not sent with another source IP", strings.Join(policies, ", "), self))
+				warnings = append(warnings, fmt.Sprintf("%s to %s; until it exists again, the traffic they select is dropped, not sent with another source IP", subject(policies, "refers", "refer"), self))
 			case len(after) == 0:
-				warnings = append(warnings, fmt.Sprintf("EgressNATPolicy %s use the first floating IP of %s, which now has none; the traffic they select is dropped until it has one", strings.Join(policies, ", "), self))
+				warnings = append(warnings, fmt.Sprintf("%s the first floating IP of %s, which now has none; the traffic they select is dropped until it has one", subject(policies, "uses", "use"), self))
 			case after[0] != before[0]:
-				warnings = append(warnings, fmt.Sprintf("EgressNATPolicy %s use the first floating IP of %s as their egress IP; it changes from %s to %s", strings.Join(policies, ", "), self, before[0], after[0]))
+				warnings = append(warnings, fmt.Sprintf("%s the first floating IP of %s as egress IP; it changes from %s to %s", subject(policies, "uses", "use"), self, before[0], after[0]))
 			}
 		}
 	}
@@ -88,10 +88,19 @@ func lostIPWarnings(self ObjectRef, before, after []string, idx Index) []string 
 			continue
 		}
 		if policies := idx.PoliciesWithEgressSourceIP(ip); len(policies) > 0 {
-			warnings = append(warnings, fmt.Sprintf("EgressNATPolicy %s use %s as egressSourceIP; without it in a gateway, the traffic they select is dropped", strings.Join(policies, ", "), ip))
+			warnings = append(warnings, fmt.Sprintf("%s %s as egressSourceIP; without it in a gateway, the traffic they select is dropped", subject(policies, "uses", "use"), ip))
 		}
 	}
 	return warnings
+}
+
+// subject names policies with the verb that agrees with them: "EgressNATPolicy a uses",
+// "EgressNATPolicies a, b use".
+func subject(policies []string, singular, plural string) string {
+	if len(policies) == 1 {
+		return "EgressNATPolicy " + policies[0] + " " + singular
+	}
+	return "EgressNATPolicies " + strings.Join(policies, ", ") + " " + plural
 }
 
 func otherGateway(self ObjectRef, owners []ObjectRef) *ObjectRef {

@@ -109,19 +109,19 @@ func TestGateway(t *testing.T) {
 		self:         gw("gateway1"),
 		ips:          []string{"192.168.1.105", "192.168.1.100"},
 		old:          []string{"192.168.1.100"},
-		wantWarnings: []string{"EgressNATPolicy egress1 use the first floating IP of NetworkGatewayGroup kube-system/gateway1 as their egress IP; it changes from 192.168.1.100 to 192.168.1.105"},
+		wantWarnings: []string{"EgressNATPolicy egress1 uses the first floating IP of NetworkGatewayGroup kube-system/gateway1 as egress IP; it changes from 192.168.1.100 to 192.168.1.105"},
 	}, {
 		name:         "emptying a referenced gateway",
 		self:         gw("gateway2"),
 		ips:          []string{},
 		old:          []string{"192.168.1.101"},
-		wantWarnings: []string{"EgressNATPolicy egress2 use the first floating IP of NetworkGatewayGroup kube-system/gateway2, which now has none"},
+		wantWarnings: []string{"EgressNATPolicy egress2 uses the first floating IP of NetworkGatewayGroup kube-system/gateway2, which now has none"},
 	}, {
 		name:         "removing a legacy policy's egressSourceIP",
 		self:         ObjectRef{Kind: KindAnthosNetworkGateway, Namespace: "kube-system", Name: "legacy"},
 		ips:          []string{"192.168.1.111"},
 		old:          []string{"192.168.1.110", "192.168.1.111"},
-		wantWarnings: []string{"EgressNATPolicy old use 192.168.1.110 as egressSourceIP"},
+		wantWarnings: []string{"EgressNATPolicy old uses 192.168.1.110 as egressSourceIP"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,7 +145,7 @@ func TestGatewayDelete(t *testing.T) {
 		name:         "a gateway that policies refer to",
 		self:         gw("gateway3"),
 		ips:          []string{"192.168.1.102"},
-		wantWarnings: []string{"EgressNATPolicy egress3 refer to NetworkGatewayGroup kube-system/gateway3; until it exists again, the traffic they select is dropped"},
+		wantWarnings: []string{"EgressNATPolicy egress3 refers to NetworkGatewayGroup kube-system/gateway3; until it exists again, the traffic they select is dropped"},
 	}, {
 		name: "a gateway nobody uses",
 		self: gw("empty"),
@@ -153,7 +153,7 @@ func TestGatewayDelete(t *testing.T) {
 		name:         "a legacy gateway whose IP a policy uses",
 		self:         ObjectRef{Kind: KindAnthosNetworkGateway, Namespace: "kube-system", Name: "legacy"},
 		ips:          []string{"192.168.1.110", "192.168.1.111"},
-		wantWarnings: []string{"EgressNATPolicy old use 192.168.1.110 as egressSourceIP"},
+		wantWarnings: []string{"EgressNATPolicy old uses 192.168.1.110 as egressSourceIP"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
