@@ -1,0 +1,107 @@
+package controller
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+	"github.com/egressgw/egressgw/controller/liveness"
+	"github.com/egressgw/egressgw/controller/placement"
+)
+
+// LeaseNamespace and LeasePrefix name each node agent's heartbeat Lease:
+// kube-system/egressgw-node-<node>. The agent renews it; the controller watches it.
+const (
+	LeaseNamespace = "kube-system"
+	LeasePrefix    = "egressgw-node-"
+)
+
+// NodeReportNamespace holds the NetworkGatewayNode of every node.
+const NodeReportNamespace = "kube-system"
+
+// controlPlaneLabel marks control-plane nodes; workers are preferred for floating IPs.
+const controlPlaneLabel = "node-role.kubernetes.io/control-plane"
+
+// gatewayObject is a gateway of either kind, as placement and status need it.
+type gatewayObject struct {
+	id     placement.GatewayID
+	obj    client.Object
+	spec   *v1.NetworkGatewayGroupSpec
+	status *v1.NetworkGatewayGroupStatus
+}
+
+// observeLeases feeds the heartbeat Leases to the liveness tracker.
+func observeLeases(tracker *liveness.Tracker, leases []coordinationv1.Lease, known map[string]bool) {
+	seen := map[string]bool{}
+	for _, l := range leases {
+		node, ok := strings.CutPrefix(l.Name, LeasePrefix)
+		if !ok {
+			continue
+		}
+		seen[node] = true
+		duration := 2 * time.Second
+		if d := l.Spec.LeaseDurationSeconds; d != nil && *d > 0 {
+			duration = time.Duration(*d) * time.Second
+		}
+		tracker.Observe(node, l.ResourceVersion, duration)
+	}
+	for node := range known {
+		if !seen[node] {
+			tracker.Forget(node)
+		}
+	}
+}
+
+// placementNodes joins each node report (subnets) with its Node (role, cordon) and its
+// liveness. A node without a report has no known subnet and can hold nothing.
+func placementNodes(reports []v1.NetworkGatewayNode, nodes []corev1.Node, tracker *liveness.Tracker) []placement.Node {
+	byName := map[string]*corev1.Node{}
+	for i := range nodes {
+		byName[nodes[i].Name] = &nodes[i]
+	}
+	var out []placement.Node
+	for _, r := range reports {
+		n := placement.Node{Name: r.Name, Up: tracker.Up(r.Name)}
+		for _, iface := range r.Status.Interfaces {
+			for _, s := range iface.Subnets {
+				if p, err := netip.ParsePrefix(s); err == nil {
+					n.Subnets = append(n.Subnets, p)
+				}
+			}
+		}
+		if node := byName[r.Name]; node != nil {
+			_, n.ControlPlane = node.Labels[controlPlaneLabel]
+			n.Cordoned = node.Spec.Unschedulable
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// placementInput turns the gateways into placement's input, with the current assignment
+// read back from their status: that is what makes placement sticky across restarts.
+func placementInput(gateways []gatewayObject, nodes []placement.Node) placement.Input {
+	in := placement.Input{Nodes: nodes, Current: map[netip.Addr]string{}}
+	for _, g := range gateways {
+		pg := placement.Gateway{ID: g.id, Created: g.obj.GetCreationTimestamp().Time}
+		listed := map[string]bool{}
+		for _, raw := range g.spec.FloatingIPs {
+			if ip, err := netip.ParseAddr(raw); err == nil {
+				pg.FloatingIPs = append(pg.FloatingIPs, ip)
+				listed[raw] = true
+			}
+		}
+		for raw, node := range g.status.FloatingIPs {
+			if ip, err := netip.ParseAddr(raw); err == nil && listed[raw] && node != "" {
+				in.Current[ip] = node
+			}
+		}
+		in.Gateways = append(in.Gateways, pg)
+	}
+	return in
+}

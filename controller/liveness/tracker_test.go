@@ -1,0 +1,125 @@
+package liveness
+
+import (
+	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+func TestTracker(t *testing.T) {
+	type step struct {
+		advance time.Duration
+		observe string // a renewal of worker1, if not empty
+		wantUp  bool
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{{
+		name: "renewing keeps a node Up",
+		steps: []step{
+			{observe: "r1", wantUp: true},
+			{advance: 2 * time.Second, observe: "r2", wantUp: true},
+			{advance: 2 * time.Second, observe: "r3", wantUp: true},
+			{advance: 2 * time.Second, observe: "r4", wantUp: true},
+		},
+	}, {
+		name: "a node is Down only after the lease duration and the grace",
+		steps: []step{
+			{observe: "r1", wantUp: true},
+			{advance: 2999 * time.Millisecond, wantUp: true},
+			{advance: time.Millisecond, wantUp: false},
+		},
+	}, {
+		name: "seeing the same renewal again is no renewal",
+		steps: []step{
+			{observe: "r1", wantUp: true},
+			{advance: 2 * time.Second, observe: "r1", wantUp: true},
+			{advance: time.Second, observe: "r1", wantUp: false},
+		},
+	}, {
+		name: "a Down node that renews is Up again",
+		steps: []step{
+			{observe: "r1", wantUp: true},
+			{advance: 5 * time.Second, wantUp: false},
+			{observe: "r2", wantUp: true},
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+			tr := NewTracker(clk, time.Second)
+			for i, s := range tt.steps {
+				clk.SetTime(clk.Now().Add(s.advance))
+				if s.observe != "" {
+					tr.Observe("worker1", s.observe, 2*time.Second)
+				}
+				if got := tr.Up("worker1"); got != s.wantUp {
+					t.Fatalf("step %d: Up = %v, want %v", i, got, s.wantUp)
+				}
+			}
+		})
+	}
+}
+
+func TestNeverSeenAndForgottenAreDown(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	tr := NewTracker(clk, time.Second)
+	if tr.Up("ghost") {
+		t.Error("a node never seen is Up")
+	}
+	tr.Observe("worker1", "r1", 2*time.Second)
+	tr.Forget("worker1")
+	if tr.Up("worker1") {
+		t.Error("a forgotten node is Up")
+	}
+}
+
+func TestNextDown(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	tr := NewTracker(clk, time.Second)
+	if _, ok := tr.NextDown(); ok {
+		t.Error("NextDown with no node")
+	}
+	tr.Observe("worker1", "r1", 2*time.Second)
+	clk.SetTime(clk.Now().Add(time.Second))
+	tr.Observe("worker2", "r1", 2*time.Second)
+	if got, ok := tr.NextDown(); !ok || got != 2*time.Second {
+		t.Errorf("NextDown = %v, %v; want 2s (worker1's lease, seen 1s ago, plus 1s grace)", got, ok)
+	}
+}
+
+// TestAPIServerOutageMovesNothing: while the API server is away no renewal arrives; when
+// it is back, renewals arrive one after another, and none of the nodes that kept renewing
+// may look Down in between. A node that died during the outage turns Down a lease later.
+func TestAPIServerOutageMovesNothing(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	tr := NewTracker(clk, 500*time.Millisecond)
+	for _, n := range []string{"worker1", "worker2", "worker3"} {
+		tr.Observe(n, "r1", time.Second)
+	}
+	clk.SetTime(clk.Now().Add(200 * time.Millisecond))
+	for _, n := range []string{"worker1", "worker2", "worker3"} {
+		tr.Observe(n, "r2", time.Second)
+	}
+	clk.SetTime(clk.Now().Add(60 * time.Second)) // the outage
+	tr.Observe("worker1", "r50", time.Second)    // the first renewal after it
+	for _, n := range []string{"worker2", "worker3"} {
+		if !tr.Up(n) {
+			t.Errorf("%s is Down right after the API server came back", n)
+		}
+	}
+	clk.SetTime(clk.Now().Add(100 * time.Millisecond))
+	tr.Observe("worker2", "r51", time.Second) // worker3 died during the outage
+	clk.SetTime(clk.Now().Add(time.Second))
+	tr.Observe("worker1", "r52", time.Second)
+	tr.Observe("worker2", "r53", time.Second)
+	clk.SetTime(clk.Now().Add(500 * time.Millisecond))
+	if tr.Up("worker3") {
+		t.Error("worker3, silent for a lease and a grace after the outage, is still Up")
+	}
+	if !tr.Up("worker1") || !tr.Up("worker2") {
+		t.Error("a renewing node is Down")
+	}
+}

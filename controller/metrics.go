@@ -1,0 +1,38 @@
+package controller
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/egressgw/egressgw/controller/placement"
+)
+
+// Metrics, on controller-runtime's registry (served at /metrics with its own reconcile
+// counters and latencies).
+var (
+	floatingIPs = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "egressgw_floating_ips", Help: "Floating IPs per gateway, by state: assigned or unassigned.",
+	}, []string{"gateway", "state"})
+	failovers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "egressgw_floating_ip_moves_total", Help: "Floating IPs moved to another node, by reason (NodeDown is a failover).",
+	}, []string{"reason"})
+	reconcileSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "egressgw_placement_pass_seconds", Help: "CPU-bound time of one full placement pass, reads to writes.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})
+)
+
+// RegisterMetrics adds the controller's metrics to controller-runtime's registry. It is
+// called once, by New, not at init time.
+func RegisterMetrics() error {
+	for _, c := range []prometheus.Collector{floatingIPs, failovers, reconcileSeconds} {
+		if err := metrics.Registry.Register(c); err != nil {
+			if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func recordMove(m placement.Move) { failovers.WithLabelValues(string(m.Reason)).Inc() }

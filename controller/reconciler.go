@@ -1,0 +1,244 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/egressgw/egressgw/apiserver/apis/networking"
+	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+	"github.com/egressgw/egressgw/apiserver/apis/networking/v1alpha1"
+	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/controller/liveness"
+	"github.com/egressgw/egressgw/controller/placement"
+)
+
+// Reconciler recomputes the whole placement on every change: placement is global (an IP
+// on one node changes where the next one goes), and a full pass takes milliseconds.
+type Reconciler struct {
+	client   client.Client
+	events   events.EventRecorder
+	tracker  *liveness.Tracker
+	leaseSet map[string]bool // nodes with a Lease at the last pass
+}
+
+var _ reconcile.Reconciler = &Reconciler{}
+
+// Reconcile reads everything from the informer caches, decides, and writes status.
+func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	start := time.Now()
+	var (
+		groups   v1.NetworkGatewayGroupList
+		legacy   v1alpha1.AnthosNetworkGatewayList
+		reports  v1.NetworkGatewayNodeList
+		nodes    corev1.NodeList
+		leases   coordinationv1.LeaseList
+		policies v1.EgressNATPolicyList
+	)
+	for _, l := range []struct {
+		list client.ObjectList
+		opts []client.ListOption
+	}{
+		{&groups, nil}, {&legacy, nil}, {&nodes, nil}, {&policies, nil},
+		{&reports, []client.ListOption{client.InNamespace(NodeReportNamespace)}},
+		{&leases, []client.ListOption{client.InNamespace(LeaseNamespace)}},
+	} {
+		if err := r.client.List(ctx, l.list, l.opts...); err != nil {
+			return reconcile.Result{}, fmt.Errorf("reading the caches: %w", err)
+		}
+	}
+	observeLeases(r.tracker, leases.Items, r.leaseSet)
+	r.leaseSet = map[string]bool{}
+	for _, l := range leases.Items {
+		if node, ok := strings.CutPrefix(l.Name, LeasePrefix); ok {
+			r.leaseSet[node] = true
+		}
+	}
+
+	gateways := collectGateways(groups.Items, legacy.Items)
+	in := placementInput(gateways, placementNodes(reports.Items, nodes.Items, r.tracker))
+	result := placement.Place(in)
+	views := placement.Views(in, result)
+
+	var errs []error
+	for _, g := range gateways {
+		if err := r.writeGatewayStatus(ctx, g, views[g.id], result); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	holders := func(ip string) (string, bool) {
+		addr, err := netip.ParseAddr(ip)
+		if err != nil {
+			return "", false
+		}
+		node, ok := result.Assignment[addr]
+		return node, ok
+	}
+	firstIPs := func(namespace, name string) ([]string, bool) {
+		for _, g := range groups.Items {
+			if g.Namespace == namespace && g.Name == name {
+				return g.Spec.FloatingIPs, true
+			}
+		}
+		return nil, false
+	}
+	for i := range policies.Items {
+		if err := r.writePolicyStatus(ctx, &policies.Items[i], egress.Resolve(&policies.Items[i].Spec, firstIPs, holders)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	reconcileSeconds.Observe(time.Since(start).Seconds())
+	if len(errs) > 0 {
+		return reconcile.Result{}, fmt.Errorf("writing status: %w", errs[0])
+	}
+	for _, m := range result.Moves {
+		recordMove(m)
+	}
+	// Come back when the first Up node would turn Down if it stopped renewing.
+	if next, ok := r.tracker.NextDown(); ok {
+		return reconcile.Result{RequeueAfter: next + 10*time.Millisecond}, nil
+	}
+	return reconcile.Result{}, nil
+}
+
+func collectGateways(groups []v1.NetworkGatewayGroup, legacy []v1alpha1.AnthosNetworkGateway) []gatewayObject {
+	var out []gatewayObject
+	for i := range groups {
+		g := &groups[i]
+		out = append(out, gatewayObject{id: placement.GatewayID{Kind: networking.KindNetworkGatewayGroup, Namespace: g.Namespace, Name: g.Name}, obj: g, spec: &g.Spec, status: &g.Status})
+	}
+	for i := range legacy {
+		g := &legacy[i]
+		out = append(out, gatewayObject{id: placement.GatewayID{Kind: networking.KindAnthosNetworkGateway, Namespace: g.Namespace, Name: g.Name}, obj: g, spec: &g.Spec, status: &g.Status})
+	}
+	return out
+}
+
+// writeGatewayStatus writes the spec's status shape (status.nodes, status.floatingIPs) and
+// a Ready condition, and records events for what changed.
+func (r *Reconciler) writeGatewayStatus(ctx context.Context, g gatewayObject, view placement.View, result placement.Result) error {
+	before := g.obj.DeepCopyObject().(client.Object)
+	old := g.status.DeepCopy()
+	status := g.status
+	status.Nodes, status.FloatingIPs = nil, nil
+	for node, state := range view.Nodes {
+		if status.Nodes == nil {
+			status.Nodes = map[string]v1.NodeState{}
+		}
+		status.Nodes[node] = v1.NodeState(state)
+	}
+	for ip, node := range view.FloatingIPs {
+		if status.FloatingIPs == nil {
+			status.FloatingIPs = map[string]string{}
+		}
+		status.FloatingIPs[ip.String()] = node
+	}
+	cond := metav1.Condition{Type: v1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Placed",
+		Message: "every floating IP is held by a node", ObservedGeneration: g.obj.GetGeneration()}
+	if len(view.Unplaced) > 0 {
+		ips := make([]netip.Addr, 0, len(view.Unplaced))
+		for ip := range view.Unplaced {
+			ips = append(ips, ip)
+		}
+		slices.SortFunc(ips, netip.Addr.Compare)
+		var reasons []string
+		for _, ip := range ips {
+			reasons = append(reasons, ip.String()+": "+view.Unplaced[ip])
+		}
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Unplaced", strings.Join(reasons, "; ")
+	}
+	meta.SetStatusCondition(&status.Conditions, cond)
+	assigned := len(view.FloatingIPs)
+	floatingIPs.WithLabelValues(g.id.String(), "assigned").Set(float64(assigned))
+	floatingIPs.WithLabelValues(g.id.String(), "unassigned").Set(float64(len(g.spec.FloatingIPs) - assigned))
+	if apiequality.Semantic.DeepEqual(old, status) {
+		return nil
+	}
+
+	if prev := meta.FindStatusCondition(old.Conditions, v1.ConditionReady); cond.Status == metav1.ConditionFalse && (prev == nil || prev.Message != cond.Message) {
+		r.events.Eventf(g.obj, nil, corev1.EventTypeWarning, "NoNodeForFloatingIP", "Place", "%s", cond.Message)
+	}
+	r.recordMoves(g, old, result.Moves)
+	for _, c := range result.Conflicts {
+		if c.Loser == g.id {
+			r.events.Eventf(g.obj, nil, corev1.EventTypeWarning, "FloatingIPConflict", "Place", "%s is already used by %s, which is older and keeps it; remove it from this gateway", c.IP, c.Winner)
+		}
+	}
+	if err := r.client.Status().Patch(ctx, g.obj, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("%s: %w", g.id, err)
+	}
+	klog.V(2).InfoS("Wrote gateway status", "gateway", g.id.String(), "floatingIPs", status.FloatingIPs)
+	return nil
+}
+
+// recordMoves records one event per kind of move of this gateway's IPs: the events API
+// folds events with one reason into a series showing only the last note, so one event per
+// IP would hide all but one of them.
+func (r *Reconciler) recordMoves(g gatewayObject, old *v1.NetworkGatewayGroupStatus, moves []placement.Move) {
+	type key struct {
+		from, to string
+		reason   placement.MoveReason
+	}
+	var order []key
+	ips := map[key][]string{}
+	for _, m := range moves {
+		ip := m.IP.String()
+		if old.FloatingIPs[ip] == "" || !slices.Contains(g.spec.FloatingIPs, ip) {
+			continue
+		}
+		k := key{m.From, m.To, m.Reason}
+		if _, ok := ips[k]; !ok {
+			order = append(order, k)
+		}
+		ips[k] = append(ips[k], ip)
+	}
+	for _, k := range order {
+		list := strings.Join(ips[k], ", ")
+		if k.to == "" {
+			r.events.Eventf(g.obj, nil, corev1.EventTypeWarning, "FloatingIPUnassigned", "Place", "%s left node %s (%s) and no node can take it", list, k.from, k.reason)
+			continue
+		}
+		r.events.Eventf(g.obj, nil, corev1.EventTypeNormal, "FloatingIPMoved", "Place", "%s moved from node %s to node %s (%s)", list, k.from, k.to, k.reason)
+	}
+}
+
+// writePolicyStatus writes the resolved egress IP and gateway node, and records the
+// spec's events when they change.
+func (r *Reconciler) writePolicyStatus(ctx context.Context, p *v1.EgressNATPolicy, res egress.Resolution) error {
+	before := p.DeepCopy()
+	status := &p.Status
+	status.EgressIP, status.GatewayNode = res.EgressIP, res.Node
+	cond := metav1.Condition{Type: v1.ConditionReady, Status: metav1.ConditionFalse, Reason: res.Reason,
+		Message: res.Message, ObservedGeneration: p.Generation}
+	if res.Ready() {
+		cond.Status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&status.Conditions, cond)
+	if apiequality.Semantic.DeepEqual(before.Status, p.Status) {
+		return nil
+	}
+	prev := meta.FindStatusCondition(before.Status.Conditions, v1.ConditionReady)
+	switch {
+	case !res.Ready() && (prev == nil || prev.Reason != res.Reason || prev.Message != res.Message):
+		r.events.Eventf(p, nil, corev1.EventTypeWarning, res.Reason, "Resolve", "%s", res.Message)
+	case res.Ready() && before.Status.GatewayNode != "" && before.Status.GatewayNode != res.Node && before.Status.EgressIP == res.EgressIP:
+		r.events.Eventf(p, nil, corev1.EventTypeNormal, "EgressIPMoved", "Resolve", "egress IP %s moved from node %s to node %s", res.EgressIP, before.Status.GatewayNode, res.Node)
+	}
+	if err := r.client.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("EgressNATPolicy %s: %w", p.Name, err)
+	}
+	return nil
+}

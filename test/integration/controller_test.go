@@ -1,0 +1,190 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/egressgw/egressgw/controller"
+	"github.com/egressgw/egressgw/test/controlplane"
+)
+
+// TestController runs the controller against a real kube-apiserver, with the test playing
+// two node agents: each reports its subnet and renews its heartbeat Lease.
+func TestController(t *testing.T) {
+	cp := controlplane.StartForTest(t)
+	mgr, err := controller.New(cp.Config, controller.Options{Grace: 500 * time.Millisecond, MetricsAddr: "0", ProbeAddr: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("controller: %v", err)
+		}
+	})
+
+	agents := startAgents(t, cp, "worker1", "worker2")
+	defer agents.stopAll()
+	defer applySpec(t, cp, "v1-networkgatewaygroup-status.yaml")()
+	defer applySpec(t, cp, "v1-egressnatpolicy.yaml")()
+
+	t.Run("the spec's two-node example gives the spec's status", func(t *testing.T) {
+		want := `{"nodes":{"worker1":"Up","worker2":"Up"},"floatingIPs":{"192.168.1.100":"worker1","192.168.1.101":"worker2","192.168.1.102":"worker1"}}`
+		eventually(t, 20*time.Second, func() string {
+			return diffStatus(gatewayStatus(t, cp, "default"), want)
+		})
+		eventually(t, 10*time.Second, func() string {
+			return expectContains(mustKubectl(t, cp, nil, "get", "enp", "egress"), "192.168.1.100", "worker1", "True")
+		})
+	})
+
+	t.Run("a node that stops renewing is Down, and its IPs and policies move", func(t *testing.T) {
+		start := time.Now()
+		agents.stop("worker1")
+		want := `{"nodes":{"worker1":"Down","worker2":"Up"},"floatingIPs":{"192.168.1.100":"worker2","192.168.1.101":"worker2","192.168.1.102":"worker2"}}`
+		eventually(t, 20*time.Second, func() string {
+			return diffStatus(gatewayStatus(t, cp, "default"), want)
+		})
+		t.Logf("failover seen through the API %s after the last heartbeat stopped (lease 1 s + grace 0.5 s)", time.Since(start).Round(10*time.Millisecond))
+		eventually(t, 10*time.Second, func() string {
+			return expectContains(mustKubectl(t, cp, nil, "describe", "enp", "egress"), "EgressIPMoved", "egress IP 192.168.1.100 moved from node worker1 to node worker2")
+		})
+		eventually(t, 10*time.Second, func() string {
+			return expectContains(mustKubectl(t, cp, nil, "describe", "ngg", "default", "-n", "kube-system"),
+				"FloatingIPMoved", "192.168.1.100, 192.168.1.102 moved from node worker1 to node worker2 (NodeDown)")
+		})
+	})
+
+	t.Run("a legacy egressSourceIP no node holds gives UnknownEgressIP", func(t *testing.T) {
+		mustKubectl(t, cp, []byte("apiVersion: networking.gke.io/v1alpha1\nkind: AnthosNetworkGateway\nmetadata: {name: far, namespace: kube-system}\nspec:\n  floatingIPs: [192.168.7.100]\n"), "apply", "-f", "-")
+		mustKubectl(t, cp, []byte(legacyPolicy("legacy", "192.168.7.100")), "apply", "-f", "-")
+		eventually(t, 10*time.Second, func() string {
+			return expectContains(mustKubectl(t, cp, nil, "describe", "egressnatpolicy", "legacy"),
+				"UnknownEgressIP", "egress IP 192.168.7.100 is assigned to no node")
+		})
+		eventually(t, 10*time.Second, func() string {
+			return expectContains(mustKubectl(t, cp, nil, "describe", "ang", "far", "-n", "kube-system"),
+				"NoNodeForFloatingIP", "no node has a subnet containing 192.168.7.100")
+		})
+	})
+}
+
+// agents plays node agents: Node, NetworkGatewayNode with a subnet, and a Lease renewed
+// every 200 ms until stopped.
+type agents struct {
+	mu    sync.Mutex
+	stops map[string]chan struct{}
+	wg    sync.WaitGroup
+}
+
+func startAgents(t *testing.T, cp *controlplane.ControlPlane, nodes ...string) *agents {
+	kube := kubernetes.NewForConfigOrDie(cp.Config)
+	a := &agents{stops: map[string]chan struct{}{}}
+	for i, node := range nodes {
+		addr := "192.168.1." + string(rune('1')) + string(rune('1'+i)) // 192.168.1.11, .12, ...
+		mustKubectl(t, cp, []byte("apiVersion: v1\nkind: Node\nmetadata: {name: "+node+"}\n"), "apply", "-f", "-")
+		mustKubectl(t, cp, []byte("apiVersion: networking.gke.io/v1\nkind: NetworkGatewayNode\nmetadata: {name: "+node+", namespace: kube-system}\n"), "apply", "-f", "-")
+		mustKubectl(t, cp, []byte(`{"status":{"interfaces":[{"name":"eth0","subnets":["`+addr+`/24"]}]}}`),
+			"patch", "ngn", node, "-n", "kube-system", "--subresource=status", "--type=merge", "--patch-file=/dev/stdin")
+		lease := &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: controller.LeasePrefix + node, Namespace: controller.LeaseNamespace},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(node), LeaseDurationSeconds: ptr.To[int32](1)},
+		}
+		if _, err := kube.CoordinationV1().Leases(controller.LeaseNamespace).Create(context.Background(), lease, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		a.stops[node] = stop
+		a.wg.Go(func() {
+			tick := time.NewTicker(200 * time.Millisecond)
+			defer tick.Stop()
+			for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				l, err := kube.CoordinationV1().Leases(controller.LeaseNamespace).Get(context.Background(), lease.Name, metav1.GetOptions{})
+				if err != nil {
+					continue
+				}
+				l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+				_, _ = kube.CoordinationV1().Leases(controller.LeaseNamespace).Update(context.Background(), l, metav1.UpdateOptions{})
+			}
+		})
+	}
+	return a
+}
+
+func (a *agents) stop(node string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c, ok := a.stops[node]; ok {
+		close(c)
+		delete(a.stops, node)
+	}
+}
+
+func (a *agents) stopAll() {
+	a.mu.Lock()
+	for node, c := range a.stops {
+		close(c)
+		delete(a.stops, node)
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+}
+
+func gatewayStatus(t *testing.T, cp *controlplane.ControlPlane, name string) map[string]any {
+	t.Helper()
+	obj := getJSON(t, cp, "networkgatewaygroups.v1.networking.gke.io", map[string]any{"metadata": map[string]any{"name": name, "namespace": "kube-system"}})
+	status, _ := obj["status"].(map[string]any)
+	return status
+}
+
+// diffStatus compares status.nodes and status.floatingIPs with want, given as JSON.
+func diffStatus(got map[string]any, want string) string {
+	var w map[string]any
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		return err.Error()
+	}
+	return subsetDiff(w, map[string]any{"nodes": got["nodes"], "floatingIPs": got["floatingIPs"]}) +
+		subsetDiff(map[string]any{"nodes": got["nodes"], "floatingIPs": got["floatingIPs"]}, w)
+}
+
+func expectContains(out string, wants ...string) string {
+	for _, w := range wants {
+		if !strings.Contains(out, w) {
+			return "no " + w + " in:\n" + out
+		}
+	}
+	return ""
+}
+
+// eventually retries check, which returns "" when satisfied, until the timeout.
+func eventually(t *testing.T, timeout time.Duration, check func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		msg := check()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", timeout, msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
