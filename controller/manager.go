@@ -11,9 +11,11 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crcontroller "sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -35,6 +37,8 @@ type Options struct {
 	Grace time.Duration
 	// MetricsAddr serves /metrics; ProbeAddr serves /healthz and /readyz. "0" disables.
 	MetricsAddr, ProbeAddr string
+	// SeveralInProcess allows more than one replica in one process, as tests run them.
+	SeveralInProcess bool
 }
 
 // everything is the one work item: every change leads to one full pass.
@@ -74,7 +78,8 @@ func New(cfg *rest.Config, opts Options) (manager.Manager, error) {
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{everything}
 	})
-	b := ctrl.NewControllerManagedBy(mgr).Named("placement")
+	b := ctrl.NewControllerManagedBy(mgr).Named("placement").
+		WithOptions(crcontroller.Options{SkipNameValidation: ptr.To(opts.SeveralInProcess)})
 	for _, obj := range []client.Object{
 		&v1.NetworkGatewayGroup{}, &v1alpha1.AnthosNetworkGateway{}, &v1.NetworkGatewayNode{},
 		&corev1.Node{}, &coordinationv1.Lease{}, &v1.EgressNATPolicy{},

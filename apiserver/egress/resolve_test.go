@@ -19,7 +19,9 @@ func TestResolve(t *testing.T) {
 		node, ok := map[string]string{"192.168.1.100": "worker1", "192.168.1.101": "worker2", "192.168.1.110": "worker2"}[ip]
 		return node, ok
 	}
-	ref := func(name string) *v1.GatewayReference { return &v1.GatewayReference{Name: name, Namespace: "kube-system"} }
+	ref := func(name string) *v1.GatewayReference {
+		return &v1.GatewayReference{Name: name, Namespace: "kube-system"}
+	}
 	tests := []struct {
 		name string
 		spec v1.EgressNATPolicySpec

@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,19 +23,7 @@ import (
 // two node agents: each reports its subnet and renews its heartbeat Lease.
 func TestController(t *testing.T) {
 	cp := controlplane.StartForTest(t)
-	mgr, err := controller.New(cp.Config, controller.Options{Grace: 500 * time.Millisecond, MetricsAddr: "0", ProbeAddr: "0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller: %v", err)
-		}
-	})
+	startController(t, cp)
 
 	agents := startAgents(t, cp, "worker1", "worker2")
 	defer agents.stopAll()
@@ -78,6 +68,129 @@ func TestController(t *testing.T) {
 			return expectContains(mustKubectl(t, cp, nil, "describe", "ang", "far", "-n", "kube-system"),
 				"NoNodeForFloatingIP", "no node has a subnet containing 192.168.7.100")
 		})
+	})
+}
+
+// startController runs a controller until the test ends.
+func startController(t *testing.T, cp *controlplane.ControlPlane) {
+	t.Helper()
+	startReplica(t, cp, false)
+}
+
+// startReplica runs a controller, with leader election if elect, until the test ends or
+// the returned stop is called. elected is closed when it leads.
+func startReplica(t *testing.T, cp *controlplane.ControlPlane, elect bool) (elected <-chan struct{}, stop func()) {
+	t.Helper()
+	mgr, err := controller.New(cp.Config, controller.Options{
+		Grace: 500 * time.Millisecond, MetricsAddr: "0", ProbeAddr: "0",
+		LeaderElection: elect, LeaderElectionNamespace: controlplane.WebhookNamespace, SeveralInProcess: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("controller: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return mgr.Elected(), stop
+}
+
+// TestLeaderChangeMovesNothing runs two replicas with leader election, stops the leader,
+// and checks that no IP moves while the other takes over, and that the new leader acts.
+func TestLeaderChangeMovesNothing(t *testing.T) {
+	cp := controlplane.StartForTest(t)
+	agents := startAgents(t, cp, "worker1", "worker2")
+	defer agents.stopAll()
+	firstElected, stopFirst := startReplica(t, cp, true)
+	<-firstElected // the first replica leads before the second exists
+	secondElected, _ := startReplica(t, cp, true)
+	mustKubectl(t, cp, nil, "apply", "-f", filepath.Join(controlplane.RepoRoot(), "test", "testdata", "multi-gateway.yaml"))
+	placed := `{"nodes":{"worker1":"Up","worker2":"Up"},"floatingIPs":{"192.168.1.100":"worker1"}}`
+	eventually(t, 20*time.Second, func() string { return diffStatus(gatewayStatus(t, cp, "gateway1"), placed) })
+	before := mustKubectl(t, cp, nil, "get", "ngg", "-n", "kube-system", "-o", "jsonpath={.items[*].status.floatingIPs}")
+
+	stopFirst()
+	select {
+	case <-secondElected:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second replica did not take over in 30 s")
+	}
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if now := mustKubectl(t, cp, nil, "get", "ngg", "-n", "kube-system", "-o", "jsonpath={.items[*].status.floatingIPs}"); now != before {
+			t.Fatalf("placement changed across the leader change:\nbefore %s\nafter  %s", before, now)
+		}
+	}
+	if out := mustKubectl(t, cp, nil, "get", "events", "-n", "kube-system", "--field-selector=reason=FloatingIPMoved"); strings.Contains(out, "FloatingIPMoved") {
+		t.Errorf("IPs moved across the leader change:\n%s", out)
+	}
+	agents.stop("worker1")
+	eventually(t, 20*time.Second, func() string {
+		return diffStatus(gatewayStatus(t, cp, "gateway1"), `{"nodes":{"worker1":"Down","worker2":"Up"},"floatingIPs":{"192.168.1.100":"worker2"}}`)
+	})
+}
+
+// TestControllerPlacement covers the spec's multi-gateway example, a cordoned node, and a
+// duplicate IP that slipped past admission (here: with admission off, as two racing
+// requests can).
+func TestControllerPlacement(t *testing.T) {
+	cp := controlplane.StartForTestWith(t, controlplane.Options{NoAdmission: true})
+	startController(t, cp)
+	agents := startAgents(t, cp, "worker1", "worker2")
+	defer agents.stopAll()
+	mustKubectl(t, cp, nil, "apply", "-f", filepath.Join(controlplane.RepoRoot(), "test", "testdata", "multi-gateway.yaml"))
+
+	t.Run("the spec's multi-gateway example: each policy gets its own IP", func(t *testing.T) {
+		for i, want := range []string{"192.168.1.100", "192.168.1.101", "192.168.1.102"} {
+			policy := fmt.Sprintf("egress%d", i+1)
+			eventually(t, 20*time.Second, func() string {
+				obj := getJSON(t, cp, "egressnatpolicies.v1.networking.gke.io", map[string]any{"metadata": map[string]any{"name": policy}})
+				status, _ := obj["status"].(map[string]any)
+				if status["egressIP"] != want || status["gatewayNode"] == nil || status["gatewayNode"] == "" {
+					return fmt.Sprintf("%s status %v, want egressIP %s on a node", policy, status, want)
+				}
+				return ""
+			})
+		}
+		// gateway1..3 hold one IP each: the first two go to different workers.
+		eventually(t, 10*time.Second, func() string {
+			return diffStatus(gatewayStatus(t, cp, "gateway1"), `{"nodes":{"worker1":"Up","worker2":"Up"},"floatingIPs":{"192.168.1.100":"worker1"}}`) +
+				diffStatus(gatewayStatus(t, cp, "gateway2"), `{"nodes":{"worker1":"Up","worker2":"Up"},"floatingIPs":{"192.168.1.101":"worker2"}}`)
+		})
+	})
+
+	t.Run("a cordoned node hands its IPs over", func(t *testing.T) {
+		mustKubectl(t, cp, nil, "cordon", "worker1")
+		defer mustKubectl(t, cp, nil, "uncordon", "worker1")
+		eventually(t, 10*time.Second, func() string {
+			return diffStatus(gatewayStatus(t, cp, "gateway1"), `{"nodes":{"worker1":"Up","worker2":"Up"},"floatingIPs":{"192.168.1.100":"worker2"}}`)
+		})
+		eventually(t, 10*time.Second, func() string {
+			return expectContains(mustKubectl(t, cp, nil, "describe", "ngg", "gateway1", "-n", "kube-system"), "moved from node worker1 to node worker2 (NodeCordoned)")
+		})
+	})
+
+	t.Run("a duplicate IP is reported on the newer gateway; the older keeps working", func(t *testing.T) {
+		mustKubectl(t, cp, []byte("apiVersion: networking.gke.io/v1\nkind: NetworkGatewayGroup\nmetadata: {name: late, namespace: kube-system}\nspec:\n  floatingIPs: [192.168.1.101]\n"), "apply", "-f", "-")
+		eventually(t, 10*time.Second, func() string {
+			return expectContains(mustKubectl(t, cp, nil, "describe", "ngg", "late", "-n", "kube-system"),
+				"FloatingIPConflict", "192.168.1.101 is already used by NetworkGatewayGroup kube-system/gateway2, which is older and keeps it")
+		})
+		obj := getJSON(t, cp, "networkgatewaygroups.v1.networking.gke.io", map[string]any{"metadata": map[string]any{"name": "late", "namespace": "kube-system"}})
+		if out, _ := json.Marshal(obj["status"]); !strings.Contains(string(out), `"status":"False"`) || strings.Contains(string(out), `"192.168.1.101":"worker`) {
+			t.Errorf("the newer gateway's status should be not Ready and place nothing: %s", out)
+		}
+		if diff := diffStatus(gatewayStatus(t, cp, "gateway2"), `{"nodes":{"worker1":"Up","worker2":"Up"},"floatingIPs":{"192.168.1.101":"worker2"}}`); diff != "" {
+			t.Errorf("the older gateway changed: %s", diff)
+		}
 	})
 }
 
