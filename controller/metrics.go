@@ -16,6 +16,11 @@ var (
 	failovers = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "egressgw_floating_ip_moves_total", Help: "Floating IPs moved to another node, by reason (NodeDown is a failover).",
 	}, []string{"reason"})
+	failoverSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "egressgw_failover_seconds",
+		Help:    "From the moment a node's heartbeat lapsed (lease duration plus grace after its last renewal seen) to its floating IPs written to their new nodes.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+	})
 	reconcileSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "egressgw_placement_pass_seconds", Help: "CPU-bound time of one full placement pass, reads to writes.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
@@ -25,7 +30,7 @@ var (
 // RegisterMetrics adds the controller's metrics to controller-runtime's registry. It is
 // called once, by New, not at init time.
 func RegisterMetrics() error {
-	for _, c := range []prometheus.Collector{floatingIPs, failovers, reconcileSeconds} {
+	for _, c := range []prometheus.Collector{floatingIPs, failovers, failoverSeconds, reconcileSeconds} {
 		if err := metrics.Registry.Register(c); err != nil {
 			if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
 				return err

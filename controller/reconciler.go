@@ -48,6 +48,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		leases   coordinationv1.LeaseList
 		policies v1.EgressNATPolicyList
 	)
+	// The cache's own objects, not copies: nothing here changes them (writes copy first),
+	// and copying 10,000 policies every pass would cost more than deciding.
 	for _, l := range []struct {
 		list client.ObjectList
 		opts []client.ListOption
@@ -56,7 +58,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		{&reports, []client.ListOption{client.InNamespace(NodeReportNamespace)}},
 		{&leases, []client.ListOption{client.InNamespace(LeaseNamespace)}},
 	} {
-		if err := r.client.List(ctx, l.list, l.opts...); err != nil {
+		if err := r.client.List(ctx, l.list, append(l.opts, client.UnsafeDisableDeepCopy)...); err != nil {
 			return reconcile.Result{}, fmt.Errorf("reading the caches: %w", err)
 		}
 	}
@@ -87,13 +89,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		node, ok := result.Assignment[addr]
 		return node, ok
 	}
+	byName := make(map[string][]string, len(groups.Items))
+	for _, g := range groups.Items {
+		byName[g.Namespace+"/"+g.Name] = g.Spec.FloatingIPs
+	}
 	firstIPs := func(namespace, name string) ([]string, bool) {
-		for _, g := range groups.Items {
-			if g.Namespace == namespace && g.Name == name {
-				return g.Spec.FloatingIPs, true
-			}
-		}
-		return nil, false
+		ips, ok := byName[namespace+"/"+name]
+		return ips, ok
 	}
 	for i := range policies.Items {
 		if err := r.writePolicyStatus(ctx, &policies.Items[i], egress.Resolve(&policies.Items[i].Spec, firstIPs, holders)); err != nil {
@@ -104,8 +106,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	if len(errs) > 0 {
 		return reconcile.Result{}, fmt.Errorf("writing status: %w", errs[0])
 	}
+	now := time.Now()
 	for _, m := range result.Moves {
 		recordMove(m)
+		if down, ok := r.tracker.DownAt(m.From); ok && m.Reason == placement.MoveNodeDown && m.To != "" {
+			failoverSeconds.Observe(now.Sub(down).Seconds())
+		}
 	}
 	// Come back when the first Up node would turn Down if it stopped renewing.
 	if next, ok := r.tracker.NextDown(); ok {
@@ -130,10 +136,9 @@ func collectGateways(groups []v1.NetworkGatewayGroup, legacy []v1alpha1.AnthosNe
 // writeGatewayStatus writes the spec's status shape (status.nodes, status.floatingIPs) and
 // a Ready condition, and records events for what changed.
 func (r *Reconciler) writeGatewayStatus(ctx context.Context, g gatewayObject, view placement.View, result placement.Result) error {
-	before := g.obj.DeepCopyObject().(client.Object)
-	old := g.status.DeepCopy()
-	status := g.status
-	status.Nodes, status.FloatingIPs = nil, nil
+	// g.obj is the cache's own object: read it, never change it.
+	old := g.status
+	status := &v1.NetworkGatewayGroupStatus{Conditions: slices.Clone(old.Conditions)}
 	for node, state := range view.Nodes {
 		if status.Nodes == nil {
 			status.Nodes = map[string]v1.NodeState{}
@@ -177,7 +182,14 @@ func (r *Reconciler) writeGatewayStatus(ctx context.Context, g gatewayObject, vi
 			r.events.Eventf(g.obj, nil, corev1.EventTypeWarning, "FloatingIPConflict", "Place", "%s is already used by %s, which is older and keeps it; remove it from this gateway", c.IP, c.Winner)
 		}
 	}
-	if err := r.client.Status().Patch(ctx, g.obj, client.MergeFrom(before)); err != nil {
+	updated := g.obj.DeepCopyObject().(client.Object)
+	switch o := updated.(type) {
+	case *v1.NetworkGatewayGroup:
+		o.Status = *status
+	case *v1alpha1.AnthosNetworkGateway:
+		o.Status = *status
+	}
+	if err := r.client.Status().Patch(ctx, updated, client.MergeFrom(g.obj)); err != nil {
 		return fmt.Errorf("%s: %w", g.id, err)
 	}
 	klog.V(2).InfoS("Wrote gateway status", "gateway", g.id.String(), "floatingIPs", status.FloatingIPs)
@@ -218,26 +230,27 @@ func (r *Reconciler) recordMoves(g gatewayObject, old *v1.NetworkGatewayGroupSta
 // writePolicyStatus writes the resolved egress IP and gateway node, and records the
 // spec's events when they change.
 func (r *Reconciler) writePolicyStatus(ctx context.Context, p *v1.EgressNATPolicy, res egress.Resolution) error {
-	before := p.DeepCopy()
-	status := &p.Status
-	status.EgressIP, status.GatewayNode = res.EgressIP, res.Node
+	// p is the cache's own object: read it, never change it.
+	status := v1.EgressNATPolicyStatus{EgressIP: res.EgressIP, GatewayNode: res.Node, Conditions: slices.Clone(p.Status.Conditions)}
 	cond := metav1.Condition{Type: v1.ConditionReady, Status: metav1.ConditionFalse, Reason: res.Reason,
 		Message: res.Message, ObservedGeneration: p.Generation}
 	if res.Ready() {
 		cond.Status = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)
-	if apiequality.Semantic.DeepEqual(before.Status, p.Status) {
+	if apiequality.Semantic.DeepEqual(&p.Status, &status) {
 		return nil
 	}
-	prev := meta.FindStatusCondition(before.Status.Conditions, v1.ConditionReady)
+	prev := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionReady)
 	switch {
 	case !res.Ready() && (prev == nil || prev.Reason != res.Reason || prev.Message != res.Message):
 		r.events.Eventf(p, nil, corev1.EventTypeWarning, res.Reason, "Resolve", "%s", res.Message)
-	case res.Ready() && before.Status.GatewayNode != "" && before.Status.GatewayNode != res.Node && before.Status.EgressIP == res.EgressIP:
-		r.events.Eventf(p, nil, corev1.EventTypeNormal, "EgressIPMoved", "Resolve", "egress IP %s moved from node %s to node %s", res.EgressIP, before.Status.GatewayNode, res.Node)
+	case res.Ready() && p.Status.GatewayNode != "" && p.Status.GatewayNode != res.Node && p.Status.EgressIP == res.EgressIP:
+		r.events.Eventf(p, nil, corev1.EventTypeNormal, "EgressIPMoved", "Resolve", "egress IP %s moved from node %s to node %s", res.EgressIP, p.Status.GatewayNode, res.Node)
 	}
-	if err := r.client.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
+	updated := p.DeepCopy()
+	updated.Status = status
+	if err := r.client.Status().Patch(ctx, updated, client.MergeFrom(p)); err != nil {
 		return fmt.Errorf("EgressNATPolicy %s: %w", p.Name, err)
 	}
 	return nil

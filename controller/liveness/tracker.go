@@ -76,6 +76,18 @@ func (t *Tracker) Up(node string) bool {
 	return ok && t.clock.Since(hb.seen) < hb.duration+t.grace
 }
 
+// DownAt returns when the node's heartbeat lapsed, on this process's clock, if it has.
+func (t *Tracker) DownAt(node string) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	hb, ok := t.nodes[node]
+	if !ok {
+		return time.Time{}, false
+	}
+	at := hb.seen.Add(hb.duration + t.grace)
+	return at, !t.clock.Now().Before(at)
+}
+
 // NextDown returns how long until the first node that is Up now turns Down if nothing is
 // renewed, and false if no node is Up.
 func (t *Tracker) NextDown() (time.Duration, bool) {

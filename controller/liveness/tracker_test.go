@@ -76,6 +76,19 @@ func TestNeverSeenAndForgottenAreDown(t *testing.T) {
 	}
 }
 
+func TestDownAt(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	tr := NewTracker(clk, time.Second)
+	tr.Observe("worker1", "r1", 2*time.Second)
+	if _, down := tr.DownAt("worker1"); down {
+		t.Error("DownAt says Down while the lease is fresh")
+	}
+	clk.SetTime(clk.Now().Add(5 * time.Second))
+	if at, down := tr.DownAt("worker1"); !down || !at.Equal(time.Unix(1003, 0)) {
+		t.Errorf("DownAt = %v, %v; want 1003s (seen at 1000s + 2s lease + 1s grace), true", at, down)
+	}
+}
+
 func TestNextDown(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
 	tr := NewTracker(clk, time.Second)

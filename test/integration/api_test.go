@@ -254,6 +254,7 @@ func TestInstallManifests(t *testing.T) {
 		"customresourcedefinition.apiextensions.k8s.io/egressnatpolicies.networking.gke.io",
 		"deployment.apps/egressgw-webhook", "validatingwebhookconfiguration.admissionregistration.k8s.io/egressgw-validating-webhook",
 		"clusterrole.rbac.authorization.k8s.io/egressgw-webhook",
+		"deployment.apps/egressgw-controller", "role.rbac.authorization.k8s.io/egressgw-controller-heartbeats",
 	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("server-side dry run does not list %s:\n%s", w, out)

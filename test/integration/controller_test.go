@@ -13,6 +13,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/egressgw/egressgw/controller"
@@ -81,7 +82,13 @@ func startController(t *testing.T, cp *controlplane.ControlPlane) {
 // the returned stop is called. elected is closed when it leads.
 func startReplica(t *testing.T, cp *controlplane.ControlPlane, elect bool) (elected <-chan struct{}, stop func()) {
 	t.Helper()
-	mgr, err := controller.New(cp.Config, controller.Options{
+	return startReplicaAs(t, cp.Config, elect)
+}
+
+// startReplicaAs is startReplica with the given client configuration.
+func startReplicaAs(t *testing.T, cfg *rest.Config, elect bool) (elected <-chan struct{}, stop func()) {
+	t.Helper()
+	mgr, err := controller.New(cfg, controller.Options{
 		Grace: 500 * time.Millisecond, MetricsAddr: "0", ProbeAddr: "0",
 		LeaderElection: elect, LeaderElectionNamespace: controlplane.WebhookNamespace, SeveralInProcess: true,
 	})
@@ -106,13 +113,18 @@ func startReplica(t *testing.T, cp *controlplane.ControlPlane, elect bool) (elec
 
 // TestLeaderChangeMovesNothing runs two replicas with leader election, stops the leader,
 // and checks that no IP moves while the other takes over, and that the new leader acts.
+// The replicas run as the controller's ServiceAccount with the RBAC of artifacts/, so the
+// least-privilege rules are proven enough.
 func TestLeaderChangeMovesNothing(t *testing.T) {
 	cp := controlplane.StartForTest(t)
+	mustKubectl(t, cp, nil, "apply", "-f", filepath.Join(controlplane.RepoRoot(), "artifacts", "controller", "rbac.yaml"))
+	asController := rest.CopyConfig(cp.Config)
+	asController.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:egressgw-system:egressgw-controller"}
 	agents := startAgents(t, cp, "worker1", "worker2")
 	defer agents.stopAll()
-	firstElected, stopFirst := startReplica(t, cp, true)
+	firstElected, stopFirst := startReplicaAs(t, asController, true)
 	<-firstElected // the first replica leads before the second exists
-	secondElected, _ := startReplica(t, cp, true)
+	secondElected, _ := startReplicaAs(t, asController, true)
 	mustKubectl(t, cp, nil, "apply", "-f", filepath.Join(controlplane.RepoRoot(), "test", "testdata", "multi-gateway.yaml"))
 	placed := `{"nodes":{"worker1":"Up","worker2":"Up"},"floatingIPs":{"192.168.1.100":"worker1"}}`
 	eventually(t, 20*time.Second, func() string { return diffStatus(gatewayStatus(t, cp, "gateway1"), placed) })
