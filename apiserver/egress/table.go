@@ -1,0 +1,157 @@
+package egress
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Table is what one node's dataplane holds: its pods, grouped into sets by the policies
+// that select them; each set's routes; and the egress IPs those routes steer to. The ids
+// are small numbers the BPF maps use; they stay stable across builds (see IDs), so that
+// updating the maps entry by entry never points a packet at another policy's egress IP.
+type Table struct {
+	// Pods maps a local pod's IP to its set. Pods that no policy selects are in the set
+	// of no policies, whose routes are only the in-cluster ones.
+	Pods map[netip.Addr]uint32
+	// Sets maps a set id to its routes. Set 0 is for pods the node does not know yet.
+	Sets map[uint32][]TableRoute
+	// Egress maps an egress id to its egress IP.
+	Egress map[uint32]netip.Addr
+}
+
+// TableRoute is a Route with the ids the dataplane needs.
+type TableRoute struct {
+	Route
+	EgressID uint32 // 0 unless Verdict is SNAT
+}
+
+// UnknownSet is the set of pods the node does not know yet.
+const UnknownSet = 0
+
+// IDs hands out small numbers for keys, and keeps a key's number for as long as the key
+// is in use. The zero value is not usable; use NewIDs.
+type IDs struct {
+	byKey map[string]uint32
+	free  []uint32
+	next  uint32
+	max   uint32
+	used  map[string]bool
+}
+
+// NewIDs numbers keys from first to max.
+func NewIDs(first, max uint32) *IDs {
+	return &IDs{byKey: map[string]uint32{}, next: first, max: max, used: map[string]bool{}}
+}
+
+func (ids *IDs) get(key string) (uint32, error) {
+	ids.used[key] = true
+	if id, ok := ids.byKey[key]; ok {
+		return id, nil
+	}
+	var id uint32
+	switch {
+	case len(ids.free) > 0:
+		id, ids.free = ids.free[len(ids.free)-1], ids.free[:len(ids.free)-1]
+	case ids.next <= ids.max:
+		id = ids.next
+		ids.next++
+	default:
+		return 0, fmt.Errorf("more than %d distinct ids are in use", ids.max)
+	}
+	ids.byKey[key] = id
+	return id, nil
+}
+
+// release frees the ids of keys not used since the last release.
+func (ids *IDs) release() {
+	for key, id := range ids.byKey {
+		if !ids.used[key] {
+			delete(ids.byKey, key)
+			ids.free = append(ids.free, id)
+		}
+	}
+	ids.used = map[string]bool{}
+}
+
+// TableBuilder builds a node's tables, keeping set and egress ids stable between builds.
+type TableBuilder struct {
+	sets, egress *IDs
+}
+
+// MaxEgressIDs is how many egress IPs one node's tables can steer to: the id travels in
+// 12 bits of the packet mark.
+const MaxEgressIDs = 1<<12 - 1
+
+// NewTableBuilder returns a builder with no ids handed out.
+func NewTableBuilder() *TableBuilder {
+	return &TableBuilder{sets: NewIDs(UnknownSet+1, 1<<31), egress: NewIDs(1, MaxEgressIDs)}
+}
+
+// LocalPod is a pod on this node with its namespace's labels.
+type LocalPod struct {
+	Pod
+	NamespaceLabels map[string]string
+}
+
+// Build computes the tables for the node's pods. Pods without an IPv4 address and
+// host-network pods are left out: their traffic is not steered.
+func (b *TableBuilder) Build(ps *Policies, pods []LocalPod, cluster []netip.Prefix) (Table, error) {
+	t := Table{Pods: map[netip.Addr]uint32{}, Sets: map[uint32][]TableRoute{}, Egress: map[uint32]netip.Addr{}}
+	if err := b.addSet(&t, UnknownSet, UnknownPodRoutes(ps, cluster)); err != nil {
+		return Table{}, err
+	}
+	for _, pod := range pods {
+		if !pod.IP.Is4() || pod.HostNetwork {
+			continue
+		}
+		selected := ps.Selecting(pod.Pod, pod.NamespaceLabels)
+		id, err := b.sets.get(setKey(selected))
+		if err != nil {
+			return Table{}, fmt.Errorf("numbering the set of policies of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+		t.Pods[pod.IP] = id
+		if _, done := t.Sets[id]; done {
+			continue
+		}
+		if err := b.addSet(&t, id, Routes(selected, cluster)); err != nil {
+			return Table{}, err
+		}
+	}
+	b.sets.release()
+	b.egress.release()
+	return t, nil
+}
+
+func (b *TableBuilder) addSet(t *Table, id uint32, routes []Route) error {
+	out := make([]TableRoute, len(routes))
+	for i, r := range routes {
+		out[i].Route = r
+		if r.Verdict != SNAT {
+			continue
+		}
+		ip, err := netip.ParseAddr(r.Policy.Resolution.EgressIP)
+		if err != nil || !ip.Is4() {
+			out[i].Verdict = Drop // Resolve never marks such a policy ready; fail closed anyway.
+			continue
+		}
+		eid, err := b.egress.get(ip.String())
+		if err != nil {
+			return fmt.Errorf("numbering egress IP %s: %w", ip, err)
+		}
+		out[i].EgressID = eid
+		t.Egress[eid] = ip
+	}
+	t.Sets[id] = out
+	return nil
+}
+
+// setKey names a set by its policies in precedence order. Two pods selected by the same
+// policies share a set, and so their routes.
+func setKey(selected []*Policy) string {
+	names := make([]string, len(selected))
+	for i, p := range selected {
+		names[i] = p.Name
+	}
+	return strings.Join(names, "\x00")
+}
