@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/controller/liveness"
 	"github.com/egressgw/egressgw/controller/placement"
@@ -17,12 +18,12 @@ import (
 // LeaseNamespace and LeasePrefix name each node agent's heartbeat Lease:
 // kube-system/egressgw-node-<node>. The agent renews it; the controller watches it.
 const (
-	LeaseNamespace = "kube-system"
-	LeasePrefix    = "egressgw-node-"
+	LeaseNamespace = networking.NodeNamespace
+	LeasePrefix    = networking.HeartbeatLeasePrefix
 )
 
 // NodeReportNamespace holds the NetworkGatewayNode of every node.
-const NodeReportNamespace = "kube-system"
+const NodeReportNamespace = networking.NodeNamespace
 
 // controlPlaneLabel marks control-plane nodes; workers are preferred for floating IPs.
 const controlPlaneLabel = "node-role.kubernetes.io/control-plane"

@@ -44,7 +44,8 @@ func NewIDs(first, max uint32) *IDs {
 	return &IDs{byKey: map[string]uint32{}, next: first, max: max, used: map[string]bool{}}
 }
 
-func (ids *IDs) get(key string) (uint32, error) {
+// Get returns the id of key, handing out a new one if key has none.
+func (ids *IDs) Get(key string) (uint32, error) {
 	ids.used[key] = true
 	if id, ok := ids.byKey[key]; ok {
 		return id, nil
@@ -63,8 +64,9 @@ func (ids *IDs) get(key string) (uint32, error) {
 	return id, nil
 }
 
-// release frees the ids of keys not used since the last release.
-func (ids *IDs) release() {
+// Sweep frees the ids of keys not asked for since the last Sweep. Sweep once per build,
+// after it: a build then never reuses an id that the tables before it still refer to.
+func (ids *IDs) Sweep() {
 	for key, id := range ids.byKey {
 		if !ids.used[key] {
 			delete(ids.byKey, key)
@@ -106,7 +108,7 @@ func (b *TableBuilder) Build(ps *Policies, pods []LocalPod, cluster []netip.Pref
 			continue
 		}
 		selected := ps.Selecting(pod.Pod, pod.NamespaceLabels)
-		id, err := b.sets.get(setKey(selected))
+		id, err := b.sets.Get(setKey(selected))
 		if err != nil {
 			return Table{}, fmt.Errorf("numbering the set of policies of pod %s/%s: %w", pod.Namespace, pod.Name, err)
 		}
@@ -118,8 +120,8 @@ func (b *TableBuilder) Build(ps *Policies, pods []LocalPod, cluster []netip.Pref
 			return Table{}, err
 		}
 	}
-	b.sets.release()
-	b.egress.release()
+	b.sets.Sweep()
+	b.egress.Sweep()
 	return t, nil
 }
 
@@ -135,7 +137,7 @@ func (b *TableBuilder) addSet(t *Table, id uint32, routes []Route) error {
 			out[i].Verdict = Drop // Resolve never marks such a policy ready; fail closed anyway.
 			continue
 		}
-		eid, err := b.egress.get(ip.String())
+		eid, err := b.egress.Get(ip.String())
 		if err != nil {
 			return fmt.Errorf("numbering egress IP %s: %w", ip, err)
 		}

@@ -128,11 +128,11 @@ func egressID(tbl Table, ip string) uint32 {
 func TestIDsRunOut(t *testing.T) {
 	ids := NewIDs(1, 2)
 	for _, key := range []string{"a", "b"} {
-		if _, err := ids.get(key); err != nil {
+		if _, err := ids.Get(key); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := ids.get("c"); err == nil {
+	if _, err := ids.Get("c"); err == nil {
 		t.Error("a third id out of two was handed out")
 	}
 }

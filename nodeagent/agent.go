@@ -1,0 +1,269 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/egressgw/egressgw/apiserver/egress"
+)
+
+// Agent is one node's agent.
+type Agent struct {
+	opts   Options
+	caches *caches
+	beat   *heartbeat
+	dp     dataplane
+	fips   floatingIPs
+	host   host
+	report reporter
+	now    func() time.Duration
+	m      *metrics
+
+	tables  *egress.TableBuilder
+	snatIDs *egress.IDs
+	trigger chan struct{}
+	tunnel  int
+	lastNft string
+	// lastReport is what the node report last said, to write it only when that changes.
+	lastReport string
+	attached   map[int]netip.Addr // pod ifindex → pod IP
+
+	mu       sync.Mutex
+	synced   bool
+	held     []netip.Addr
+	lastSync time.Time
+}
+
+// reporter writes the node's NetworkGatewayNode status.
+type reporter interface {
+	Report(ctx context.Context, ifaces []Interface, held []netip.Addr, ready bool, message string) error
+}
+
+// kick asks for a pass soon; many kicks before the pass make one pass.
+func (a *Agent) kick() {
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) handler() cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { a.kick() },
+		UpdateFunc: func(any, any) { a.kick() },
+		DeleteFunc: func(any) { a.kick() },
+	}
+}
+
+// loop runs passes: on every change, on every renewal (grants move), when the grant is
+// about to lapse, and every resync period to catch what the kernel lost.
+func (a *Agent) loop(ctx context.Context) {
+	resync := time.NewTicker(a.opts.Resync)
+	defer resync.Stop()
+	lapse := time.NewTimer(time.Hour)
+	defer lapse.Stop()
+	for {
+		if err := a.pass(ctx); err != nil {
+			klog.ErrorS(err, "Dataplane pass failed; retrying", "node", a.opts.NodeName)
+			a.m.passErrors.Inc()
+			time.AfterFunc(time.Second, a.kick)
+		}
+		// Wake up exactly when the grant lapses, to drop the floating IPs on time.
+		if left := a.beat.grantExpiry() - a.now(); left > 0 {
+			lapse.Reset(left)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.trigger:
+		case <-resync.C:
+		case <-lapse.C:
+		}
+	}
+}
+
+// pass reads the caches and makes the kernel match.
+func (a *Agent) pass(ctx context.Context) error {
+	start := time.Now()
+	defer func() { a.m.passSeconds.Observe(time.Since(start).Seconds()) }()
+	snap, err := a.caches.snapshot(a.opts)
+	if err != nil {
+		return err
+	}
+	want, err := snap.desired(a.tables)
+	if err != nil {
+		return fmt.Errorf("building dataplane tables: %w", err)
+	}
+	var errs []error
+	if err := a.dp.Sync(want.table); err != nil {
+		errs = append(errs, fmt.Errorf("programming BPF maps: %w", err))
+	}
+	if err := a.attachPods(want.table); err != nil {
+		errs = append(errs, err)
+	}
+	held, snat, err := a.holdGrants(want.assigned)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	nft := nftState{PodCIDRs: snap.podCIDRs, Cluster: snap.cluster, Destinations: want.destinations, SNAT: snat}
+	if text := nft.render(a.opts.TunnelName); text != a.lastNft {
+		if err := a.host.ApplyNftables(nft); err != nil {
+			errs = append(errs, fmt.Errorf("writing the nft table: %w", err))
+		} else {
+			a.lastNft = text
+		}
+	}
+	err = errors.Join(errs...)
+	a.mu.Lock()
+	a.held, a.synced, a.lastSync = held, err == nil, time.Now()
+	a.mu.Unlock()
+	a.m.heldIPs.Set(float64(len(held)))
+	a.writeReport(ctx, held, err)
+	return err
+}
+
+// holdGrants holds the floating IPs the gateways place here, while the grant is valid,
+// and lets the dataplane SNAT to exactly those.
+func (a *Agent) holdGrants(assigned []netip.Addr) ([]netip.Addr, map[uint32]netip.Addr, error) {
+	left := a.beat.grantExpiry() - a.now()
+	if left <= 0 {
+		assigned = nil // No valid grant: hold nothing.
+	}
+	expiry := a.beat.grantExpiry()
+	want := map[netip.Addr]time.Duration{}
+	snat := map[uint32]netip.Addr{}
+	var errs []error
+	for _, ip := range assigned {
+		id, err := a.snatIDs.Get(ip.String())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("numbering floating IP %s: %w", ip, err))
+			continue
+		}
+		// The dataplane learns of the grant before the address appears, and
+		// forgets it after the address is gone (below): traffic never reaches an IP
+		// whose grant the dataplane does not know.
+		if err := a.dp.SetGrant(ip, id, expiry); err != nil {
+			errs = append(errs, fmt.Errorf("granting %s in the dataplane: %w", ip, err))
+			continue
+		}
+		want[ip] = left
+		snat[id] = ip
+	}
+	a.snatIDs.Sweep()
+	if err := a.fips.Reconcile(want); err != nil {
+		errs = append(errs, fmt.Errorf("holding floating IPs: %w", err))
+	}
+	granted, err := a.dp.Grants()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, ip := range granted {
+		if _, ok := want[ip]; !ok {
+			if err := a.dp.DeleteGrant(ip); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	held := slices.SortedFunc(maps.Keys(want), netip.Addr.Compare)
+	return held, snat, errors.Join(errs...)
+}
+
+// attachPods puts the classifier on every local pod's veth and takes it off veths whose
+// pod is gone. A pod whose veth is not found yet is caught by the nft backstop.
+func (a *Agent) attachPods(t egress.Table) error {
+	var errs []error
+	seen := map[int]bool{}
+	for ip := range t.Pods {
+		ifindex, ok := a.host.PodLink(ip)
+		if !ok || ifindex == a.tunnel {
+			continue
+		}
+		seen[ifindex] = true
+		if a.attached[ifindex] == ip {
+			continue
+		}
+		if err := a.dp.AttachPod(ifindex); err != nil {
+			errs = append(errs, fmt.Errorf("attaching to the veth of pod %s: %w", ip, err))
+			continue
+		}
+		a.attached[ifindex] = ip
+	}
+	current, err := a.dp.AttachedPods()
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, ifindex := range current {
+		if !seen[ifindex] {
+			if err := a.dp.DetachPod(ifindex); err != nil {
+				errs = append(errs, err)
+			}
+			delete(a.attached, ifindex)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeReport writes the node's report when what it says changed.
+func (a *Agent) writeReport(ctx context.Context, held []netip.Addr, passErr error) {
+	ifaces, err := a.fips.Interfaces()
+	if err != nil {
+		klog.ErrorS(err, "Listing interfaces for the node report")
+	}
+	msg := fmt.Sprintf("dataplane programmed; holding %d floating IPs", len(held))
+	if passErr != nil {
+		msg = passErr.Error()
+	}
+	key := fmt.Sprint(ifaces, held, msg)
+	if key == a.lastReport {
+		return
+	}
+	if err := a.report.Report(ctx, ifaces, held, passErr == nil, msg); err != nil {
+		klog.ErrorS(err, "Writing the NetworkGatewayNode status", "node", a.opts.NodeName)
+		time.AfterFunc(time.Second, a.kick)
+		return
+	}
+	a.lastReport = key
+}
+
+// heartbeatLoop renews the Lease and, after each renewal, has a pass extend the grants.
+func (a *Agent) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(a.opts.RenewInterval)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, a.opts.RenewInterval)
+		err := a.beat.renew(rctx)
+		cancel()
+		if err != nil {
+			a.m.renewFailures.Inc()
+			klog.ErrorS(err, "Heartbeat renewal failed; floating IPs are dropped when the grant lapses",
+				"node", a.opts.NodeName, "grantLeft", a.beat.grantExpiry()-a.now())
+		} else {
+			a.m.grantExpiry.Set((a.beat.grantExpiry() - a.now()).Seconds())
+			a.kick()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Ready reports whether the last pass programmed everything.
+func (a *Agent) Ready() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.synced {
+		return errors.New("the dataplane is not programmed yet, or the last pass failed")
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
+	netinformers "github.com/egressgw/egressgw/apiserver/client/informers/externalversions"
+	v1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1"
+	v1alpha1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1alpha1"
+)
+
+// caches are the informers the agent reads: policies, gateways of both kinds, namespaces,
+// and only this node's pods.
+type caches struct {
+	core    informers.SharedInformerFactory
+	pods    informers.SharedInformerFactory
+	net     netinformers.SharedInformerFactory
+	podList corelisters.PodLister
+	nsList  corelisters.NamespaceLister
+	node    corelisters.NodeLister
+	policy  v1listers.EgressNATPolicyLister
+	groups  v1listers.NetworkGatewayGroupLister
+	legacy  v1alpha1listers.AnthosNetworkGatewayLister
+}
+
+func newCaches(kube kubernetes.Interface, net versioned.Interface, node string, onChange cache.ResourceEventHandler) (*caches, error) {
+	c := &caches{
+		core: informers.NewSharedInformerFactory(kube, 0),
+		pods: informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
+		})),
+		net: netinformers.NewSharedInformerFactory(net, 0),
+	}
+	register := []cache.SharedIndexInformer{
+		c.pods.Core().V1().Pods().Informer(),
+		c.core.Core().V1().Namespaces().Informer(),
+		c.core.Core().V1().Nodes().Informer(),
+		c.net.Networking().V1().EgressNATPolicies().Informer(),
+		c.net.Networking().V1().NetworkGatewayGroups().Informer(),
+		c.net.Networking().V1alpha1().AnthosNetworkGateways().Informer(),
+	}
+	for _, inf := range register {
+		if _, err := inf.AddEventHandler(onChange); err != nil {
+			return nil, fmt.Errorf("watching: %w", err)
+		}
+	}
+	c.podList = c.pods.Core().V1().Pods().Lister()
+	c.nsList = c.core.Core().V1().Namespaces().Lister()
+	c.node = c.core.Core().V1().Nodes().Lister()
+	c.policy = c.net.Networking().V1().EgressNATPolicies().Lister()
+	c.groups = c.net.Networking().V1().NetworkGatewayGroups().Lister()
+	c.legacy = c.net.Networking().V1alpha1().AnthosNetworkGateways().Lister()
+	return c, nil
+}
+
+func (c *caches) start(ctx context.Context, timeout time.Duration) error {
+	c.core.Start(ctx.Done())
+	c.pods.Start(ctx.Done())
+	c.net.Start(ctx.Done())
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for typ, ok := range c.core.WaitForCacheSync(wctx.Done()) {
+		if !ok {
+			return fmt.Errorf("the %v cache did not sync within %s", typ, timeout)
+		}
+	}
+	for typ, ok := range c.pods.WaitForCacheSync(wctx.Done()) {
+		if !ok {
+			return fmt.Errorf("the %v cache did not sync within %s", typ, timeout)
+		}
+	}
+	for typ, ok := range c.net.WaitForCacheSync(wctx.Done()) {
+		if !ok {
+			return fmt.Errorf("the %v cache did not sync within %s", typ, timeout)
+		}
+	}
+	return nil
+}
+
+func (c *caches) snapshot(o Options) (snapshot, error) {
+	s := snapshot{node: o.NodeName, namespaces: map[string]map[string]string{}, cluster: o.ClusterCIDRs}
+	var err error
+	if s.policies, err = c.policy.List(labels.Everything()); err != nil {
+		return s, err
+	}
+	if s.pods, err = c.podList.List(labels.Everything()); err != nil {
+		return s, err
+	}
+	nss, err := c.nsList.List(labels.Everything())
+	if err != nil {
+		return s, err
+	}
+	for _, ns := range nss {
+		s.namespaces[ns.Name] = ns.Labels
+	}
+	groups, err := c.groups.List(labels.Everything())
+	if err != nil {
+		return s, err
+	}
+	for _, g := range groups {
+		s.gateways = append(s.gateways, gateway{namespace: g.Namespace, name: g.Name, floatingIPs: g.Spec.FloatingIPs, placed: g.Status.FloatingIPs})
+	}
+	legacy, err := c.legacy.List(labels.Everything())
+	if err != nil {
+		return s, err
+	}
+	for _, g := range legacy {
+		s.gateways = append(s.gateways, gateway{namespace: g.Namespace, name: g.Name, floatingIPs: g.Spec.FloatingIPs, placed: g.Status.FloatingIPs})
+	}
+	// Every node's pod CIDRs are in-cluster destinations, never steered.
+	nodes, err := c.node.List(labels.Everything())
+	if err != nil {
+		return s, err
+	}
+	s.cluster = append([]netip.Prefix(nil), o.ClusterCIDRs...)
+	s.podCIDRs = o.PodCIDRs
+	for _, n := range nodes {
+		s.cluster = append(s.cluster, nodeCIDRs(n)...)
+		if n.Name == o.NodeName && len(o.PodCIDRs) == 0 {
+			s.podCIDRs = nodeCIDRs(n)
+		}
+	}
+	return s, nil
+}
+
+func nodeCIDRs(n *corev1.Node) []netip.Prefix {
+	var out []netip.Prefix
+	for _, raw := range append([]string{n.Spec.PodCIDR}, n.Spec.PodCIDRs...) {
+		if p, err := netip.ParsePrefix(raw); err == nil && p.Addr().Is4() {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}

@@ -1,0 +1,163 @@
+package nodeagent
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+	"github.com/egressgw/egressgw/apiserver/egress"
+)
+
+func pod(ns, name, ip string, labels map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		Spec:       corev1.PodSpec{NodeName: "worker1"},
+		Status:     corev1.PodStatus{PodIP: ip, Phase: corev1.PodRunning},
+	}
+}
+
+func specPolicy() *v1.EgressNATPolicy {
+	return &v1.EgressNATPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "egress"},
+		Spec: v1.EgressNATPolicySpec{
+			Sources: []v1.EgressSource{{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"user": "alice"}},
+				PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"role": "frontend"}},
+			}},
+			Action:       v1.ActionSNAT,
+			Destinations: []v1.Destination{{CIDR: "203.0.113.0/24"}},
+			GatewayRef:   &v1.GatewayReference{Name: "default", Namespace: "kube-system"},
+		},
+	}
+}
+
+func TestDesired(t *testing.T) {
+	base := snapshot{
+		node:     "worker1",
+		policies: []*v1.EgressNATPolicy{specPolicy()},
+		gateways: []gateway{{namespace: "kube-system", name: "default",
+			floatingIPs: []string{"198.51.100.100", "198.51.100.101", "198.51.100.102"},
+			placed:      map[string]string{"198.51.100.100": "worker2", "198.51.100.101": "worker1", "198.51.100.102": "worker1", "198.51.100.199": "worker1"}}},
+		pods: []*corev1.Pod{
+			pod("alice", "fe", "198.18.1.10", map[string]string{"role": "frontend"}),
+			pod("alice", "be", "198.18.1.11", map[string]string{"role": "backend"}),
+			pod("alice", "pending", "", map[string]string{"role": "frontend"}),
+		},
+		namespaces: map[string]map[string]string{"alice": {"user": "alice"}},
+		cluster:    []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("198.51.100.0/24")},
+	}
+	d, err := base.desired(egress.NewTableBuilder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{name: "the IPs placed here and still listed are assigned; a stale status entry is not",
+			got: d.assigned, want: []netip.Addr{netip.MustParseAddr("198.51.100.101"), netip.MustParseAddr("198.51.100.102")}},
+		{name: "pods with an IP are in the table", got: len(d.table.Pods), want: 2},
+		{name: "the selected pod steers to the gateway's first IP, held by worker2",
+			got: verdictFor(d.table, "198.18.1.10", "203.0.113.10"), want: "SNAT 198.51.100.100"},
+		{name: "the other pod is not steered", got: verdictFor(d.table, "198.18.1.11", "203.0.113.10"), want: "pass"},
+		{name: "the backstop covers the policy destinations", got: d.destinations, want: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if g, w := fmt.Sprint(tt.got), fmt.Sprint(tt.want); g != w {
+				t.Errorf("got %s, want %s", g, w)
+			}
+		})
+	}
+
+	t.Run("an unplaced egress IP drops the selected pod's traffic", func(t *testing.T) {
+		s := base
+		s.gateways = []gateway{{namespace: "kube-system", name: "default", floatingIPs: []string{"198.51.100.100"}}}
+		d, err := s.desired(egress.NewTableBuilder())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := verdictFor(d.table, "198.18.1.10", "203.0.113.10"); got != "Drop" {
+			t.Errorf("got %s, want Drop", got)
+		}
+	})
+}
+
+func verdictFor(t egress.Table, src, dst string) string {
+	set, ok := t.Pods[netip.MustParseAddr(src)]
+	if !ok {
+		set = egress.UnknownSet
+	}
+	var routes []egress.Route
+	for _, r := range t.Sets[set] {
+		routes = append(routes, r.Route)
+	}
+	r, found := egress.Lookup(routes, netip.MustParseAddr(dst))
+	if !found {
+		return "pass"
+	}
+	for _, tr := range t.Sets[set] {
+		if tr.Prefix == r.Prefix && tr.Verdict == egress.SNAT {
+			return "SNAT " + t.Egress[tr.EgressID].String()
+		}
+	}
+	return r.Verdict.String()
+}
+
+// TestNftablesRender checks the rendered table with nft itself, in a throwaway network
+// namespace, so a syntax error cannot reach a node.
+func TestNftablesRender(t *testing.T) {
+	n := nftState{
+		PodCIDRs:     []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24")},
+		Cluster:      []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("198.18.1.0/24")},
+		Destinations: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("0.0.0.0/0")},
+		SNAT:         map[uint32]netip.Addr{1: netip.MustParseAddr("198.51.100.100"), 7: netip.MustParseAddr("198.51.100.101")},
+	}
+	text := n.render("egw0")
+	for _, want := range []string{"0xd0010000 : 198.51.100.100", "0xd0070000 : 198.51.100.101", "priority srcnat - 1", "ct zone set 2640"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("rendered table lacks %q:\n%s", want, text)
+		}
+	}
+	empty := nftState{}.render("egw0")
+	requireRoot(t)
+	ns := fmt.Sprintf("egwnft-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	for _, text := range []string{text, empty, text} { // applying twice replaces, not appends
+		cmd := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(text)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nft rejected the table: %v: %s\n%s", err, out, text)
+		}
+	}
+	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "chain", "ip", "egressgw", "postrouting").CombinedOutput()
+	if err != nil {
+		t.Fatalf("listing: %v: %s", err, out)
+	}
+	if got := strings.Count(string(out), " snat to "); got != 2 {
+		t.Errorf("postrouting has %d snat rules after three applies, want 2:\n%s", got, out)
+	}
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("this test needs root (network namespaces); CI runs as root")
+	}
+	t.Skip("needs root")
+}
+

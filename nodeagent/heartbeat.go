@@ -1,0 +1,80 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/egressgw/egressgw/apiserver/apis/networking"
+)
+
+// heartbeat renews the node's Lease, and with it the node's grant: the node may hold its
+// floating IPs until the lease duration after the start of its last successful renewal,
+// as measured on this machine's monotonic clock. The controller declares the node Down
+// only a lease duration plus a grace after it *saw* that renewal, which is later, so by
+// then this node has dropped its IPs.
+type heartbeat struct {
+	leases   coordinationclient.LeasesGetter
+	node     string
+	duration time.Duration // a whole number of seconds, as a Lease carries it
+	now      func() time.Duration
+
+	mu     sync.Mutex
+	lease  *coordinationv1.Lease
+	expiry time.Duration // on the monotonic clock; zero until the first renewal
+}
+
+// grantExpiry is when the grant lapses, on the monotonic clock; zero if there is none.
+func (h *heartbeat) grantExpiry() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.expiry
+}
+
+// renew writes one renewal. Only a renewal the API server acknowledged extends the grant,
+// and the extension counts from before the request was sent.
+func (h *heartbeat) renew(ctx context.Context) error {
+	start := h.now()
+	h.mu.Lock()
+	lease := h.lease
+	h.mu.Unlock()
+	var err error
+	if lease == nil {
+		lease, err = h.leases.Leases(networking.NodeNamespace).Get(ctx, networking.HeartbeatLeaseName(h.node), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			lease, err = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
+				Name: networking.HeartbeatLeaseName(h.node), Namespace: networking.NodeNamespace,
+			}}, nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading heartbeat Lease: %w", err)
+		}
+	}
+	lease = lease.DeepCopy()
+	lease.Spec.HolderIdentity = ptr.To(h.node)
+	lease.Spec.LeaseDurationSeconds = ptr.To(int32(h.duration / time.Second))
+	lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+	if lease.ResourceVersion == "" {
+		lease, err = h.leases.Leases(networking.NodeNamespace).Create(ctx, lease, metav1.CreateOptions{})
+	} else {
+		lease, err = h.leases.Leases(networking.NodeNamespace).Update(ctx, lease, metav1.UpdateOptions{})
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil {
+		h.lease = nil // Read it again next time: someone else may have written it.
+		return fmt.Errorf("renewing heartbeat Lease: %w", err)
+	}
+	h.lease = lease
+	if e := start + h.duration; e > h.expiry {
+		h.expiry = e
+	}
+	return nil
+}

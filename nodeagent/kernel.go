@@ -1,0 +1,66 @@
+package nodeagent
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/egressgw/egressgw/apiserver/egress"
+)
+
+// The kernel, behind the narrow interfaces the agent needs. The real implementations are
+// the bpf and floatingip packages and kernel_linux.go; tests use fakes.
+
+// dataplane is the BPF side: maps and program attachments.
+type dataplane interface {
+	// Sync makes the maps hold exactly the table, without a moment in which a packet is
+	// steered to another policy's egress IP.
+	Sync(egress.Table) error
+	// SetGrant lets the dataplane SNAT to ip until expires (monotonic clock).
+	SetGrant(ip netip.Addr, snatID uint32, expires time.Duration) error
+	DeleteGrant(ip netip.Addr) error
+	Grants() ([]netip.Addr, error)
+	AttachPod(ifindex int) error
+	DetachPod(ifindex int) error
+	AttachedPods() ([]int, error)
+	AttachTunnel(ifindex int) error
+	// Stats are packet counts per verdict.
+	Stats() (map[string]uint64, error)
+}
+
+// floatingIPs puts floating IPs on the interface whose subnet contains them.
+type floatingIPs interface {
+	// Reconcile makes the node hold exactly want, each with a kernel lifetime as a
+	// backstop, announcing new ones with gratuitous ARP.
+	Reconcile(want map[netip.Addr]time.Duration) error
+	Interfaces() ([]Interface, error)
+}
+
+// Interface is a node interface as the NetworkGatewayNode reports it.
+type Interface struct {
+	Name    string
+	MAC     string
+	Subnets []netip.Prefix
+}
+
+// host is the rest of the node's network: the tunnel device, the routing rule, the nft
+// table, and finding a pod's veth.
+type host interface {
+	// EnsureTunnel creates the tunnel device and the routing rule that leads steered
+	// packets to it, and returns the device's ifindex.
+	EnsureTunnel() (int, error)
+	// ApplyNftables replaces the agent's nft table in one transaction.
+	ApplyNftables(n nftState) error
+	// PodLink finds the interface the node routes the pod IP through.
+	PodLink(ip netip.Addr) (int, bool)
+	// SNATConnections counts conntrack entries SNATed to each egress IP.
+	SNATConnections() (map[netip.Addr]int, error)
+}
+
+// nftState is what the agent's nft table is built from.
+type nftState struct {
+	PodCIDRs     []netip.Prefix
+	Cluster      []netip.Prefix
+	Destinations []netip.Prefix
+	// SNAT maps a snat id to the egress IP the gateway SNATs to.
+	SNAT map[uint32]netip.Addr
+}

@@ -1,0 +1,70 @@
+package nodeagent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/klog/v2"
+)
+
+type metrics struct {
+	passSeconds   prometheus.Histogram
+	passErrors    prometheus.Counter
+	renewFailures prometheus.Counter
+	heldIPs       prometheus.Gauge
+	grantExpiry   prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, a *Agent) *metrics {
+	m := &metrics{
+		passSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "egressgw_agent_pass_seconds",
+			Help:    "Time to program the node's dataplane after a change.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		passErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "egressgw_agent_pass_errors_total", Help: "Dataplane passes that failed and were retried.",
+		}),
+		renewFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "egressgw_agent_heartbeat_failures_total", Help: "Heartbeat Lease renewals that failed.",
+		}),
+		heldIPs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "egressgw_agent_floating_ips_held", Help: "Floating IPs this node holds.",
+		}),
+		grantExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "egressgw_agent_grant_seconds_left", Help: "Seconds left on the node's grant after the last renewal.",
+		}),
+	}
+	reg.MustRegister(m.passSeconds, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, &kernelCollector{a: a})
+	return m
+}
+
+var (
+	packetsDesc = prometheus.NewDesc("egressgw_agent_packets_total",
+		"Packets seen by the BPF programs, by verdict.", []string{"verdict"}, nil)
+	snatDesc = prometheus.NewDesc("egressgw_agent_snat_connections",
+		"Conntrack entries SNATed to each egress IP this node holds (source ports in use).", []string{"egress_ip"}, nil)
+)
+
+// kernelCollector reads the BPF stats map and conntrack at scrape time.
+type kernelCollector struct{ a *Agent }
+
+func (c *kernelCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- packetsDesc
+	ch <- snatDesc
+}
+
+func (c *kernelCollector) Collect(ch chan<- prometheus.Metric) {
+	stats, err := c.a.dp.Stats()
+	if err != nil {
+		klog.ErrorS(err, "Reading BPF stats")
+	}
+	for verdict, n := range stats {
+		ch <- prometheus.MustNewConstMetric(packetsDesc, prometheus.CounterValue, float64(n), verdict)
+	}
+	conns, err := c.a.host.SNATConnections()
+	if err != nil {
+		klog.ErrorS(err, "Counting SNAT connections")
+	}
+	for ip, n := range conns {
+		ch <- prometheus.MustNewConstMetric(snatDesc, prometheus.GaugeValue, float64(n), ip.String())
+	}
+}

@@ -1,0 +1,82 @@
+package nodeagent
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Marks, as docs/dataplane.md lays them out: the upper 16 bits of skb->mark are ours.
+const (
+	markClassMask  = 0xF0000000
+	markClassified = 0xC0000000
+	markSteer      = 0xE0000000
+	markSNAT       = 0xD0000000
+	// ctZone keeps the gateway's view of decapsulated traffic apart from the source
+	// node's, for the gateway's own pods, whose packets cross conntrack twice.
+	ctZone = 2640
+	// TunnelTable is the routing table steered packets use; its rule has the same
+	// preference.
+	TunnelTable = 2640
+	nftTable    = "egressgw"
+)
+
+// render writes the agent's nft table. Applying it replaces the previous one atomically.
+func (n nftState) render(tunnel string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table ip %s\ndelete table ip %s\ntable ip %s {\n", nftTable, nftTable, nftTable)
+	set(&b, "pod_cidrs", n.PodCIDRs)
+	set(&b, "cluster_cidrs", n.Cluster)
+	set(&b, "policy_destinations", n.Destinations)
+	fmt.Fprintf(&b, "\tset egress_ips {\n\t\ttype ipv4_addr\n")
+	if len(n.SNAT) > 0 {
+		ips := slices.Collect(maps.Values(n.SNAT))
+		slices.SortFunc(ips, netip.Addr.Compare)
+		fmt.Fprintf(&b, "\t\telements = { %s }\n", join(ips))
+	}
+	fmt.Fprintf(&b, "\t}\n\tmap snat_ips {\n\t\ttype mark : ipv4_addr\n")
+	if len(n.SNAT) > 0 {
+		var elems []string
+		for _, id := range slices.Sorted(maps.Keys(n.SNAT)) {
+			elems = append(elems, fmt.Sprintf("0x%08x : %s", markSNAT|id<<16, n.SNAT[id]))
+		}
+		fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(elems, ", "))
+	}
+	fmt.Fprintf(&b, "\t}\n")
+	fmt.Fprintf(&b, `	chain raw {
+		type filter hook prerouting priority raw; policy accept;
+		iifname %[1]q ct zone set %[2]d comment "decapsulated: the gateway's own conntrack zone"
+		ip daddr @egress_ips ct zone set %[2]d comment "replies to an egress IP: the same zone"
+	}
+	chain forward {
+		type filter hook forward priority filter + 10; policy accept;
+		meta mark & 0x%08[3]x != 0x%08[3]x ip saddr @pod_cidrs ip daddr != @cluster_cidrs ip daddr @policy_destinations counter drop comment "fail closed: a pod whose veth has no egressgw program yet"
+		oifname %[1]q tcp flags syn tcp option maxseg size set rt mtu comment "room for the tunnel header"
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat - 1; policy accept;
+		meta mark & 0x%08[4]x == 0x%08[5]x counter snat ip to ip saddr comment "keep the pod's IP to the gateway: the CNI's masquerade is skipped"
+		meta mark & 0x%08[4]x == 0x%08[6]x counter snat ip to meta mark & 0xffff0000 map @snat_ips comment "the gateway: SNAT to the egress IP"
+	}
+}
+`, tunnel, ctZone, markClassified, markClassMask, markSteer, markSNAT)
+	return b.String()
+}
+
+func set(b *strings.Builder, name string, prefixes []netip.Prefix) {
+	fmt.Fprintf(b, "\tset %s {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\tauto-merge\n", name)
+	if len(prefixes) > 0 {
+		fmt.Fprintf(b, "\t\telements = { %s }\n", join(prefixes))
+	}
+	fmt.Fprintf(b, "\t}\n")
+}
+
+func join[T fmt.Stringer](items []T) string {
+	s := make([]string, len(items))
+	for i, it := range items {
+		s[i] = it.String()
+	}
+	return strings.Join(s, ", ")
+}

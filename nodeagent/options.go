@@ -1,0 +1,52 @@
+package nodeagent
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Options configure an agent. Defaults fit a real cluster; tests shorten the times.
+type Options struct {
+	NodeName string
+	// BPFDir is a directory on a bpffs mount where maps and program links are pinned.
+	BPFDir string
+	// TunnelName is the ipip device steered packets leave through.
+	TunnelName string
+	// ClusterCIDRs are never steered (service and node CIDRs; pod CIDRs of every Node are
+	// added from the Node objects).
+	ClusterCIDRs []netip.Prefix
+	// PodCIDRs are this node's pod CIDRs, for the fail-closed backstop. Taken from the
+	// Node object if empty.
+	PodCIDRs []netip.Prefix
+	// LeaseDuration is how long a renewal grants the node its floating IPs: whole seconds.
+	LeaseDuration time.Duration
+	// RenewInterval is how often the heartbeat Lease is renewed.
+	RenewInterval time.Duration
+	// Resync is how often a pass runs with no change, to repair the kernel state.
+	Resync time.Duration
+	// ProbeAddr serves /healthz, /readyz and /metrics.
+	ProbeAddr string
+}
+
+// Validate says what is wrong with the options, naming the flag to fix.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.NodeName == "" {
+		errs = append(errs, errors.New("--node-name is required (the downward API's spec.nodeName)"))
+	}
+	if o.LeaseDuration < time.Second || o.LeaseDuration%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("--lease-duration %s must be a whole number of seconds, at least 1s", o.LeaseDuration))
+	}
+	if o.RenewInterval <= 0 || o.RenewInterval*2 > o.LeaseDuration {
+		errs = append(errs, fmt.Errorf("--renew-interval %s must be positive and at most half of --lease-duration %s, or one slow renewal drops the node's IPs", o.RenewInterval, o.LeaseDuration))
+	}
+	if len(o.TunnelName) == 0 || len(o.TunnelName) > 15 {
+		errs = append(errs, fmt.Errorf("--tunnel-name %q must be 1 to 15 characters", o.TunnelName))
+	}
+	if o.BPFDir == "" {
+		errs = append(errs, errors.New("--bpf-dir is required (a directory on a bpffs mount)"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,126 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
+	"github.com/egressgw/egressgw/apiserver/egress"
+)
+
+// kernel is what an agent programs: the real one on Linux, fakes in tests.
+type kernel struct {
+	dp   dataplane
+	fips floatingIPs
+	host host
+}
+
+func newAgent(opts Options, cfg *rest.Config, k kernel, reg prometheus.Registerer) (*Agent, error) {
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	net, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		opts: opts, dp: k.dp, fips: k.fips, host: k.host, now: monotonic,
+		report:   apiReporter{client: net, node: opts.NodeName},
+		tables:   egress.NewTableBuilder(),
+		snatIDs:  egress.NewIDs(1, egress.MaxEgressIDs),
+		trigger:  make(chan struct{}, 1),
+		attached: map[int]netip.Addr{},
+	}
+	a.beat = &heartbeat{leases: kube.CoordinationV1(), node: opts.NodeName, duration: opts.LeaseDuration, now: monotonic}
+	if a.caches, err = newCaches(kube, net, opts.NodeName, a.handler()); err != nil {
+		return nil, err
+	}
+	a.m = newMetrics(reg, a)
+	return a, nil
+}
+
+// run starts the caches, creates the tunnel, and runs the heartbeat and the passes until
+// ctx ends. It leaves the kernel state in place when it returns: programs stay attached
+// and IPs stay until their grant lapses, so a restart interrupts nothing.
+func (a *Agent) run(ctx context.Context) error {
+	if err := a.caches.start(ctx, time.Minute); err != nil {
+		return err
+	}
+	ifindex, err := a.host.EnsureTunnel()
+	if err != nil {
+		return err
+	}
+	if err := a.dp.AttachTunnel(ifindex); err != nil {
+		return fmt.Errorf("attaching to %s: %w", a.opts.TunnelName, err)
+	}
+	a.tunnel = ifindex
+	// Renew once before the first pass: a restarted agent on a gateway node keeps its IPs
+	// only if it can show a fresh grant; without one, the first pass drops them.
+	deadline := time.Now().Add(a.opts.LeaseDuration / 2)
+	for attempt := 1; ; attempt++ {
+		rctx, cancel := context.WithTimeout(ctx, a.opts.RenewInterval)
+		err := a.beat.renew(rctx)
+		cancel()
+		if err == nil || time.Now().After(deadline) || attempt >= 10 {
+			if err != nil {
+				klog.ErrorS(err, "No heartbeat yet; holding no floating IPs until one succeeds", "node", a.opts.NodeName)
+			}
+			break
+		}
+		time.Sleep(a.opts.RenewInterval / 4)
+	}
+	klog.InfoS("Node agent started", "node", a.opts.NodeName, "tunnel", a.opts.TunnelName,
+		"leaseDuration", a.opts.LeaseDuration, "renewInterval", a.opts.RenewInterval)
+	go a.heartbeatLoop(ctx)
+	a.loop(ctx)
+	return nil
+}
+
+// serveProbes serves /healthz (the process runs), /readyz (the last pass programmed
+// everything) and /metrics.
+func serveProbes(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error) (string, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("listening for probes on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			klog.ErrorS(err, "Probe server stopped")
+		}
+	}()
+	return ln.Addr().String(), nil
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
