@@ -72,10 +72,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 
 	gateways := collectGateways(groups.Items, legacy.Items)
 	in := placementInput(gateways, placementNodes(reports.Items, nodes.Items, r.tracker))
-	result := placement.Place(in)
+	placed := placement.Place(in)
+	grantees := r.grantNodes(reports.Items, in.Current)
+	plan := planGrants(placed.Assignment, grantees)
+	var errs []error
+	if err := r.writeGrants(ctx, grantees, plan); err != nil {
+		errs = append(errs, err)
+	}
+	// Status and policies show where the IPs are once the grants are written: an IP
+	// waiting for its old node to let go is still on the old node.
+	result := effectiveResult(placed, plan)
 	views := placement.Views(in, result)
 
-	var errs []error
 	for _, g := range gateways {
 		if err := r.writeGatewayStatus(ctx, g, views[g.id], result); err != nil {
 			errs = append(errs, err)
@@ -113,11 +121,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 			failoverSeconds.Observe(now.Sub(down).Seconds())
 		}
 	}
-	// Come back when the first Up node would turn Down if it stopped renewing.
+	// Come back when the first Up node would turn Down if it stopped renewing, and within
+	// a second while a handover waits (the old node's status update normally brings the
+	// next pass sooner).
+	var res reconcile.Result
 	if next, ok := r.tracker.NextDown(); ok {
-		return reconcile.Result{RequeueAfter: next + 10*time.Millisecond}, nil
+		res.RequeueAfter = next + 10*time.Millisecond
 	}
-	return reconcile.Result{}, nil
+	if plan.waiting > 0 && (res.RequeueAfter == 0 || res.RequeueAfter > time.Second) {
+		res.RequeueAfter = time.Second
+	}
+	return res, nil
 }
 
 func collectGateways(groups []v1.NetworkGatewayGroup, legacy []v1alpha1.AnthosNetworkGateway) []gatewayObject {

@@ -35,7 +35,9 @@ type Agent struct {
 	lastNft string
 	// lastReport is what the node report last said, to write it only when that changes.
 	lastReport string
-	attached   map[int]netip.Addr // pod ifindex → pod IP
+	// observedGen is the generation of the node's grants that the floating IPs match.
+	observedGen int64
+	attached    map[int]netip.Addr // pod ifindex → pod IP
 
 	mu       sync.Mutex
 	synced   bool
@@ -45,7 +47,7 @@ type Agent struct {
 
 // reporter writes the node's NetworkGatewayNode status.
 type reporter interface {
-	Report(ctx context.Context, ifaces []Interface, held []netip.Addr, ready bool, message string) error
+	Report(ctx context.Context, ifaces []Interface, held []netip.Addr, observedGeneration int64, ready bool, message string) error
 }
 
 // kick asks for a pass soon; many kicks before the pass make one pass.
@@ -113,6 +115,10 @@ func (a *Agent) pass(ctx context.Context) error {
 	held, snat, err := a.holdGrants(want.assigned)
 	if err != nil {
 		errs = append(errs, err)
+	} else {
+		// Only now does the node hold exactly what this generation grants: the controller
+		// waits for this before it grants a released IP to another node.
+		a.observedGen = snap.generation
 	}
 	nft := nftState{PodCIDRs: snap.podCIDRs, Cluster: snap.cluster, Destinations: want.destinations, SNAT: snat}
 	if text := nft.render(a.opts.TunnelName); text != a.lastNft {
@@ -222,11 +228,11 @@ func (a *Agent) writeReport(ctx context.Context, held []netip.Addr, passErr erro
 	if passErr != nil {
 		msg = passErr.Error()
 	}
-	key := fmt.Sprint(ifaces, held, msg)
+	key := fmt.Sprint(ifaces, held, a.observedGen, msg)
 	if key == a.lastReport {
 		return
 	}
-	if err := a.report.Report(ctx, ifaces, held, passErr == nil, msg); err != nil {
+	if err := a.report.Report(ctx, ifaces, held, a.observedGen, passErr == nil, msg); err != nil {
 		klog.ErrorS(err, "Writing the NetworkGatewayNode status", "node", a.opts.NodeName)
 		time.AfterFunc(time.Second, a.kick)
 		return

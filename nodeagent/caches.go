@@ -15,6 +15,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
 	netinformers "github.com/egressgw/egressgw/apiserver/client/informers/externalversions"
 	v1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1"
@@ -33,6 +34,8 @@ type caches struct {
 	policy  v1listers.EgressNATPolicyLister
 	groups  v1listers.NetworkGatewayGroupLister
 	legacy  v1alpha1listers.AnthosNetworkGatewayLister
+	own     netinformers.SharedInformerFactory // this node's NetworkGatewayNode only
+	grants  v1listers.NetworkGatewayNodeLister
 }
 
 func newCaches(kube kubernetes.Interface, net versioned.Interface, node string, onChange cache.ResourceEventHandler) (*caches, error) {
@@ -42,6 +45,10 @@ func newCaches(kube kubernetes.Interface, net versioned.Interface, node string, 
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
 		})),
 		net: netinformers.NewSharedInformerFactory(net, 0),
+		own: netinformers.NewSharedInformerFactoryWithOptions(net, 0, netinformers.WithNamespace(networking.NodeNamespace),
+			netinformers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", node).String()
+			})),
 	}
 	register := []cache.SharedIndexInformer{
 		c.pods.Core().V1().Pods().Informer(),
@@ -50,6 +57,7 @@ func newCaches(kube kubernetes.Interface, net versioned.Interface, node string, 
 		c.net.Networking().V1().EgressNATPolicies().Informer(),
 		c.net.Networking().V1().NetworkGatewayGroups().Informer(),
 		c.net.Networking().V1alpha1().AnthosNetworkGateways().Informer(),
+		c.own.Networking().V1().NetworkGatewayNodes().Informer(),
 	}
 	for _, inf := range register {
 		if _, err := inf.AddEventHandler(onChange); err != nil {
@@ -62,6 +70,7 @@ func newCaches(kube kubernetes.Interface, net versioned.Interface, node string, 
 	c.policy = c.net.Networking().V1().EgressNATPolicies().Lister()
 	c.groups = c.net.Networking().V1().NetworkGatewayGroups().Lister()
 	c.legacy = c.net.Networking().V1alpha1().AnthosNetworkGateways().Lister()
+	c.grants = c.own.Networking().V1().NetworkGatewayNodes().Lister()
 	return c, nil
 }
 
@@ -69,6 +78,7 @@ func (c *caches) start(ctx context.Context, timeout time.Duration) error {
 	c.core.Start(ctx.Done())
 	c.pods.Start(ctx.Done())
 	c.net.Start(ctx.Done())
+	c.own.Start(ctx.Done())
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for typ, ok := range c.core.WaitForCacheSync(wctx.Done()) {
@@ -81,9 +91,11 @@ func (c *caches) start(ctx context.Context, timeout time.Duration) error {
 			return fmt.Errorf("the %v cache did not sync within %s", typ, timeout)
 		}
 	}
-	for typ, ok := range c.net.WaitForCacheSync(wctx.Done()) {
-		if !ok {
-			return fmt.Errorf("the %v cache did not sync within %s", typ, timeout)
+	for _, f := range []netinformers.SharedInformerFactory{c.net, c.own} {
+		for typ, ok := range f.WaitForCacheSync(wctx.Done()) {
+			if !ok {
+				return fmt.Errorf("the %v cache did not sync within %s", typ, timeout)
+			}
 		}
 	}
 	return nil
@@ -118,6 +130,10 @@ func (c *caches) snapshot(o Options) (snapshot, error) {
 	}
 	for _, g := range legacy {
 		s.gateways = append(s.gateways, gateway{namespace: g.Namespace, name: g.Name, floatingIPs: g.Spec.FloatingIPs, placed: g.Status.FloatingIPs})
+	}
+	// The controller grants this node its floating IPs in its NetworkGatewayNode's spec.
+	if own, err := c.grants.NetworkGatewayNodes(networking.NodeNamespace).Get(o.NodeName); err == nil {
+		s.granted, s.generation = own.Spec.FloatingIPs, own.Generation
 	}
 	// Every node's pod CIDRs are in-cluster destinations, never steered.
 	nodes, err := c.node.List(labels.Everything())

@@ -19,6 +19,9 @@ type snapshot struct {
 	namespaces map[string]map[string]string
 	cluster    []netip.Prefix
 	podCIDRs   []netip.Prefix // this node's
+	// granted are the floating IPs of this node's NetworkGatewayNode spec, of generation.
+	granted    []string
+	generation int64
 }
 
 // gateway is a gateway of either kind: its floating IPs and where they are placed.
@@ -31,8 +34,8 @@ type gateway struct {
 // desired is what the node's kernel should hold after a pass.
 type desired struct {
 	table egress.Table
-	// assigned are the floating IPs the gateways' status places on this node. The agent
-	// holds them only while its grant is valid.
+	// assigned are the floating IPs the controller grants this node. The agent holds them
+	// only while its heartbeat is fresh.
 	assigned []netip.Addr
 	// destinations are every policy destination outside the cluster, for the nft backstop
 	// that catches pods whose veth has no program yet.
@@ -50,13 +53,14 @@ func (s snapshot) desired(tb *egress.TableBuilder) (desired, error) {
 			listed[ip] = true
 		}
 		for ip, node := range g.placed {
-			if !listed[ip] || node == "" {
-				continue // The status is behind the spec; an IP no longer listed is not granted.
+			if listed[ip] && node != "" {
+				holders[ip] = node
 			}
-			holders[ip] = node
-			if a, err := netip.ParseAddr(ip); err == nil && a.Is4() && node == s.node {
-				d.assigned = append(d.assigned, a)
-			}
+		}
+	}
+	for _, ip := range s.granted {
+		if a, err := netip.ParseAddr(ip); err == nil && a.Is4() {
+			d.assigned = append(d.assigned, a)
 		}
 	}
 	slices.SortFunc(d.assigned, netip.Addr.Compare)

@@ -44,7 +44,8 @@ func TestDesired(t *testing.T) {
 		policies: []*v1.EgressNATPolicy{specPolicy()},
 		gateways: []gateway{{namespace: "kube-system", name: "default",
 			floatingIPs: []string{"198.51.100.100", "198.51.100.101", "198.51.100.102"},
-			placed:      map[string]string{"198.51.100.100": "worker2", "198.51.100.101": "worker1", "198.51.100.102": "worker1", "198.51.100.199": "worker1"}}},
+			placed:      map[string]string{"198.51.100.100": "worker2", "198.51.100.101": "worker1", "198.51.100.102": "worker1"}}},
+		granted: []string{"198.51.100.102", "198.51.100.101"},
 		pods: []*corev1.Pod{
 			pod("alice", "fe", "198.18.1.10", map[string]string{"role": "frontend"}),
 			pod("alice", "be", "198.18.1.11", map[string]string{"role": "backend"}),
@@ -62,7 +63,7 @@ func TestDesired(t *testing.T) {
 		got  any
 		want any
 	}{
-		{name: "the IPs placed here and still listed are assigned; a stale status entry is not",
+		{name: "the IPs granted in the node's spec are assigned",
 			got: d.assigned, want: []netip.Addr{netip.MustParseAddr("198.51.100.101"), netip.MustParseAddr("198.51.100.102")}},
 		{name: "pods with an IP are in the table", got: len(d.table.Pods), want: 2},
 		{name: "the selected pod steers to the gateway's first IP, held by worker2",

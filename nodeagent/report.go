@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
@@ -22,7 +23,15 @@ type apiReporter struct {
 	node   string
 }
 
-func (r apiReporter) Report(ctx context.Context, ifaces []Interface, held []netip.Addr, ready bool, message string) error {
+func (r apiReporter) Report(ctx context.Context, ifaces []Interface, held []netip.Addr, observedGeneration int64, ready bool, message string) error {
+	// The controller writes the spec meanwhile; a conflict is retried at once, not a
+	// second later, because a handover waits for this write.
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		return r.report(ctx, ifaces, held, observedGeneration, ready, message)
+	})
+}
+
+func (r apiReporter) report(ctx context.Context, ifaces []Interface, held []netip.Addr, observedGeneration int64, ready bool, message string) error {
 	c := r.client.NetworkingV1().NetworkGatewayNodes(networking.NodeNamespace)
 	obj, err := c.Get(ctx, r.node, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -31,7 +40,7 @@ func (r apiReporter) Report(ctx context.Context, ifaces []Interface, held []neti
 	if err != nil {
 		return fmt.Errorf("reading NetworkGatewayNode %s/%s: %w", networking.NodeNamespace, r.node, err)
 	}
-	status := v1.NetworkGatewayNodeStatus{Conditions: obj.Status.Conditions}
+	status := v1.NetworkGatewayNodeStatus{Conditions: obj.Status.Conditions, ObservedGeneration: observedGeneration}
 	for _, i := range ifaces {
 		ni := v1.NodeInterface{Name: i.Name, MAC: i.MAC}
 		for _, s := range i.Subnets {
@@ -48,8 +57,6 @@ func (r apiReporter) Report(ctx context.Context, ifaces []Interface, held []neti
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)
 	obj.Status = status
-	if _, err := c.UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("writing NetworkGatewayNode %s/%s status: %w", networking.NodeNamespace, r.node, err)
-	}
-	return nil
+	_, err = c.UpdateStatus(ctx, obj, metav1.UpdateOptions{})
+	return err
 }

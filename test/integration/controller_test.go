@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
+	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
 	"github.com/egressgw/egressgw/controller"
 	"github.com/egressgw/egressgw/test/controlplane"
 )
@@ -179,12 +182,43 @@ func TestControllerPlacement(t *testing.T) {
 		})
 	})
 
-	t.Run("a cordoned node hands its IPs over", func(t *testing.T) {
+	t.Run("a cordoned node hands its IPs over, letting go before the next node is granted", func(t *testing.T) {
+		// Every change to the node reports, in the API server's order.
+		ngns := versioned.NewForConfigOrDie(cp.Config).NetworkingV1().NetworkGatewayNodes(controller.NodeReportNamespace)
+		w, err := ngns.Watch(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
 		mustKubectl(t, cp, nil, "cordon", "worker1")
 		defer mustKubectl(t, cp, nil, "uncordon", "worker1")
 		eventually(t, 10*time.Second, func() string {
 			return diffStatus(gatewayStatus(t, cp, "gateway1"), `{"nodes":{"worker1":"Up","worker2":"Up"},"floatingIPs":{"192.168.1.100":"worker2"}}`)
 		})
+		// worker2 is granted 192.168.1.100 only after worker1 said, for its newest spec,
+		// that it no longer holds it.
+		released := false
+		for deadline := time.After(5 * time.Second); ; {
+			select {
+			case <-deadline:
+				t.Fatal("worker2 was never granted 192.168.1.100 in the watch stream")
+			case ev := <-w.ResultChan():
+				n, ok := ev.Object.(*v1.NetworkGatewayNode)
+				if !ok {
+					continue
+				}
+				switch {
+				case n.Name == "worker1" && n.Status.ObservedGeneration == n.Generation && !slices.Contains(n.Status.FloatingIPs, "192.168.1.100"):
+					released = true
+				case n.Name == "worker2" && slices.Contains(n.Spec.FloatingIPs, "192.168.1.100"):
+					if !released {
+						t.Fatalf("worker2 was granted 192.168.1.100 before worker1 let go of it")
+					}
+					goto granted
+				}
+			}
+		}
+	granted:
 		eventually(t, 10*time.Second, func() string {
 			return expectContains(mustKubectl(t, cp, nil, "describe", "ngg", "gateway1", "-n", "kube-system"), "moved from node worker1 to node worker2 (NodeCordoned)")
 		})
@@ -216,6 +250,7 @@ type agents struct {
 
 func startAgents(t *testing.T, cp *controlplane.ControlPlane, nodes ...string) *agents {
 	kube := kubernetes.NewForConfigOrDie(cp.Config)
+	net := versioned.NewForConfigOrDie(cp.Config)
 	a := &agents{stops: map[string]chan struct{}{}}
 	for i, node := range nodes {
 		addr := "192.168.1." + string(rune('1')) + string(rune('1'+i)) // 192.168.1.11, .12, ...
@@ -247,10 +282,23 @@ func startAgents(t *testing.T, cp *controlplane.ControlPlane, nodes ...string) *
 				}
 				l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
 				_, _ = kube.CoordinationV1().Leases(controller.LeaseNamespace).Update(context.Background(), l, metav1.UpdateOptions{})
+				ackGrants(net, node)
 			}
 		})
 	}
 	return a
+}
+
+// ackGrants does what a node agent does with its grants: hold exactly the IPs of its
+// NetworkGatewayNode spec, and say so in the status for that generation.
+func ackGrants(net versioned.Interface, node string) {
+	ngns := net.NetworkingV1().NetworkGatewayNodes(controller.NodeReportNamespace)
+	ngn, err := ngns.Get(context.Background(), node, metav1.GetOptions{})
+	if err != nil || ngn.Status.ObservedGeneration == ngn.Generation && slices.Equal(ngn.Status.FloatingIPs, ngn.Spec.FloatingIPs) {
+		return
+	}
+	ngn.Status.FloatingIPs, ngn.Status.ObservedGeneration = ngn.Spec.FloatingIPs, ngn.Generation
+	_, _ = ngns.UpdateStatus(context.Background(), ngn, metav1.UpdateOptions{})
 }
 
 func (a *agents) stop(node string) {

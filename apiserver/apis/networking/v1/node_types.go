@@ -11,6 +11,7 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Namespaced,shortName=ngn,categories=egressnat
+// +kubebuilder:printcolumn:name="Granted",type=string,JSONPath=`.spec.floatingIPs`
 // +kubebuilder:printcolumn:name="Floating IPs",type=string,JSONPath=`.status.floatingIPs`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -18,9 +19,25 @@ type NetworkGatewayNode struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
+	// Spec is written by the controller: the floating IPs the node is granted.
+	// +optional
+	Spec NetworkGatewayNodeSpec `json:"spec,omitempty"`
 	// Status is written by the node's agent.
 	// +optional
 	Status NetworkGatewayNodeStatus `json:"status,omitempty"`
+}
+
+// NetworkGatewayNodeSpec is what the controller grants a node. The node holds a granted IP
+// only while its heartbeat Lease is fresh on its own clock. To move an IP off a node that
+// is Up, the controller first takes the IP out of this list, then waits for the node's
+// status to show, for this generation, that it no longer holds it.
+type NetworkGatewayNodeSpec struct {
+	// FloatingIPs are the floating IPs this node is granted.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=1024
+	// +kubebuilder:validation:items:Format=ipv4
+	// +optional
+	FloatingIPs []string `json:"floatingIPs,omitempty"`
 }
 
 // NetworkGatewayNodeStatus is one node's report.
@@ -31,6 +48,9 @@ type NetworkGatewayNodeStatus struct {
 	// +kubebuilder:validation:MaxItems=128
 	// +optional
 	Interfaces []NodeInterface `json:"interfaces,omitempty"`
+	// ObservedGeneration is the generation of the spec that the agent last applied.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// FloatingIPs are the floating IPs configured on this node right now.
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=1024

@@ -51,6 +51,9 @@ type AnthosNetworkGatewayNode struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
+	// Spec is written by the controller: the floating IPs the node is granted.
+	// +optional
+	Spec v1.NetworkGatewayNodeSpec `json:"spec,omitempty"`
 	// Status is written by the node's agent.
 	// +optional
 	Status v1.NetworkGatewayNodeStatus `json:"status,omitempty"`

@@ -78,6 +78,7 @@ func (in *AnthosNetworkGatewayNode) DeepCopyInto(out *AnthosNetworkGatewayNode) 
 	*out = *in
 	out.TypeMeta = in.TypeMeta
 	in.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	in.Spec.DeepCopyInto(&out.Spec)
 	in.Status.DeepCopyInto(&out.Status)
 }
 

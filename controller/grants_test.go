@@ -1,0 +1,114 @@
+package controller
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+)
+
+// gnode builds a node: Up or not, its spec and status IPs, and whether its status has
+// caught up with its spec.
+func gnode(up bool, spec, held []string, caughtUp bool, shown ...string) *grantNode {
+	obj := &v1.NetworkGatewayNode{ObjectMeta: metav1.ObjectMeta{Generation: 4}}
+	obj.Status.ObservedGeneration = 4
+	if !caughtUp {
+		obj.Status.ObservedGeneration = 3
+	}
+	n := &grantNode{obj: obj, up: up, spec: map[netip.Addr]bool{}, held: map[netip.Addr]bool{}, shown: map[netip.Addr]bool{}}
+	for _, s := range shown {
+		n.shown[netip.MustParseAddr(s)] = true
+	}
+	for _, s := range spec {
+		n.spec[netip.MustParseAddr(s)] = true
+	}
+	for _, s := range held {
+		n.held[netip.MustParseAddr(s)] = true
+	}
+	return n
+}
+
+func TestPlanGrants(t *testing.T) {
+	const x = "198.51.100.100"
+	ip := netip.MustParseAddr(x)
+	tests := []struct {
+		name      string
+		target    string // "" leaves x out of the assignment
+		nodes     map[string]*grantNode
+		wantSpecs string
+		wantAt    string
+		waiting   int
+	}{{
+		name:      "a new IP is granted at once",
+		target:    "b",
+		nodes:     map[string]*grantNode{"a": gnode(true, nil, nil, true), "b": gnode(true, nil, nil, true)},
+		wantSpecs: "a=[] b=[198.51.100.100]", wantAt: "b",
+	}, {
+		name:      "an IP stays where it is",
+		target:    "a",
+		nodes:     map[string]*grantNode{"a": gnode(true, []string{x}, []string{x}, true), "b": gnode(true, nil, nil, true)},
+		wantSpecs: "a=[198.51.100.100] b=[]", wantAt: "a",
+	}, {
+		name:      "a planned move first takes the IP away from the old node, which keeps it meanwhile",
+		target:    "b",
+		nodes:     map[string]*grantNode{"a": gnode(true, []string{x}, []string{x}, true), "b": gnode(true, nil, nil, true)},
+		wantSpecs: "a=[] b=[]", wantAt: "a", waiting: 1,
+	}, {
+		name:      "the old node's spec lost the IP but it has not said it let go",
+		target:    "b",
+		nodes:     map[string]*grantNode{"a": gnode(true, nil, []string{x}, true), "b": gnode(true, nil, nil, true)},
+		wantSpecs: "a=[] b=[]", wantAt: "a", waiting: 1,
+	}, {
+		name:      "the old node has not caught up with the spec that took the IP away",
+		target:    "b",
+		nodes:     map[string]*grantNode{"a": gnode(true, nil, nil, false, x), "b": gnode(true, nil, nil, true)},
+		wantSpecs: "a=[] b=[]", wantAt: "a", waiting: 1,
+	}, {
+		name:      "a node behind its spec does not block IPs it never had",
+		target:    "b",
+		nodes:     map[string]*grantNode{"a": gnode(true, nil, nil, false), "b": gnode(true, nil, nil, true)},
+		wantSpecs: "a=[] b=[198.51.100.100]", wantAt: "b",
+	}, {
+		name:      "once the old node says it let go, the new node gets it",
+		target:    "b",
+		nodes:     map[string]*grantNode{"a": gnode(true, nil, nil, true), "b": gnode(true, nil, nil, true)},
+		wantSpecs: "a=[] b=[198.51.100.100]", wantAt: "b",
+	}, {
+		name:      "a Down node's grant has lapsed: the IP moves at once",
+		target:    "b",
+		nodes:     map[string]*grantNode{"a": gnode(false, []string{x}, []string{x}, false), "b": gnode(true, nil, nil, true)},
+		wantSpecs: "a=[] b=[198.51.100.100]", wantAt: "b",
+	}, {
+		name:      "an IP no gateway lists any more is taken from every node",
+		target:    "",
+		nodes:     map[string]*grantNode{"a": gnode(true, []string{x}, []string{x}, true)},
+		wantSpecs: "a=[]", wantAt: "",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assignment := map[netip.Addr]string{}
+			if tt.target != "" {
+				assignment[ip] = tt.target
+			}
+			plan := planGrants(assignment, tt.nodes)
+			var specs string
+			for _, name := range []string{"a", "b"} {
+				if ips, ok := plan.specs[name]; ok {
+					specs += fmt.Sprintf(" %s=%v", name, ips)
+				}
+			}
+			if specs[1:] != tt.wantSpecs {
+				t.Errorf("specs %s, want %s", specs[1:], tt.wantSpecs)
+			}
+			if got := plan.effective[ip]; got != tt.wantAt {
+				t.Errorf("%s is on %q, want %q", x, got, tt.wantAt)
+			}
+			if plan.waiting != tt.waiting {
+				t.Errorf("%d moves wait, want %d", plan.waiting, tt.waiting)
+			}
+		})
+	}
+}
