@@ -161,4 +161,3 @@ func requireRoot(t *testing.T) {
 	}
 	t.Skip("needs root")
 }
-

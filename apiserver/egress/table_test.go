@@ -30,7 +30,11 @@ func TestTableBuild(t *testing.T) {
 		localPod("fe2", "198.18.1.11", alice, "role", "frontend"),
 		localPod("db", "198.18.1.12", alice, "role", "db"),
 		localPod("plain", "198.18.1.13", alice),
-		func() LocalPod { p := localPod("host", "198.51.100.11", alice, "role", "frontend"); p.HostNetwork = true; return p }(),
+		func() LocalPod {
+			p := localPod("host", "198.51.100.11", alice, "role", "frontend")
+			p.HostNetwork = true
+			return p
+		}(),
 	}
 	b := NewTableBuilder()
 	tbl, err := b.Build(Compile(objs, res), pods, cluster)

@@ -1,0 +1,138 @@
+package topology
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("this test needs root (network namespaces); CI runs as root")
+	}
+	t.Skip("needs root")
+}
+
+// TestTopology builds the stage and checks it behaves like the plain cluster network the
+// product is added to: pods reach the outside masqueraded to their node's IP, pods reach
+// each other, the host reaches the control-plane namespace, and Close leaves nothing.
+func TestTopology(t *testing.T) {
+	requireRoot(t)
+	topo, err := New(Config{Nodes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = topo.Close()
+		}
+	})
+	n1, n2 := topo.Nodes[0], topo.Nodes[1]
+	a, err := topo.AddPod(n1, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := topo.AddPod(n2, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	tests := []struct {
+		name string
+		run  func() (string, error)
+		want string
+	}{
+		{name: "TCP from a pod leaves masqueraded to its node's IP", run: func() (string, error) {
+			src, err := a.WhoTCP(ctx, ExternalIP)
+			return src.Addr().String(), err
+		}, want: n1.IP.String()},
+		{name: "UDP too", run: func() (string, error) {
+			src, err := b.WhoUDP(ctx, ExternalIP2)
+			return src.Addr().String(), err
+		}, want: n2.IP.String()},
+		{name: "ICMP to the external host", run: func() (string, error) { return "ok", a.Ping(ExternalIP) }, want: "ok"},
+		{name: "pods on different nodes reach each other with their own IPs", run: func() (string, error) { return "ok", a.Ping(b.IP) }, want: "ok"},
+		{name: "the host reaches the control-plane namespace", run: func() (string, error) {
+			ln, err := Listen(topo.Control, "tcp4", ControlIP.String()+":0")
+			if err != nil {
+				return "", err
+			}
+			defer ln.Close()
+			go func() {
+				if c, err := ln.Accept(); err == nil {
+					c.Write([]byte("hi"))
+					c.Close()
+				}
+			}()
+			c, err := net.DialTimeout("tcp4", ln.Addr().String(), 2*time.Second)
+			if err != nil {
+				return "", err
+			}
+			defer c.Close()
+			buf := make([]byte, 2)
+			_, err = c.Read(buf)
+			return string(buf), err
+		}, want: "hi"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.run()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+
+	t.Run("the sniffer saw pod traffic with the node's IP and nothing with a pod IP", func(t *testing.T) {
+		pkts := topo.External.Packets(nil)
+		if len(pkts) == 0 {
+			t.Fatal("the sniffer recorded nothing")
+		}
+		for _, p := range pkts {
+			if PodSupernet.Contains(p.Src) {
+				t.Errorf("a pod IP reached the outside: %s", p)
+			}
+		}
+	})
+
+	t.Run("network policy on the node drops", func(t *testing.T) {
+		if err := n1.DenyEgress(a.IP, ExternalNet); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.WhoUDP(ctx, ExternalIP); err == nil {
+			t.Error("the denied pod still reached the external host")
+		}
+		if err := n1.ClearPolicy(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.WhoUDP(ctx, ExternalIP); err != nil {
+			t.Errorf("after clearing the policy: %v", err)
+		}
+	})
+
+	if err := topo.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed = true
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), topo.ID+"-") {
+			t.Errorf("namespace %s left after Close", e.Name())
+		}
+	}
+	if _, err := net.InterfaceByName(topo.HostLink); err == nil {
+		t.Errorf("host link %s left after Close", topo.HostLink)
+	}
+}
