@@ -1,0 +1,201 @@
+/*
+ * Copyright The egressgw Authors.
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * The maps and helpers shared by the egressgw programs (egw.c), and the layout the
+ * Go loader (types.go) mirrors. docs/dataplane.md describes the design.
+ */
+#ifndef __EGW_H
+#define __EGW_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+/* tcx verdicts (linux/bpf.h of 6.6 and later; Debian 12's headers predate them). */
+#ifndef TCX_NEXT
+#define TCX_NEXT	TC_ACT_UNSPEC	/* -1: let the next program, then the stack, decide */
+#define TCX_PASS	TC_ACT_OK
+#define TCX_DROP	TC_ACT_SHOT
+#endif
+
+/*
+ * skb->mark: the upper 16 bits are ours, the lower 16 are left to kube-proxy and others.
+ * Bits 31..28 say what we did, bits 27..16 carry an egress or snat id.
+ */
+#define EGW_MARK_CLASS		0xF0000000U
+#define EGW_MARK_CLASSIFIED	0xC0000000U	/* egw_from_pod looked, did not steer */
+#define EGW_MARK_STEER		0xE0000000U	/* egw_from_pod: steer to egress id */
+#define EGW_MARK_SNAT		0xD0000000U	/* egw_tunnel_in: SNAT to snat id */
+#define EGW_MARK_KEEP		0x0000FFFFU
+#define EGW_MARK_ID_SHIFT	16
+#define EGW_MARK_ID_MAX		0xFFFU
+
+/* What egw_routes says about a destination. The numbers are egress.Verdict's. */
+enum egw_verdict {
+	EGW_VERDICT_PASS	= 0,	/* no entry: leave as before (the node masquerades) */
+	EGW_VERDICT_IN_CLUSTER	= 1,
+	EGW_VERDICT_STEER	= 2,
+	EGW_VERDICT_DROP	= 3,
+};
+
+/*
+ * egw_stats indices: one per verdict path, so that `bpftool map dump name egw_stats`
+ * explains what happened. The Go loader names them in the same order (statNames).
+ */
+enum egw_stat_id {
+	EGW_STAT_FROM_POD_NOT_IPV4,
+	EGW_STAT_FROM_POD_MALFORMED,
+	EGW_STAT_FROM_POD_UNKNOWN_POD_PASS,
+	EGW_STAT_FROM_POD_PASS,
+	EGW_STAT_FROM_POD_IN_CLUSTER,
+	EGW_STAT_FROM_POD_STEER,
+	EGW_STAT_FROM_POD_DROP_POLICY,
+	EGW_STAT_FROM_POD_DROP_UNKNOWN_POD,
+	EGW_STAT_TUNNEL_OUT_ENCAP,
+	EGW_STAT_TUNNEL_OUT_NO_EGRESS_IP,
+	EGW_STAT_TUNNEL_OUT_NOT_MARKED,
+	EGW_STAT_TUNNEL_OUT_KEY_FAILED,
+	EGW_STAT_TUNNEL_IN_SNAT,
+	EGW_STAT_TUNNEL_IN_NO_GRANT,
+	EGW_STAT_TUNNEL_IN_EXPIRED,
+	EGW_STAT_TUNNEL_IN_NO_TUNNEL_KEY,
+	EGW_STAT_FROM_POD_LOCAL_SNAT,
+	EGW_STAT_MAX,
+};
+
+/* The set of pods the node does not know yet: its routes never steer. */
+#define EGW_UNKNOWN_SET		0
+
+/*
+ * egw_routes key. The set id is big-endian so that the trie's prefix, which it
+ * compares bytewise from the first data byte, covers the whole set id before the
+ * destination: prefixlen = 32 + the destination prefix's length.
+ */
+struct egw_route_key {
+	__u32 prefixlen;
+	__be32 set;
+	__be32 dst;
+};
+
+struct egw_route {
+	__u32 verdict;		/* enum egw_verdict */
+	__u32 egress_id;	/* egw_egress key when verdict is STEER */
+	__u32 policy_id;	/* reserved for per-policy counters; 0 for now */
+};
+
+struct egw_grant {
+	__u32 snat_id;
+	__u32 pad;
+	__u64 expires_ns;	/* CLOCK_MONOTONIC, as bpf_ktime_get_ns reads it */
+};
+
+struct egw_stat {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Pinned by name in the agent's bpffs directory, so that a restart keeps them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __be32);		/* pod IPv4 */
+	__type(value, __u32);		/* set id */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} egw_pods SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct egw_route_key);
+	__type(value, struct egw_route);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} egw_routes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);		/* egress id */
+	__type(value, __be32);		/* egress IPv4 */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} egw_egress SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __be32);		/* egress IPv4 this node holds */
+	__type(value, struct egw_grant);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} egw_grants SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, EGW_STAT_MAX);
+	__type(key, __u32);		/* enum egw_stat_id */
+	__type(value, struct egw_stat);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} egw_stats SEC(".maps");
+
+static __always_inline int egw_count(struct __sk_buff *skb, __u32 id, int verdict)
+{
+	struct egw_stat *stat;
+
+	stat = bpf_map_lookup_elem(&egw_stats, &id);
+	if (stat) {
+		stat->packets++;
+		stat->bytes += skb->len;
+	}
+	return verdict;
+}
+
+/*
+ * The verifier allows only 32-bit stores to skb->mark; without volatile, clang turns
+ * a store that keeps the lower half into a 16-bit store of the upper half.
+ */
+static __always_inline void egw_write_mark(struct __sk_buff *skb, __u32 mark)
+{
+	*(volatile __u32 *)&skb->mark = mark;
+}
+
+static __always_inline void egw_set_mark(struct __sk_buff *skb, __u32 class, __u32 id)
+{
+	egw_write_mark(skb, (skb->mark & EGW_MARK_KEEP) | class |
+		       ((id & EGW_MARK_ID_MAX) << EGW_MARK_ID_SHIFT));
+}
+
+/* A mark id travels in 12 bits; 0 is never handed out. */
+static __always_inline int egw_valid_id(__u32 id)
+{
+	return id != 0 && id <= EGW_MARK_ID_MAX;
+}
+
+/*
+ * Reads the addresses of the IPv4 header behind the Ethernet header, pulling it into
+ * the linear area if need be. Returns 0, or -1 if the packet is too short.
+ */
+static __always_inline int egw_ipv4_addrs(struct __sk_buff *skb, __be32 *saddr, __be32 *daddr)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + ETH_HLEN;
+
+	if ((void *)(ip + 1) > data_end) {
+		if (bpf_skb_pull_data(skb, ETH_HLEN + sizeof(*ip)) < 0)
+			return -1;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		ip = data + ETH_HLEN;
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+	}
+	*saddr = ip->saddr;
+	*daddr = ip->daddr;
+	return 0;
+}
+
+#endif /* __EGW_H */

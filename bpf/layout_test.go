@@ -1,0 +1,95 @@
+package bpf
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/egressgw/egressgw/apiserver/egress"
+)
+
+// dataplane is nodeagent's interface (nodeagent/kernel.go), copied: this package must
+// not import the agent, and must still satisfy it.
+type dataplane interface {
+	Sync(egress.Table) error
+	SetGrant(ip netip.Addr, snatID uint32, expires time.Duration) error
+	DeleteGrant(ip netip.Addr) error
+	Grants() (map[netip.Addr]uint32, error)
+	AttachPod(ifindex int) error
+	DetachPod(ifindex int) error
+	AttachedPods() ([]int, error)
+	AttachTunnel(ifindex int) error
+	Stats() (map[string]uint64, error)
+}
+
+var _ dataplane = (*Dataplane)(nil)
+
+// TestLayout checks that the Go mirrors of the map keys and values have the size and
+// field offsets of the C structs, as the object's BTF describes them. It needs no root.
+func TestLayout(t *testing.T) {
+	spec, err := loadEgw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		m     string
+		key   bool
+		goVal any
+	}{
+		{name: "egw_pods key (pod IPv4)", m: egwMapEgwPods, key: true, goVal: ipv4{}},
+		{name: "egw_pods value (set id)", m: egwMapEgwPods, goVal: uint32(0)},
+		{name: "egw_routes key", m: egwMapEgwRoutes, key: true, goVal: routeKey{}},
+		{name: "egw_routes value", m: egwMapEgwRoutes, goVal: routeValue{}},
+		{name: "egw_egress key (egress id)", m: egwMapEgwEgress, key: true, goVal: uint32(0)},
+		{name: "egw_egress value (egress IPv4)", m: egwMapEgwEgress, goVal: ipv4{}},
+		{name: "egw_grants key (egress IPv4)", m: egwMapEgwGrants, key: true, goVal: ipv4{}},
+		{name: "egw_grants value", m: egwMapEgwGrants, goVal: grantValue{}},
+		{name: "egw_stats key (stat id)", m: egwMapEgwStats, key: true, goVal: uint32(0)},
+		{name: "egw_stats value", m: egwMapEgwStats, goVal: statValue{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms, ok := spec.Maps[tt.m]
+			if !ok {
+				t.Fatalf("the object has no map %s", tt.m)
+			}
+			typ := ms.Value
+			if tt.key {
+				typ = ms.Key
+			}
+			size, err := btf.Sizeof(typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gt := reflect.TypeOf(tt.goVal)
+			if int(gt.Size()) != size {
+				t.Fatalf("Go %s is %d bytes, C %s is %d", gt, gt.Size(), typ, size)
+			}
+			s, isStruct := btf.UnderlyingType(typ).(*btf.Struct)
+			if !isStruct {
+				return
+			}
+			if gt.Kind() != reflect.Struct || gt.NumField() != len(s.Members) {
+				t.Fatalf("Go %s does not have the %d fields of C struct %s", gt, len(s.Members), s.Name)
+			}
+			for i, m := range s.Members {
+				f := gt.Field(i)
+				msize, err := btf.Sizeof(m.Type)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if uint32(f.Offset)*8 != uint32(m.Offset) || int(f.Type.Size()) != msize {
+					t.Errorf("Go field %s is %d bytes at byte %d; C %s.%s is %d bytes at byte %d",
+						f.Name, f.Type.Size(), f.Offset, s.Name, m.Name, msize, m.Offset/8)
+				}
+			}
+		})
+	}
+	if got := spec.Maps[egwMapEgwStats].MaxEntries; got != uint32(len(statNames)) {
+		t.Errorf("egw_stats has %d counters (EGW_STAT_MAX), statNames names %d", got, len(statNames))
+	}
+}

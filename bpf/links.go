@@ -1,0 +1,219 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Links are pinned under pinDir/links, one file per attachment, named for what it is
+// attached to: pod-<ifindex>, tunnel-in and tunnel-out. The pin keeps the program
+// attached when the agent exits, and lets the next agent update it in place.
+const (
+	linksDir      = "links"
+	podLinkPrefix = "pod-"
+	tunnelIn      = "tunnel-in"
+	tunnelOut     = "tunnel-out"
+)
+
+// attachment is a program and where it goes.
+type attachment struct {
+	prog   *ebpf.Program
+	typ    ebpf.AttachType
+	anchor link.Anchor
+}
+
+// attachmentFor says what the link pinned as name runs; false for a file we did not make.
+func (d *Dataplane) attachmentFor(name string) (attachment, bool) {
+	switch {
+	case name == tunnelIn:
+		return attachment{prog: d.objs.EgwTunnelIn, typ: ebpf.AttachTCXIngress}, true
+	case name == tunnelOut:
+		return attachment{prog: d.objs.EgwTunnelOut, typ: ebpf.AttachTCXEgress}, true
+	case strings.HasPrefix(name, podLinkPrefix):
+		if _, err := strconv.Atoi(strings.TrimPrefix(name, podLinkPrefix)); err != nil {
+			return attachment{}, false
+		}
+		// First in the chain: a CNI program after ours still runs (we return TCX_NEXT),
+		// and sees the mark.
+		return attachment{prog: d.objs.EgwFromPod, typ: ebpf.AttachTCXIngress, anchor: link.Head()}, true
+	}
+	return attachment{}, false
+}
+
+func (d *Dataplane) linkPath(name string) string { return filepath.Join(d.pinDir, linksDir, name) }
+
+func podLinkName(ifindex int) string { return podLinkPrefix + strconv.Itoa(ifindex) }
+
+// updateLinks moves every live pinned link onto this Load's programs. A link whose
+// interface is gone is left for DetachPod (AttachedPods reports it) or AttachTunnel.
+func (d *Dataplane) updateLinks() error {
+	names, err := pinnedLinks(filepath.Join(d.pinDir, linksDir))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range names {
+		a, ok := d.attachmentFor(name)
+		if !ok {
+			continue
+		}
+		if err := d.update(name, a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Dataplane) update(name string, a attachment) error {
+	l, err := link.LoadPinnedLink(d.linkPath(name), nil)
+	if err != nil {
+		return fmt.Errorf("opening pinned link %s: %w", d.linkPath(name), err)
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return fmt.Errorf("reading pinned link %s: %w", d.linkPath(name), err)
+	}
+	if tcx := info.TCX(); tcx == nil || tcx.Ifindex == 0 {
+		return nil // Defunct: its interface is gone.
+	}
+	if err := l.Update(a.prog); err != nil {
+		return fmt.Errorf("moving pinned link %s onto the new program: %w", d.linkPath(name), err)
+	}
+	return nil
+}
+
+// AttachPod attaches egw_from_pod to the tcx ingress of a pod's veth (host side). It is
+// a no-op if it is attached there already.
+func (d *Dataplane) AttachPod(ifindex int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.attach(podLinkName(ifindex), ifindex)
+}
+
+// AttachTunnel attaches egw_tunnel_out to the tcx egress and egw_tunnel_in to the tcx
+// ingress of the tunnel device, replacing attachments to a tunnel device that is gone.
+func (d *Dataplane) AttachTunnel(ifindex int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return errors.Join(d.attach(tunnelOut, ifindex), d.attach(tunnelIn, ifindex))
+}
+
+func (d *Dataplane) attach(name string, ifindex int) error {
+	a, _ := d.attachmentFor(name)
+	path := d.linkPath(name)
+	switch l, err := link.LoadPinnedLink(path, nil); {
+	case err == nil:
+		done, err := d.reuse(l, a, ifindex)
+		l.Close()
+		if err != nil || done {
+			return err
+		}
+		// It is attached to an interface that is gone, or to another: replace it.
+		if err := detach(path); err != nil {
+			return err
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("opening pinned link %s: %w", path, err)
+	}
+
+	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: a.prog, Attach: a.typ, Anchor: a.anchor})
+	if err != nil {
+		return fmt.Errorf("attaching %s to interface %d (tcx needs kernel 6.6 or newer): %w", a.prog, ifindex, err)
+	}
+	defer l.Close() // The pin keeps it attached.
+	if err := l.Pin(path); err != nil {
+		return fmt.Errorf("pinning the link of %s on interface %d to %s: %w", a.prog, ifindex, path, err)
+	}
+	return nil
+}
+
+// reuse keeps a pinned link that is attached where we want it, moving it onto our
+// program if need be. It reports whether it did.
+func (d *Dataplane) reuse(l link.Link, a attachment, ifindex int) (bool, error) {
+	info, err := l.Info()
+	if err != nil {
+		return false, fmt.Errorf("reading a pinned link: %w", err)
+	}
+	tcx := info.TCX()
+	if tcx == nil || int(tcx.Ifindex) != ifindex || ebpf.AttachType(tcx.AttachType) != a.typ {
+		return false, nil
+	}
+	pinfo, err := a.prog.Info()
+	if err != nil {
+		return false, fmt.Errorf("reading program %s: %w", a.prog, err)
+	}
+	if id, ok := pinfo.ID(); ok && id == info.Program {
+		return true, nil
+	}
+	if err := l.Update(a.prog); err != nil {
+		return false, fmt.Errorf("moving the link on interface %d onto %s: %w", ifindex, a.prog, err)
+	}
+	return true, nil
+}
+
+// DetachPod takes egw_from_pod off a pod's veth, or forgets the link if the veth is
+// gone. It is a no-op if nothing is attached.
+func (d *Dataplane) DetachPod(ifindex int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := detach(d.linkPath(podLinkName(ifindex)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// AttachedPods returns the ifindexes of the veths with a pinned egw_from_pod link,
+// including those whose veth is gone: DetachPod cleans them up.
+func (d *Dataplane) AttachedPods() ([]int, error) {
+	names, err := pinnedLinks(filepath.Join(d.pinDir, linksDir))
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, name := range names {
+		if n, err := strconv.Atoi(strings.TrimPrefix(name, podLinkPrefix)); err == nil && strings.HasPrefix(name, podLinkPrefix) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func pinnedLinks(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing pinned links: %w", err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names, nil
+}
+
+// detach detaches the link pinned at path and removes the pin. A link whose interface
+// is gone detaches as a no-op.
+func detach(path string) error {
+	l, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		return fmt.Errorf("opening pinned link %s: %w", path, err)
+	}
+	defer l.Close()
+	if err := l.Detach(); err != nil {
+		return fmt.Errorf("detaching pinned link %s: %w", path, err)
+	}
+	if err := l.Unpin(); err != nil {
+		return fmt.Errorf("removing pinned link %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,362 @@
+package bpf
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/egressgw/egressgw/apiserver/egress"
+)
+
+// state is what the maps hold, or are to hold.
+type state struct {
+	pods   map[ipv4]uint32
+	routes map[routeKey]routeValue
+	egress map[uint32]ipv4
+	// sets are the set ids the table has, with routes or without. For the maps, the
+	// set ids that have routes.
+	sets map[uint32]bool
+}
+
+// Sync makes the maps hold exactly t, diffing against what they hold now (after a
+// restart, the pinned maps are the truth), so that an unchanged table writes nothing.
+//
+// No packet is ever steered to an egress IP that neither the old nor the new table
+// gives it, even when the ids mean other things than before, as they do after an
+// agent restart, whose egress.TableBuilder numbers afresh; see plan for how.
+func (d *Dataplane) Sync(t egress.Table) error {
+	want, err := fromTable(t)
+	if err != nil {
+		return fmt.Errorf("the table cannot be programmed (a bug in egress.TableBuilder): %w", err)
+	}
+	if err := d.fits(want); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	have, err := d.read()
+	if err != nil {
+		return err
+	}
+	return d.apply(plan(have, want))
+}
+
+func fromTable(t egress.Table) (state, error) {
+	s := state{
+		pods:   make(map[ipv4]uint32, len(t.Pods)),
+		routes: map[routeKey]routeValue{},
+		egress: make(map[uint32]ipv4, len(t.Egress)),
+		sets:   make(map[uint32]bool, len(t.Sets)),
+	}
+	for id, ip := range t.Egress {
+		if id == 0 || id > markIDMax {
+			return state{}, fmt.Errorf("egress id %d of %s does not fit the packet mark (1..%d)", id, ip, markIDMax)
+		}
+		v4, err := toIPv4(ip)
+		if err != nil {
+			return state{}, fmt.Errorf("egress id %d: %w", id, err)
+		}
+		s.egress[id] = v4
+	}
+	for set, routes := range t.Sets {
+		s.sets[set] = true
+		for _, r := range routes {
+			if !r.Prefix.Addr().Is4() {
+				return state{}, fmt.Errorf("set %d: destination %s is not IPv4", set, r.Prefix)
+			}
+			v, err := newRouteValue(r)
+			if err != nil {
+				return state{}, fmt.Errorf("set %d: %w", set, err)
+			}
+			if _, ok := s.egress[v.EgressID]; v.Verdict == verdictSteer && !ok {
+				return state{}, fmt.Errorf("set %d: route %s steers to egress id %d, which the table has no IP for", set, r.Prefix, v.EgressID)
+			}
+			k := newRouteKey(set, r.Prefix)
+			if old, dup := s.routes[k]; dup && old != v {
+				return state{}, fmt.Errorf("set %d: two routes for %s", set, r.Prefix.Masked())
+			}
+			s.routes[k] = v
+		}
+	}
+	for ip, set := range t.Pods {
+		v4, err := toIPv4(ip)
+		if err != nil {
+			return state{}, fmt.Errorf("pod: %w", err)
+		}
+		if !s.sets[set] {
+			return state{}, fmt.Errorf("pod %s is in set %d, which the table has no routes for", ip, set)
+		}
+		s.pods[v4] = set
+	}
+	return s, nil
+}
+
+// fits reports a table that does not fit the maps.
+func (d *Dataplane) fits(s state) error {
+	for _, c := range []struct {
+		m *ebpf.Map
+		n int
+	}{{d.objs.EgwPods, len(s.pods)}, {d.objs.EgwRoutes, len(s.routes)}, {d.objs.EgwEgress, len(s.egress)}} {
+		if c.n > int(c.m.MaxEntries()) {
+			return fmt.Errorf("the table needs %d entries in %s, which holds %d: fewer pods, policies or destinations per node, or a build with a bigger map", c.n, c.m, c.m.MaxEntries())
+		}
+	}
+	return nil
+}
+
+func (d *Dataplane) read() (state, error) {
+	var s state
+	var err error
+	if s.pods, err = dump[ipv4, uint32](d.objs.EgwPods); err != nil {
+		return state{}, err
+	}
+	if s.routes, err = dump[routeKey, routeValue](d.objs.EgwRoutes); err != nil {
+		return state{}, err
+	}
+	if s.egress, err = dump[uint32, ipv4](d.objs.EgwEgress); err != nil {
+		return state{}, err
+	}
+	s.sets = map[uint32]bool{}
+	for k := range s.routes {
+		s.sets[k.set()] = true
+	}
+	return s, nil
+}
+
+// dump reads a whole map, in batches where the kernel supports them: an unchanged
+// Sync reads every entry, so this is most of its cost.
+func dump[K comparable, V any](m *ebpf.Map) (map[K]V, error) {
+	out := map[K]V{}
+	keys, values := make([]K, 4096), make([]V, 4096)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, keys, values, nil)
+		for i := range n {
+			out[keys[i]] = values[i]
+		}
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return out, nil
+		case errors.Is(err, ebpf.ErrNotSupported):
+			return iterate[K, V](m)
+		case err != nil:
+			return nil, fmt.Errorf("reading %s: %w", m, err)
+		}
+	}
+}
+
+func iterate[K comparable, V any](m *ebpf.Map) (map[K]V, error) {
+	out := map[K]V{}
+	var k K
+	var v V
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		out[k] = v
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", m, err)
+	}
+	return out, nil
+}
+
+// op is one map write: a put, or a delete when value is nil.
+type op struct {
+	m     string // egwMapEgwPods, egwMapEgwRoutes or egwMapEgwEgress
+	key   any
+	value any
+}
+
+func (o op) String() string {
+	verb := "putting"
+	if o.value == nil {
+		verb = "deleting"
+	}
+	switch k := o.key.(type) {
+	case ipv4:
+		return fmt.Sprintf("%s pod %s in %s", verb, k.addr(), o.m)
+	case routeKey:
+		return fmt.Sprintf("%s route set %d %s/%d in %s", verb, k.set(), k.Dst.addr(), k.Prefixlen-32, o.m)
+	}
+	return fmt.Sprintf("%s %v in %s", verb, o.key, o.m)
+}
+
+func (d *Dataplane) apply(ops []op) error {
+	byName := map[string]*ebpf.Map{
+		egwMapEgwPods: d.objs.EgwPods, egwMapEgwRoutes: d.objs.EgwRoutes, egwMapEgwEgress: d.objs.EgwEgress,
+	}
+	for _, o := range ops {
+		m := byName[o.m]
+		var err error
+		if o.value == nil {
+			if err = m.Delete(o.key); errors.Is(err, ebpf.ErrKeyNotExist) {
+				err = nil
+			}
+		} else {
+			err = m.Update(o.key, o.value, ebpf.UpdateAny)
+		}
+		switch {
+		case errors.Is(err, unix.E2BIG), errors.Is(err, unix.ENOSPC):
+			return fmt.Errorf("%s: the map is full (%d entries) with the old and new tables' entries together: %w; sync a table half the size first", o, m.MaxEntries(), err)
+		case err != nil:
+			return fmt.Errorf("%s: %w", o, err)
+		}
+		d.writes++
+		if d.afterWrite != nil {
+			d.afterWrite()
+		}
+	}
+	return nil
+}
+
+// plan orders the writes that take the maps from have to want so that, at every
+// instant, each packet gets the old table's verdict, the new table's, or a drop.
+//
+// Within one run of the agent, ids are stable and never reused within a build, so
+// "put egress IPs, routes, pods; delete the stale" would do. But a restarted agent
+// numbers sets and egress IPs afresh, so an id in the maps may mean another policy in
+// the new table. Hence:
+//
+//  1. Egress ids: new ones that no route in the maps refers to are put now. An id
+//     whose IP changes is deleted now (its steered packets drop: fail closed) and put
+//     last, when no route of the old table is left to refer to it.
+//  2. A pod leaving a set whose routes change is parked: moved straight to its new
+//     set if that one's routes do not change, otherwise to the unknown set, which
+//     never steers. A pod staying in a changing set sees that set's routes change.
+//  3. Routes are put longest prefix first, and 4. the stale ones of sets the table
+//     keeps are deleted shortest first: each lookup then finds either the old
+//     longest match or the new one, never a mix.
+//  5. Pods are put; each moves atomically to its set, which now holds exactly the
+//     table's routes. 6. Stale pods are deleted (they fall into the unknown set).
+//  7. Routes of sets the table no longer has are deleted: no pod refers to them now.
+//  8. Egress ids held back in step 1 are put, and 9. stale ones deleted.
+//
+// The unknown set never steers (egress.UnknownPodRoutes), which makes it safe to park in.
+func plan(have, want state) []op {
+	var ops []op
+	put := func(m string, k, v any) { ops = append(ops, op{m: m, key: k, value: v}) }
+	del := func(m string, k any) { ops = append(ops, op{m: m, key: k}) }
+	haveSets, wantSets := bySet(have.routes), bySet(want.routes)
+	unchanged := func(set uint32) bool { return want.sets[set] && maps.Equal(haveSets[set], wantSets[set]) }
+
+	// 1.
+	referenced := map[uint32]bool{}
+	for _, v := range have.routes {
+		if v.Verdict == verdictSteer {
+			referenced[v.EgressID] = true
+		}
+	}
+	var late []uint32
+	for _, id := range slices.Sorted(maps.Keys(want.egress)) {
+		old, held := have.egress[id]
+		switch {
+		case held && old == want.egress[id]:
+		case !held && !referenced[id]:
+			put(egwMapEgwEgress, id, want.egress[id])
+		default:
+			if held {
+				del(egwMapEgwEgress, id)
+			}
+			late = append(late, id)
+		}
+	}
+
+	// 2.
+	pods := maps.Clone(have.pods)
+	for _, ip := range sortedIPs(have.pods) {
+		set := have.pods[ip]
+		next, stays := want.pods[ip]
+		if !want.sets[set] || unchanged(set) || (stays && next == set) {
+			continue
+		}
+		to := uint32(egress.UnknownSet)
+		if stays && unchanged(next) {
+			to = next
+		}
+		if to != set {
+			put(egwMapEgwPods, ip, to)
+			pods[ip] = to
+		}
+	}
+
+	// 3. and 4.
+	var puts, stale, dead []routeKey
+	for k, v := range want.routes {
+		if old, ok := have.routes[k]; !ok || old != v {
+			puts = append(puts, k)
+		}
+	}
+	for k := range have.routes {
+		if _, ok := want.routes[k]; ok {
+			continue
+		}
+		if want.sets[k.set()] {
+			stale = append(stale, k)
+		} else {
+			dead = append(dead, k)
+		}
+	}
+	slices.SortFunc(puts, func(a, b routeKey) int { return -compareRouteKeys(a, b) })
+	for _, k := range puts {
+		put(egwMapEgwRoutes, k, want.routes[k])
+	}
+	slices.SortFunc(stale, compareRouteKeys)
+	for _, k := range stale {
+		del(egwMapEgwRoutes, k)
+	}
+
+	// 5. and 6.
+	for _, ip := range sortedIPs(want.pods) {
+		if cur, ok := pods[ip]; !ok || cur != want.pods[ip] {
+			put(egwMapEgwPods, ip, want.pods[ip])
+		}
+	}
+	for _, ip := range sortedIPs(have.pods) {
+		if _, ok := want.pods[ip]; !ok {
+			del(egwMapEgwPods, ip)
+		}
+	}
+
+	// 7.
+	slices.SortFunc(dead, compareRouteKeys)
+	for _, k := range dead {
+		del(egwMapEgwRoutes, k)
+	}
+
+	// 8. and 9.
+	for _, id := range late {
+		put(egwMapEgwEgress, id, want.egress[id])
+	}
+	for _, id := range slices.Sorted(maps.Keys(have.egress)) {
+		if _, ok := want.egress[id]; !ok {
+			del(egwMapEgwEgress, id)
+		}
+	}
+	return ops
+}
+
+func bySet(routes map[routeKey]routeValue) map[uint32]map[routeKey]routeValue {
+	out := map[uint32]map[routeKey]routeValue{}
+	for k, v := range routes {
+		set := k.set()
+		if out[set] == nil {
+			out[set] = map[routeKey]routeValue{}
+		}
+		out[set][k] = v
+	}
+	return out
+}
+
+// compareRouteKeys orders by prefix length, shortest first, then by set and address,
+// so that plans are deterministic.
+func compareRouteKeys(a, b routeKey) int {
+	return cmp.Or(cmp.Compare(a.Prefixlen, b.Prefixlen), cmp.Compare(a.set(), b.set()), a.Dst.addr().Compare(b.Dst.addr()))
+}
+
+func sortedIPs(m map[ipv4]uint32) []ipv4 {
+	return slices.SortedFunc(maps.Keys(m), func(a, b ipv4) int { return a.addr().Compare(b.addr()) })
+}

@@ -1,0 +1,116 @@
+package bpf
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/egressgw/egressgw/apiserver/egress"
+)
+
+// The Go side of egw.h. layout_test.go checks these against the object's BTF.
+
+// Marks, as egw.h and docs/dataplane.md lay them out.
+const (
+	markClassMask  = 0xF0000000
+	markClassified = 0xC0000000
+	markSteer      = 0xE0000000
+	markSNAT       = 0xD0000000
+	markIDShift    = 16
+	markIDMax      = 0xFFF
+)
+
+// verdict mirrors enum egw_verdict.
+type verdict uint32
+
+const (
+	verdictInCluster verdict = 1
+	verdictSteer     verdict = 2
+	verdictDrop      verdict = 3
+)
+
+// ipv4 is an IPv4 address as the maps hold it: network byte order (__be32).
+type ipv4 [4]byte
+
+func toIPv4(a netip.Addr) (ipv4, error) {
+	if !a.Is4() {
+		return ipv4{}, fmt.Errorf("%s is not an IPv4 address: the dataplane steers IPv4 only", a)
+	}
+	return a.As4(), nil
+}
+
+func (ip ipv4) addr() netip.Addr { return netip.AddrFrom4(ip) }
+
+// routeKey mirrors struct egw_route_key.
+type routeKey struct {
+	Prefixlen uint32
+	Set       [4]byte // big-endian, so that the trie's prefix covers it
+	Dst       ipv4
+}
+
+func newRouteKey(set uint32, p netip.Prefix) routeKey {
+	return routeKey{
+		Prefixlen: 32 + uint32(p.Bits()),
+		Set:       [4]byte{byte(set >> 24), byte(set >> 16), byte(set >> 8), byte(set)},
+		Dst:       p.Masked().Addr().As4(),
+	}
+}
+
+func (k routeKey) set() uint32 {
+	return uint32(k.Set[0])<<24 | uint32(k.Set[1])<<16 | uint32(k.Set[2])<<8 | uint32(k.Set[3])
+}
+
+// routeValue mirrors struct egw_route.
+type routeValue struct {
+	Verdict  verdict
+	EgressID uint32
+	PolicyID uint32 // reserved for per-policy counters: egress.Table has no policy ids yet
+}
+
+func newRouteValue(r egress.TableRoute) (routeValue, error) {
+	switch r.Verdict {
+	case egress.InCluster:
+		return routeValue{Verdict: verdictInCluster}, nil
+	case egress.Drop:
+		return routeValue{Verdict: verdictDrop}, nil
+	case egress.SNAT:
+		if r.EgressID == 0 || r.EgressID > markIDMax {
+			return routeValue{}, fmt.Errorf("route %s: egress id %d does not fit the packet mark (1..%d)", r.Prefix, r.EgressID, markIDMax)
+		}
+		return routeValue{Verdict: verdictSteer, EgressID: r.EgressID}, nil
+	}
+	return routeValue{}, fmt.Errorf("route %s: verdict %s has no place in the dataplane's routes (no entry means pass)", r.Prefix, r.Verdict)
+}
+
+// grantValue mirrors struct egw_grant.
+type grantValue struct {
+	SNATID    uint32
+	Pad       uint32
+	ExpiresNs uint64
+}
+
+// statValue mirrors struct egw_stat, one per CPU.
+type statValue struct {
+	Packets uint64
+	Bytes   uint64
+}
+
+// statNames names enum egw_stat_id, in its order. Stats reports these names.
+var statNames = []string{
+	"from_pod_not_ipv4",
+	"from_pod_malformed",
+	"from_pod_unknown_pod_pass",
+	"from_pod_pass",
+	"from_pod_in_cluster",
+	"from_pod_steer",
+	"from_pod_drop_policy",
+	"from_pod_drop_unknown_pod",
+	"tunnel_out_encap",
+	"tunnel_out_no_egress_ip",
+	"tunnel_out_not_marked",
+	"tunnel_out_key_failed",
+	"tunnel_in_snat",
+	"tunnel_in_no_grant",
+	"tunnel_in_expired",
+	"tunnel_in_no_tunnel_key",
+	"from_pod_local_snat",
+}
