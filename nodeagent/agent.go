@@ -33,6 +33,8 @@ type Agent struct {
 	trigger chan struct{}
 	tunnel  int
 	lastNft string
+	// snat is the SNAT id of each floating IP the dataplane may SNAT to.
+	snat map[uint32]netip.Addr
 	// lastReport is what the node report last said, to write it only when that changes.
 	lastReport string
 	// observedGen is the generation of the node's grants that the floating IPs match.
@@ -112,7 +114,22 @@ func (a *Agent) pass(ctx context.Context) error {
 	if err := a.attachPods(want.table); err != nil {
 		errs = append(errs, err)
 	}
-	held, snat, err := a.holdGrants(want.assigned)
+	nft := nftState{PodCIDRs: snap.podCIDRs, Cluster: snap.cluster, Destinations: want.destinations}
+	snat, err := a.numberGrants(want.assigned)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	// The nft table learns of an egress IP before the dataplane may mark packets for it,
+	// and forgets it only after: a marked packet always finds its SNAT address. (Were the
+	// map entry missing, the CNI's masquerade would NAT the flow's first packet, and
+	// conntrack would keep the flow on the node IP.)
+	nft.SNAT = map[uint32]netip.Addr{}
+	maps.Copy(nft.SNAT, a.snat)
+	maps.Copy(nft.SNAT, snat)
+	if err := a.applyNftables(nft); err != nil {
+		errs = append(errs, err)
+	}
+	held, err := a.holdGrants(snat)
 	if err != nil {
 		errs = append(errs, err)
 	} else {
@@ -120,13 +137,15 @@ func (a *Agent) pass(ctx context.Context) error {
 		// waits for this before it grants a released IP to another node.
 		a.observedGen = snap.generation
 	}
-	nft := nftState{PodCIDRs: snap.podCIDRs, Cluster: snap.cluster, Destinations: want.destinations, SNAT: snat}
-	if text := nft.render(a.opts.TunnelName); text != a.lastNft {
-		if err := a.host.ApplyNftables(nft); err != nil {
-			errs = append(errs, fmt.Errorf("writing the nft table: %w", err))
-		} else {
-			a.lastNft = text
+	a.snat = map[uint32]netip.Addr{}
+	for id, ip := range snat {
+		if slices.Contains(held, ip) {
+			a.snat[id] = ip
 		}
+	}
+	nft.SNAT = a.snat
+	if err := a.applyNftables(nft); err != nil {
+		errs = append(errs, err)
 	}
 	err = errors.Join(errs...)
 	a.mu.Lock()
@@ -137,15 +156,25 @@ func (a *Agent) pass(ctx context.Context) error {
 	return err
 }
 
-// holdGrants holds the floating IPs the gateways place here, while the grant is valid,
-// and lets the dataplane SNAT to exactly those.
-func (a *Agent) holdGrants(assigned []netip.Addr) ([]netip.Addr, map[uint32]netip.Addr, error) {
-	left := a.beat.grantExpiry() - a.now()
-	if left <= 0 {
-		assigned = nil // No valid grant: hold nothing.
+// applyNftables writes the nft table if it changed.
+func (a *Agent) applyNftables(n nftState) error {
+	text := n.render(a.opts.TunnelName)
+	if text == a.lastNft {
+		return nil
 	}
-	expiry := a.beat.grantExpiry()
-	want := map[netip.Addr]time.Duration{}
+	if err := a.host.ApplyNftables(n); err != nil {
+		return fmt.Errorf("writing the nft table: %w", err)
+	}
+	a.lastNft = text
+	return nil
+}
+
+// numberGrants gives each floating IP the gateways place here its SNAT id, while the
+// node's grant is valid; with no valid grant it wants nothing held.
+func (a *Agent) numberGrants(assigned []netip.Addr) (map[uint32]netip.Addr, error) {
+	if a.beat.grantExpiry()-a.now() <= 0 {
+		assigned = nil
+	}
 	snat := map[uint32]netip.Addr{}
 	var errs []error
 	for _, ip := range assigned {
@@ -154,6 +183,21 @@ func (a *Agent) holdGrants(assigned []netip.Addr) ([]netip.Addr, map[uint32]neti
 			errs = append(errs, fmt.Errorf("numbering floating IP %s: %w", ip, err))
 			continue
 		}
+		snat[id] = ip
+	}
+	a.snatIDs.Sweep()
+	return snat, errors.Join(errs...)
+}
+
+// holdGrants holds the numbered floating IPs while the grant is valid, and lets the
+// dataplane SNAT to exactly those. It returns the IPs held.
+func (a *Agent) holdGrants(snat map[uint32]netip.Addr) ([]netip.Addr, error) {
+	expiry := a.beat.grantExpiry()
+	left := expiry - a.now()
+	want := map[netip.Addr]time.Duration{}
+	var errs []error
+	for _, id := range slices.Sorted(maps.Keys(snat)) {
+		ip := snat[id]
 		// The dataplane learns of the grant before the address appears, and
 		// forgets it after the address is gone (below): traffic never reaches an IP
 		// whose grant the dataplane does not know.
@@ -162,9 +206,7 @@ func (a *Agent) holdGrants(assigned []netip.Addr) ([]netip.Addr, map[uint32]neti
 			continue
 		}
 		want[ip] = left
-		snat[id] = ip
 	}
-	a.snatIDs.Sweep()
 	if err := a.fips.Reconcile(want); err != nil {
 		errs = append(errs, fmt.Errorf("holding floating IPs: %w", err))
 	}
@@ -172,15 +214,14 @@ func (a *Agent) holdGrants(assigned []netip.Addr) ([]netip.Addr, map[uint32]neti
 	if err != nil {
 		errs = append(errs, err)
 	}
-	for _, ip := range granted {
+	for ip := range granted {
 		if _, ok := want[ip]; !ok {
 			if err := a.dp.DeleteGrant(ip); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
-	held := slices.SortedFunc(maps.Keys(want), netip.Addr.Compare)
-	return held, snat, errors.Join(errs...)
+	return slices.SortedFunc(maps.Keys(want), netip.Addr.Compare), errors.Join(errs...)
 }
 
 // attachPods puts the classifier on every local pod's veth and takes it off veths whose

@@ -123,7 +123,7 @@ func TestNftablesRender(t *testing.T) {
 		SNAT:         map[uint32]netip.Addr{1: netip.MustParseAddr("198.51.100.100"), 7: netip.MustParseAddr("198.51.100.101")},
 	}
 	text := n.render("egw0")
-	for _, want := range []string{"0xd0010000 : 198.51.100.100", "0xd0070000 : 198.51.100.101", "priority srcnat - 1", "ct zone set 2640"} {
+	for _, want := range []string{"0xd0010000 : 198.51.100.100", "0xd0070000 : 198.51.100.101", "priority srcnat - 1", "ct zone set 2640", "ip saddr != @egress_ips counter drop"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("rendered table lacks %q:\n%s", want, text)
 		}

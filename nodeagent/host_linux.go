@@ -15,18 +15,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// linuxHost is the node's network outside BPF: the ipip device, the rule and table that
+// linuxHost is the node's network outside BPF: the VXLAN device, the rule and table that
 // lead steered packets to it, and the nft table.
 type linuxHost struct {
 	tunnel string
+	port   int
 }
 
 var steerMask uint32 = markClassMask
 
-// EnsureTunnel creates egw0 (ipip, external mode: the BPF program sets each packet's
-// outer destination), turns rp_filter off on it (decapsulated packets carry pod IPs of
-// other nodes), and routes marked packets into it, with a blackhole behind so that a
-// missing device drops rather than leaks.
+// vxlanOverhead is what VXLAN adds to an IPv4 packet: outer IPv4, UDP, VXLAN, Ethernet.
+const vxlanOverhead = 20 + 8 + 8 + 14
+
+// EnsureTunnel creates egw0 (VXLAN in external mode: the BPF program sets each packet's
+// outer destination; every node's egw0 has its own random MAC, as VXLAN drops frames
+// from its own address as loops, and the gateway's BPF program takes the decapsulated
+// frame as addressed to it), turns ARP off and rp_filter to loose on it (decapsulated packets
+// carry pod IPs of other nodes), and routes marked packets into it, with a blackhole behind so that
+// a missing device drops rather than leaks.
 func (h linuxHost) EnsureTunnel() (int, error) {
 	link, err := netlink.LinkByName(h.tunnel)
 	if err != nil {
@@ -34,35 +40,70 @@ func (h linuxHost) EnsureTunnel() (int, error) {
 		if !errors.As(err, &notFound) {
 			return 0, fmt.Errorf("looking up %s: %w", h.tunnel, err)
 		}
-		dev := &netlink.Iptun{LinkAttrs: netlink.LinkAttrs{Name: h.tunnel, MTU: uplinkMTU() - 20}, FlowBased: true}
+		dev := &netlink.Vxlan{
+			LinkAttrs: netlink.LinkAttrs{Name: h.tunnel, MTU: uplinkMTU() - vxlanOverhead},
+			FlowBased: true, Port: h.port, Learning: false,
+		}
 		if err := netlink.LinkAdd(dev); err != nil {
-			return 0, fmt.Errorf("creating ipip device %s: %w", h.tunnel, err)
+			return 0, fmt.Errorf("creating VXLAN device %s on UDP port %d: %w", h.tunnel, h.port, err)
 		}
 		if link, err = netlink.LinkByName(h.tunnel); err != nil {
 			return 0, err
 		}
 	}
+	if vx, ok := link.(*netlink.Vxlan); !ok || !vx.FlowBased || vx.Port != h.port {
+		return 0, fmt.Errorf("%s exists but is not an external-mode VXLAN device on port %d: delete it (ip link del %s) or pick another --tunnel-name", h.tunnel, h.port, h.tunnel)
+	}
+	if err := netlink.LinkSetARPOff(link); err != nil {
+		return 0, fmt.Errorf("turning ARP off on %s: %w", h.tunnel, err)
+	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return 0, fmt.Errorf("setting %s up: %w", h.tunnel, err)
 	}
-	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+h.tunnel+"/rp_filter", []byte("0"), 0o644); err != nil {
-		return 0, fmt.Errorf("turning rp_filter off on %s: %w", h.tunnel, err)
+	if err := ensureTunnelAddr(link); err != nil {
+		return 0, err
+	}
+	// Loose, not off: the kernel applies the larger of "all" and the device's value, and
+	// many nodes set all to strict, which would drop every decapsulated packet.
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+h.tunnel+"/rp_filter", []byte("2"), 0o644); err != nil {
+		return 0, fmt.Errorf("setting rp_filter to loose on %s: %w", h.tunnel, err)
 	}
 	route := &netlink.Route{Table: TunnelTable, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)},
 		LinkIndex: link.Attrs().Index, Scope: netlink.SCOPE_LINK}
 	if err := netlink.RouteReplace(route); err != nil {
 		return 0, fmt.Errorf("routing table %d to %s: %w", TunnelTable, h.tunnel, err)
 	}
-	for _, r := range []*netlink.Rule{
-		{Priority: TunnelTable, Table: TunnelTable},
-		{Priority: TunnelTable + 1, Type: unix.RTN_BLACKHOLE},
-	} {
-		r.Family, r.Mark, r.Mask = unix.AF_INET, markSteer, &steerMask
+	for _, r := range steerRules() {
 		if err := ensureRule(r); err != nil {
 			return 0, err
 		}
 	}
 	return link.Attrs().Index, nil
+}
+
+// TunnelAddr is egw0's own address. Nothing is sent from it; it exists because the
+// kernel's reverse-path filter refuses every packet that arrives on a device without an
+// IPv4 address, and decapsulated packets arrive on egw0.
+var TunnelAddr = netip.MustParseAddr("169.254.88.1")
+
+func ensureTunnelAddr(link netlink.Link) error {
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: TunnelAddr.AsSlice(), Mask: net.CIDRMask(32, 32)}, Scope: unix.RT_SCOPE_LINK}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("adding %s to %s: %w", TunnelAddr, link.Attrs().Name, err)
+	}
+	return nil
+}
+
+// steerRules send steered packets to the tunnel's table, and drop them if that table
+// has no route.
+func steerRules() []*netlink.Rule {
+	lookup, blackhole := netlink.NewRule(), netlink.NewRule()
+	lookup.Priority, lookup.Table = TunnelTable, TunnelTable
+	blackhole.Priority, blackhole.Type = TunnelTable+1, unix.RTN_BLACKHOLE
+	for _, r := range []*netlink.Rule{lookup, blackhole} {
+		r.Family, r.Mark, r.Mask = unix.AF_INET, markSteer, &steerMask
+	}
+	return []*netlink.Rule{lookup, blackhole}
 }
 
 func ensureRule(want *netlink.Rule) error {
@@ -142,8 +183,7 @@ func RemoveHost(tunnel string) error {
 	if out, err := exec.Command("nft", "delete", "table", "ip", nftTable).CombinedOutput(); err != nil && !bytes.Contains(out, []byte("No such file")) {
 		errs = append(errs, fmt.Errorf("deleting nft table: %w: %s", err, out))
 	}
-	for _, r := range []*netlink.Rule{{Priority: TunnelTable, Table: TunnelTable}, {Priority: TunnelTable + 1, Type: unix.RTN_BLACKHOLE}} {
-		r.Family, r.Mark, r.Mask = unix.AF_INET, markSteer, &steerMask
+	for _, r := range steerRules() {
 		if err := netlink.RuleDel(r); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("deleting routing rule %d: %w", r.Priority, err))
 		}

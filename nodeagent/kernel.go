@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/nodeagent/floatingip"
 )
 
 // The kernel, behind the narrow interfaces the agent needs. The real implementations are
@@ -18,7 +19,7 @@ type dataplane interface {
 	// SetGrant lets the dataplane SNAT to ip until expires (monotonic clock).
 	SetGrant(ip netip.Addr, snatID uint32, expires time.Duration) error
 	DeleteGrant(ip netip.Addr) error
-	Grants() ([]netip.Addr, error)
+	Grants() (map[netip.Addr]uint32, error)
 	AttachPod(ifindex int) error
 	DetachPod(ifindex int) error
 	AttachedPods() ([]int, error)
@@ -36,11 +37,7 @@ type floatingIPs interface {
 }
 
 // Interface is a node interface as the NetworkGatewayNode reports it.
-type Interface struct {
-	Name    string
-	MAC     string
-	Subnets []netip.Prefix
-}
+type Interface = floatingip.Interface
 
 // host is the rest of the node's network: the tunnel device, the routing rule, the nft
 // table, and finding a pod's veth.

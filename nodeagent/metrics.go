@@ -3,6 +3,8 @@ package nodeagent
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/klog/v2"
+
+	"github.com/egressgw/egressgw/nodeagent/floatingip"
 )
 
 type metrics struct {
@@ -67,4 +69,29 @@ func (c *kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	for ip, n := range conns {
 		ch <- prometheus.MustNewConstMetric(snatDesc, prometheus.GaugeValue, float64(n), ip.String())
 	}
+}
+
+var (
+	garpSentDesc = prometheus.NewDesc("egressgw_agent_garp_sent_total",
+		"Gratuitous ARP frames sent to announce floating IPs this node acquired.", nil, nil)
+	garpFailedDesc = prometheus.NewDesc("egressgw_agent_garp_failures_total",
+		"Gratuitous ARP frames that could not be sent.", nil, nil)
+)
+
+// holderCollector exports the floating-IP holder's counters.
+type holderCollector struct{ h *floatingip.Holder }
+
+func registerHolderMetrics(reg prometheus.Registerer, h *floatingip.Holder) {
+	reg.MustRegister(holderCollector{h: h})
+}
+
+func (c holderCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- garpSentDesc
+	ch <- garpFailedDesc
+}
+
+func (c holderCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.h.Stats()
+	ch <- prometheus.MustNewConstMetric(garpSentDesc, prometheus.CounterValue, float64(s.GARPSent))
+	ch <- prometheus.MustNewConstMetric(garpFailedDesc, prometheus.CounterValue, float64(s.GARPFailed))
 }

@@ -47,7 +47,7 @@ func (n nftState) render(tunnel string) string {
 	fmt.Fprintf(&b, "\t}\n")
 	fmt.Fprintf(&b, `	chain raw {
 		type filter hook prerouting priority raw; policy accept;
-		iifname %[1]q ct zone set %[2]d comment "decapsulated: the gateway's own conntrack zone"
+		meta mark & 0x%08[4]x == 0x%08[6]x ct zone set %[2]d comment "to SNAT here (decapsulated, or a local pod): the gateway's own conntrack zone"
 		ip daddr @egress_ips ct zone set %[2]d comment "replies to an egress IP: the same zone"
 	}
 	chain forward {
@@ -59,6 +59,10 @@ func (n nftState) render(tunnel string) string {
 		type nat hook postrouting priority srcnat - 1; policy accept;
 		meta mark & 0x%08[4]x == 0x%08[5]x counter snat ip to ip saddr comment "keep the pod's IP to the gateway: the CNI's masquerade is skipped"
 		meta mark & 0x%08[4]x == 0x%08[6]x counter snat ip to meta mark & 0xffff0000 map @snat_ips comment "the gateway: SNAT to the egress IP"
+	}
+	chain guard {
+		type filter hook postrouting priority srcnat + 10; policy accept;
+		meta mark & 0x%08[4]x == 0x%08[6]x ip saddr != @egress_ips counter drop comment "fail closed: a packet meant for an egress IP never leaves with another source"
 	}
 }
 `, tunnel, ctZone, markClassified, markClassMask, markSteer, markSNAT)

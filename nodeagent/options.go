@@ -12,8 +12,12 @@ type Options struct {
 	NodeName string
 	// BPFDir is a directory on a bpffs mount where maps and program links are pinned.
 	BPFDir string
-	// TunnelName is the ipip device steered packets leave through.
+	// TunnelName is the VXLAN device steered packets leave through; TunnelPort its UDP port.
 	TunnelName string
+	TunnelPort int
+	// Interfaces are glob patterns for the interfaces that may hold floating IPs; none
+	// means any interface whose subnet contains the IP.
+	Interfaces []string
 	// ClusterCIDRs are never steered (service and node CIDRs; pod CIDRs of every Node are
 	// added from the Node objects).
 	ClusterCIDRs []netip.Prefix
@@ -44,6 +48,9 @@ func (o *Options) Validate() error {
 	}
 	if len(o.TunnelName) == 0 || len(o.TunnelName) > 15 {
 		errs = append(errs, fmt.Errorf("--tunnel-name %q must be 1 to 15 characters", o.TunnelName))
+	}
+	if o.TunnelPort < 1 || o.TunnelPort > 65535 {
+		errs = append(errs, fmt.Errorf("--tunnel-port %d must be a UDP port, 1 to 65535", o.TunnelPort))
 	}
 	if o.BPFDir == "" {
 		errs = append(errs, errors.New("--bpf-dir is required (a directory on a bpffs mount)"))

@@ -67,6 +67,20 @@ func (a *Agent) run(ctx context.Context) error {
 		return fmt.Errorf("attaching to %s: %w", a.opts.TunnelName, err)
 	}
 	a.tunnel = ifindex
+	// A restarted agent numbers the IPs it still grants as before: the nft table it
+	// left behind maps those numbers.
+	granted, err := a.dp.Grants()
+	if err != nil {
+		return err
+	}
+	a.snat = map[uint32]netip.Addr{}
+	for ip, id := range granted {
+		if err := a.snatIDs.Keep(ip.String(), id); err != nil {
+			klog.ErrorS(err, "Renumbering a floating IP the dataplane still grants", "ip", ip)
+			continue
+		}
+		a.snat[id] = ip
+	}
 	// Renew once before the first pass: a restarted agent on a gateway node keeps its IPs
 	// only if it can show a fresh grant; without one, the first pass drops them.
 	deadline := time.Now().Add(a.opts.LeaseDuration / 2)

@@ -3,6 +3,7 @@ package egress
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -62,6 +63,35 @@ func (ids *IDs) Get(key string) (uint32, error) {
 	}
 	ids.byKey[key] = id
 	return id, nil
+}
+
+// Keep gives key the id it had before, e.g. in a previous process, if that id is free.
+// Call it before any Get.
+func (ids *IDs) Keep(key string, id uint32) error {
+	if old, ok := ids.byKey[key]; ok {
+		if old == id {
+			return nil
+		}
+		return fmt.Errorf("%s already has id %d, not %d", key, old, id)
+	}
+	switch {
+	case id < 1 || id > ids.max:
+		return fmt.Errorf("id %d for %s is out of range 1..%d", id, key, ids.max)
+	case id >= ids.next:
+		for free := ids.next; free < id; free++ {
+			ids.free = append(ids.free, free)
+		}
+		ids.next = id + 1
+	default:
+		i := slices.Index(ids.free, id)
+		if i < 0 {
+			return fmt.Errorf("id %d for %s is taken", id, key)
+		}
+		ids.free = slices.Delete(ids.free, i, i+1)
+	}
+	ids.byKey[key] = id
+	ids.used[key] = true
+	return nil
 }
 
 // Sweep frees the ids of keys not asked for since the last Sweep. Sweep once per build,

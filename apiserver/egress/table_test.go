@@ -140,3 +140,40 @@ func TestIDsRunOut(t *testing.T) {
 		t.Error("a third id out of two was handed out")
 	}
 }
+
+// TestIDsKeep: a restarted agent keeps the ids its dataplane still uses, and new keys
+// get the ids around them.
+func TestIDsKeep(t *testing.T) {
+	ids := NewIDs(1, 10)
+	if err := ids.Keep("a", 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := ids.Keep("b", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		key string
+		id  uint32
+	}{{"c", 3}, {"a", 4}, {"d", 0}, {"e", 11}} {
+		if err := ids.Keep(bad.key, bad.id); err == nil {
+			t.Errorf("Keep(%s, %d) succeeded", bad.key, bad.id)
+		}
+	}
+	got := map[uint32]bool{}
+	for _, key := range []string{"a", "b", "x", "y"} {
+		id, err := ids.Get(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[id] {
+			t.Errorf("id %d handed out twice", id)
+		}
+		got[id] = true
+	}
+	if a, _ := ids.Get("a"); a != 3 {
+		t.Errorf("a has id %d, want the kept 3", a)
+	}
+	if x, _ := ids.Get("x"); x != 2 {
+		t.Errorf("x has id %d, want 2, the gap below the kept ids", x)
+	}
+}

@@ -1,0 +1,78 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	"github.com/egressgw/egressgw/bpf"
+	"github.com/egressgw/egressgw/nodeagent/floatingip"
+)
+
+// Run runs the agent on this node until ctx ends: it loads the BPF programs (keeping
+// pinned maps and links from a previous run), serves probes and metrics, and programs the
+// dataplane on every change. On return the kernel state stays, so a restart interrupts no
+// flow; Uninstall removes it.
+func Run(ctx context.Context, opts Options, cfg *rest.Config) error {
+	if err := ensureBPFFS(opts.BPFDir); err != nil {
+		return err
+	}
+	dp, err := bpf.Load(opts.BPFDir)
+	if err != nil {
+		return fmt.Errorf("loading the BPF programs: %w", err)
+	}
+	defer dp.Close()
+	fips := floatingip.New(floatingip.Options{Interfaces: opts.Interfaces})
+	reg := newRegistry()
+	a, err := newAgent(opts, cfg, kernel{dp: dp, fips: fips, host: linuxHost{tunnel: opts.TunnelName, port: opts.TunnelPort}}, reg)
+	if err != nil {
+		return err
+	}
+	registerHolderMetrics(reg, fips)
+	if _, err := serveProbes(ctx, opts.ProbeAddr, reg, a.Ready); err != nil {
+		return err
+	}
+	return a.run(ctx)
+}
+
+// Uninstall removes everything an agent put on this node: floating IPs, BPF programs and
+// pinned maps, the nft table, the tunnel device and the routing rules.
+func Uninstall(opts Options) error {
+	var errs []error
+	if err := floatingip.New(floatingip.Options{Interfaces: opts.Interfaces}).ReleaseAll(); err != nil {
+		errs = append(errs, fmt.Errorf("releasing floating IPs: %w", err))
+	}
+	if err := bpf.Uninstall(opts.BPFDir); err != nil {
+		errs = append(errs, fmt.Errorf("removing BPF programs and maps: %w", err))
+	}
+	if err := RemoveHost(opts.TunnelName); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		klog.InfoS("Removed everything the node agent had put on this node", "node", opts.NodeName)
+	}
+	return errors.Join(errs...)
+}
+
+// ensureBPFFS checks that dir's parent is on a bpffs mount, where pins survive the agent.
+func ensureBPFFS(dir string) error {
+	parent := dir
+	for i := len(dir) - 1; i > 0; i-- {
+		if dir[i] == '/' {
+			parent = dir[:i]
+			break
+		}
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(parent, &st); err != nil {
+		return fmt.Errorf("--bpf-dir %s: %w; mount bpffs (mount -t bpf bpf /sys/fs/bpf)", dir, err)
+	}
+	if st.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("--bpf-dir %s is not on a bpffs mount: mount one (mount -t bpf bpf /sys/fs/bpf) or mount the host's /sys/fs/bpf into the agent's pod", dir)
+	}
+	return nil
+}
