@@ -1,73 +1,79 @@
-// Command local-cluster runs the system on this machine: today a real etcd and
-// kube-apiserver with the networking.gke.io API and the admission and conversion webhook
-// server, and the spec's example applied. It prints a KUBECONFIG to use with kubectl and runs until Ctrl-C.
+// Command local-cluster runs the whole system on this machine: nodes, pods, a router and
+// an external host in network namespaces; a real etcd and kube-apiserver; the webhook,
+// the controller and a node agent per node; and the spec's example applied. It shows what
+// the external host saw from each pod, prints a KUBECONFIG for kubectl, and runs until
+// Ctrl-C (or `make demo-down`), then removes everything.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
+	"time"
 
-	"github.com/egressgw/egressgw/test/controlplane"
+	"github.com/egressgw/egressgw/test/cluster"
 )
 
 func main() {
+	opts := demoOptions{}
+	flag.IntVar(&opts.nodes, "nodes", 3, "how many nodes the local cluster has")
+	flag.BoolVar(&opts.exit, "exit", false, "stop after showing the result, instead of running until Ctrl-C")
+	flag.StringVar(&opts.pidFile, "pid-file", "", "write the process id here, for make demo-down")
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx); err != nil {
+	if err := run(ctx, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "local-cluster:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context) (err error) {
-	fmt.Println("starting etcd, kube-apiserver and the webhook server ...")
-	cp, err := controlplane.Start()
+type demoOptions struct {
+	nodes   int
+	exit    bool
+	pidFile string
+}
+
+func run(ctx context.Context, opts demoOptions) (err error) {
+	start := time.Now()
+	if opts.pidFile != "" {
+		if err := os.WriteFile(opts.pidFile, []byte(fmt.Sprint(os.Getpid())), 0o644); err != nil {
+			return err
+		}
+		defer os.Remove(opts.pidFile)
+	}
+	step("building, and starting etcd, kube-apiserver, the webhook, the controller and %d node agents", opts.nodes)
+	c, err := cluster.Start(ctx, cluster.Options{Nodes: opts.nodes, Logs: ""})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		fmt.Println("stopping ...")
-		if stopErr := cp.Stop(); err == nil {
-			err = stopErr
+		step("stopping and removing everything")
+		if cerr := c.Close(); err == nil {
+			err = cerr
 		}
 	}()
-
-	spec := filepath.Join(controlplane.RepoRoot(), "test", "testdata", "spec")
-	out, err := cp.Kubectl(nil, "apply",
-		"-f", filepath.Join(spec, "v1-networkgatewaygroup-status.yaml"),
-		"-f", filepath.Join(spec, "v1-egressnatpolicy.yaml"))
+	step("applying the spec's example: NetworkGatewayGroup kube-system/default and EgressNATPolicy egress")
+	demo, err := setupDemo(ctx, c)
 	if err != nil {
 		return err
 	}
-	fmt.Print(out)
-	for _, args := range [][]string{
-		{"get", "egressnat", "-A"},
-		{"get", "egressnatpolicies.v1alpha1.networking.gke.io", "egress", "-o", "yaml"},
-	} {
-		out, err := cp.Kubectl(nil, args...)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("\n$ kubectl %s\n%s", join(args), out)
+	if err := demo.show(ctx, c); err != nil {
+		return err
 	}
-	fmt.Printf(`
-The API is up. Try:
-
-  export KUBECONFIG=%s
-  export PATH=%s:$PATH
-  kubectl api-resources --api-group=networking.gke.io
-  kubectl explain egressnatpolicies.spec.sources
-  kubectl get networkgatewaygroups -A
-
-Press Ctrl-C to stop; everything is removed on exit.
-`, cp.Kubeconfig, cp.Assets)
+	fmt.Printf("\nUp in %s. Component logs: %s\n", time.Since(start).Round(100*time.Millisecond), c.Logs)
+	printTry(c)
+	if opts.exit {
+		return nil
+	}
+	fmt.Println("\nRunning until Ctrl-C (or make demo-down); everything is removed on exit.")
 	<-ctx.Done()
 	return nil
 }
 
-func join(args []string) string { return strings.Join(args, " ") }
+func step(format string, args ...any) {
+	fmt.Printf("==> "+format+"\n", args...)
+}

@@ -1,0 +1,56 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/egressgw/egressgw/test/topology"
+)
+
+// Diagnose returns what a person debugging a failed dataplane test looks at first: each
+// node's addresses, neighbours, rules, tunnel routes, nft counters, conntrack entries
+// and the agent's dataplane counters.
+func (c *Cluster) Diagnose() string {
+	var b strings.Builder
+	for _, n := range c.Topo.Nodes {
+		fmt.Fprintf(&b, "===== %s (%s)\n", n.Name, n.IP)
+		for _, args := range [][]string{
+			{"ip", "-br", "addr"},
+			{"ip", "neigh"},
+			{"ip", "rule"},
+			{"ip", "route", "show", "table", "all", "type", "unicast"},
+			{"nft", "list", "table", "ip", "egressgw"},
+			{"conntrack", "-L"},
+		} {
+			out, err := topology.Exec(n.NS, args...)
+			fmt.Fprintf(&b, "--- %s\n%s", strings.Join(args, " "), out)
+			if err != nil {
+				fmt.Fprintf(&b, "(%v)\n", err)
+			}
+		}
+		fmt.Fprintf(&b, "--- agent metrics\n%s", agentMetrics(n))
+	}
+	out, _ := topology.Exec(c.Topo.Router, "ip", "neigh")
+	fmt.Fprintf(&b, "===== router neighbours\n%s", out)
+	return b.String()
+}
+
+func agentMetrics(n *topology.Node) string {
+	client := http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("http://%s:9464/metrics", n.IP))
+	if err != nil {
+		return err.Error() + "\n"
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var keep []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "egressgw_") {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "\n") + "\n"
+}

@@ -1,0 +1,178 @@
+package dataplane
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/egressgw/egressgw/test/cluster"
+	"github.com/egressgw/egressgw/test/topology"
+)
+
+// TestAgentRestartKeepsFlows: restarting the agents of the source node and of the gateway
+// node resets no connection: the programs and maps stay pinned, the floating IP stays,
+// and conntrack is the kernel's.
+func TestAgentRestartKeepsFlows(t *testing.T) {
+	c, ex := setupExample(t)
+	ctx := context.Background()
+	conn, err := ex.paul.DialTCP(ctx, netip.AddrPortFrom(topology.ExternalIP, topology.ServicePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Minute))
+	r := bufio.NewReader(conn)
+	fmt.Fprintf(conn, "ECHO\n")
+	first, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(first, ex.egressIP.String()+":") {
+		t.Fatalf("the stream's first answer %q (%v), want it from %s", first, err, ex.egressIP)
+	}
+	// One line every 20 ms; every line must come back, in order.
+	stop := make(chan struct{})
+	result := make(chan error, 1)
+	var longest time.Duration
+	go func() {
+		last := time.Now()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				result <- nil
+				return
+			default:
+			}
+			if _, err := fmt.Fprintf(conn, "line-%d\n", i); err != nil {
+				result <- fmt.Errorf("writing line %d: %w", i, err)
+				return
+			}
+			got, err := r.ReadString('\n')
+			if err != nil {
+				result <- fmt.Errorf("reading line %d: %w", i, err)
+				return
+			}
+			if got != fmt.Sprintf("line-%d\n", i) {
+				result <- fmt.Errorf("line %d came back as %q", i, got)
+				return
+			}
+			longest = max(longest, time.Since(last))
+			last = time.Now()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	for _, node := range []string{ex.paul.Node.Name, ex.gateway.Name} {
+		if err := c.Agent(node).Stop(); err != nil {
+			t.Error(err)
+		}
+		if err := c.StartAgent(node); err != nil {
+			t.Fatal(err)
+		}
+		if err := eventually(30*time.Second, func() error { return agentReady(c.Node(node)) }); err != nil {
+			t.Fatalf("the agent of %s did not come back: %v", node, err)
+		}
+		time.Sleep(time.Second)
+	}
+	close(stop)
+	if err := <-result; err != nil {
+		t.Fatalf("the stream broke across the restarts: %v", err)
+	}
+	t.Logf("longest wait for an echo across both restarts: %s", longest.Round(time.Millisecond))
+	p, err := c.Net.NetworkingV1().EgressNATPolicies().Get(ctx, "egress", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Status.GatewayNode != ex.gateway.Name {
+		t.Errorf("the egress IP moved to %s across an agent restart", p.Status.GatewayNode)
+	}
+}
+
+// agentReady asks the agent's /readyz: ready once a pass programmed everything.
+func agentReady(n *topology.Node) error {
+	client := http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("http://%s:9464/readyz", n.IP))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/readyz of %s: %s", n.Name, resp.Status)
+	}
+	return nil
+}
+
+// TestFailover (last: it takes the gateway node down): the gateway node's agent is
+// killed and its link downed. The controller sees it Down, grants its IPs to another
+// node, whose agent holds them and announces them; the router's ARP entry follows at
+// once, and the probe's answers come back with the egress IP. No answer ever comes from
+// another source.
+func TestFailover(t *testing.T) {
+	c, ex := setupExample(t)
+	ctx := context.Background()
+	probe, err := cluster.StartProbe(ex.paul.Pod, topology.ExternalIP, "failover", 10*time.Millisecond, 2*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Stop()
+	if _, err := probe.WaitAnswer(ex.egressIP, time.Now().Add(-time.Second), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	old := ex.gateway
+	mark := c.Topo.External.Mark()
+	fault, faultSeq := time.Now(), probe.Sent()
+	if err := c.Agent(old.Name).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.SetLink(false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = old.SetLink(true)
+		_ = c.StartAgent(old.Name)
+	})
+	gw, err := c.WaitGatewayNodeChange(ctx, "egress", old.Name, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Datagrams sent once the new node holds the IP must be answered from it.
+	moved := probe.Sent()
+	back, err := probe.WaitAnswerFrom(ex.egressIP, moved, 30*time.Second)
+	if err != nil {
+		t.Fatalf("traffic did not resume on %s: %v\n%s", gw, err, c.Diagnose())
+	}
+	gap := probe.Gap(ex.egressIP, fault, back.At)
+	lost := probe.Lost(ex.egressIP, faultSeq, back.Seq)
+	t.Logf("answers with %s stopped for %s after the gateway node failed; %d of %d datagrams lost (lease %s, grace %s)",
+		ex.egressIP, gap.Round(time.Millisecond), lost, back.Seq-faultSeq, "2s", "500ms")
+	if lost == 0 {
+		t.Errorf("no datagram was lost although the gateway node went down: the probe measured nothing")
+	}
+	status, err := c.Net.NetworkingV1().NetworkGatewayGroups("kube-system").Get(ctx, "default", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status.Status.Nodes[old.Name] != "Down" || status.Status.FloatingIPs[ex.egressIP.String()] != gw {
+		t.Errorf("gateway status %+v, want %s Down and %s on %s", status.Status, old.Name, ex.egressIP, gw)
+	}
+	neigh, err := topology.Exec(c.Topo.Router, "ip", "neigh", "show", ex.egressIP.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := c.Node(gw).MAC.String(); !strings.Contains(neigh, want) {
+		t.Errorf("the router's ARP entry for %s is %q, want the new node's MAC %s (gratuitous ARP)", ex.egressIP, strings.TrimSpace(neigh), want)
+	}
+	for _, a := range probe.Answers() {
+		if a.Source != ex.egressIP {
+			t.Errorf("probe %d was answered from %s: a leak", a.Seq, a.Source)
+		}
+	}
+	for _, p := range c.Topo.External.PacketsSince(mark, func(p topology.Packet) bool { return strings.HasPrefix(p.Payload, "failover-") }) {
+		if p.Src != ex.egressIP {
+			t.Errorf("leak: %s", p)
+		}
+	}
+}
