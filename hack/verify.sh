@@ -17,7 +17,7 @@ fi
 go mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy (run go mod tidy)" >&2; fail=1; }
 
 hack/update-codegen.sh
-generated=(apiserver artifacts/crds)
+generated=(apiserver artifacts/crds bpf)
 if ! git diff --exit-code --stat -- "${generated[@]}" >&2 ||
 	[[ -n "$(git ls-files --others --exclude-standard -- "${generated[@]}")" ]]; then
 	echo "generated code drifted from the API types (run make generate and commit)" >&2

@@ -37,9 +37,10 @@ type ControlPlane struct {
 	// WebhookURL is where the webhook server listens, https://127.0.0.1:port.
 	WebhookURL string
 
-	env        *envtest.Environment
-	stopServer func() error
-	dir        string
+	env           *envtest.Environment
+	stopServer    func() error
+	dir           string
+	frontProxyDir string
 }
 
 // RepoRoot is the root of this repository.
@@ -80,6 +81,9 @@ type Options struct {
 	// up: conversion still works, and tests can write what admission would refuse, such
 	// as two gateways with one IP, the way two racing requests can.
 	NoAdmission bool
+	// Aggregation configures kube-apiserver's aggregation layer (front-proxy client
+	// certificate, request-header flags, routing to endpoints), for aggregated API servers.
+	Aggregation bool
 }
 
 // StartWith is Start with options.
@@ -109,6 +113,14 @@ func StartWith(opts Options) (_ *ControlPlane, err error) {
 		BinaryAssetsDirectory:    assets,
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
+	}
+	if opts.Aggregation {
+		if cp.frontProxyDir, err = os.MkdirTemp("", "egressgw-front-proxy-"); err != nil {
+			return nil, err
+		}
+		if err := enableAggregation(cp.env, cp.frontProxyDir); err != nil {
+			return nil, err
+		}
 	}
 	if cp.Config, err = cp.env.Start(); err != nil {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver from %s: %w", assets, err)
@@ -180,6 +192,9 @@ func (cp *ControlPlane) Stop() error {
 	}
 	if cp.dir != "" {
 		errs = append(errs, os.RemoveAll(cp.dir))
+	}
+	if cp.frontProxyDir != "" {
+		errs = append(errs, os.RemoveAll(cp.frontProxyDir))
 	}
 	return errors.Join(errs...)
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+	aggregatorclientset "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 	"k8s.io/utils/clock"
 )
 
@@ -52,8 +53,21 @@ type snapshot struct {
 
 // New returns a Manager for the Secret and targets in opts. It does no I/O.
 func New(kube kubernetes.Interface, crds apiextensionsclientset.Interface, opts Options) (*Manager, error) {
+	return NewWithAPIServices(kube, crds, nil, opts)
+}
+
+// NewWithAPIServices is New for a server that kube-apiserver reaches through APIServices
+// too, as an aggregated API server: apiServices publishes to opts.APIServices.
+func NewWithAPIServices(kube kubernetes.Interface, crds apiextensionsclientset.Interface, apiServices aggregatorclientset.Interface, opts Options) (*Manager, error) {
 	if kube == nil || crds == nil {
 		return nil, errors.New("certs.New needs a Kubernetes and an apiextensions client")
+	}
+	var apiServiceClient apiServiceClient
+	if len(opts.APIServices) > 0 {
+		if apiServices == nil {
+			return nil, errors.New("publishing to APIServices needs an apiregistration client")
+		}
+		apiServiceClient = apiServices.ApiregistrationV1().APIServices()
 	}
 	opts, err := opts.complete()
 	if err != nil {
@@ -68,6 +82,9 @@ func New(kube kubernetes.Interface, crds apiextensionsclientset.Interface, opts 
 			crds:         crds.ApiextensionsV1().CustomResourceDefinitions(),
 			webhookNames: opts.ValidatingWebhookConfigurations,
 			crdNames:     opts.CRDs,
+
+			apiServices:     apiServiceClient,
+			apiServiceNames: opts.APIServices,
 		},
 		policy: policy{
 			caValidity:   opts.CAValidity,

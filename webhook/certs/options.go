@@ -28,6 +28,8 @@ type Options struct {
 	ValidatingWebhookConfigurations []string
 	// CRDs get the CA bundle in spec.conversion.webhook.clientConfig.
 	CRDs []string
+	// APIServices get the CA bundle in spec.caBundle. They need NewWithAPIServices.
+	APIServices []string
 	// CAValidity and CertValidity are certificate lifetimes; each is renewed once less
 	// than a third of it remains. CertValidity may be at most a third of CAValidity.
 	CAValidity, CertValidity time.Duration

@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	admissionregistrationv1client "k8s.io/client-go/kubernetes/typed/admissionregistration/v1"
 	"k8s.io/klog/v2"
+	apiregistrationv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+	apiregistrationv1client "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset/typed/apiregistration/v1"
 )
 
 // webhookClient reads and patches ValidatingWebhookConfigurations.
@@ -29,9 +31,16 @@ type crdClient interface {
 	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (*apiextensionsv1.CustomResourceDefinition, error)
 }
 
+// apiServiceClient reads and patches APIServices.
+type apiServiceClient interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*apiregistrationv1.APIService, error)
+	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (*apiregistrationv1.APIService, error)
+}
+
 var (
-	_ webhookClient = admissionregistrationv1client.ValidatingWebhookConfigurationInterface(nil)
-	_ crdClient     = apiextensionsv1client.CustomResourceDefinitionInterface(nil)
+	_ webhookClient    = admissionregistrationv1client.ValidatingWebhookConfigurationInterface(nil)
+	_ crdClient        = apiextensionsv1client.CustomResourceDefinitionInterface(nil)
+	_ apiServiceClient = apiregistrationv1client.APIServiceInterface(nil)
 )
 
 // publisher writes the CA bundle to every object kube-apiserver reads it from.
@@ -40,6 +49,9 @@ type publisher struct {
 	crds         crdClient
 	webhookNames []string
 	crdNames     []string
+	// apiServices is nil unless apiServiceNames names any.
+	apiServices     apiServiceClient
+	apiServiceNames []string
 }
 
 // patchOp is one RFC 6902 operation.
@@ -63,6 +75,11 @@ func (p publisher) publish(ctx context.Context, bundle []byte) (bool, error) {
 	}
 	for _, name := range p.crdNames {
 		did, err := p.publishCRD(ctx, name, bundle)
+		patched = patched || did
+		errs = append(errs, err)
+	}
+	for _, name := range p.apiServiceNames {
+		did, err := p.publishAPIService(ctx, name, bundle)
 		patched = patched || did
 		errs = append(errs, err)
 	}
@@ -125,6 +142,33 @@ func (p publisher) publishCRD(ctx context.Context, name string, bundle []byte) (
 	return true, nil
 }
 
+// publishAPIService sets spec.caBundle of one APIService, which kube-apiserver's
+// aggregator uses to verify the aggregated API server it proxies to. An APIService with
+// insecureSkipTLSVerify cannot also carry a caBundle: kube-apiserver refuses the patch, and
+// the error says which field to remove.
+func (p publisher) publishAPIService(ctx context.Context, name string, bundle []byte) (bool, error) {
+	svc, err := p.apiServices.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return false, fmt.Errorf("reading APIService %s: %w", name, err)
+	}
+	if svc.Spec.Service == nil {
+		klog.InfoS("APIService is served by kube-apiserver itself; leaving its caBundle alone", "apiService", klog.KRef("", name))
+		return false, nil
+	}
+	if bytes.Equal(svc.Spec.CABundle, bundle) {
+		return false, nil
+	}
+	ops := []patchOp{
+		{Op: "test", Path: "/spec/service/name", Value: svc.Spec.Service.Name},
+		{Op: "add", Path: "/spec/caBundle", Value: bundle},
+	}
+	if err := sendPatch(ctx, name, ops, p.apiServices.Patch); err != nil {
+		return false, fmt.Errorf("publishing the CA bundle to APIService %s (it must not set insecureSkipTLSVerify): %w", name, err)
+	}
+	klog.InfoS("Published the CA bundle", "apiService", klog.KRef("", name))
+	return true, nil
+}
+
 // patchFunc is the Patch method of a typed client.
 type patchFunc[T any] func(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (T, error)
 
@@ -146,6 +190,9 @@ func (p publisher) String() string {
 	}
 	for _, name := range p.crdNames {
 		targets = append(targets, "CustomResourceDefinition "+name)
+	}
+	for _, name := range p.apiServiceNames {
+		targets = append(targets, "APIService "+name)
 	}
 	return strings.Join(targets, ", ")
 }

@@ -1,0 +1,52 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// EgressPolicyView is an EgressNATPolicy as the dataplane sees it: where its traffic
+// leaves, which node holds its egress IP, and how many pods it selects now. It has the
+// policy's name. Its pods subresource lists the PodEgress of every pod the policy selects.
+// It is computed from the cluster's state and cannot be written.
+//
+// +kubebuilder:object:root=true
+type EgressPolicyView struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Destinations are the policy's destination CIDRs.
+	// +listType=atomic
+	// +optional
+	Destinations []string `json:"destinations,omitempty"`
+	// Gateway is the gateway object whose first floating IP is the policy's egress IP;
+	// absent for a policy written as v1alpha1 with an egressSourceIP.
+	// +optional
+	Gateway *ObjectReference `json:"gateway,omitempty"`
+	// EgressIP is the source address the policy's traffic leaves with.
+	// +optional
+	EgressIP string `json:"egressIP,omitempty"`
+	// GatewayNode is the node the controller placed the egress IP on.
+	// +optional
+	GatewayNode string `json:"gatewayNode,omitempty"`
+	// HeldBy are the nodes whose agents report the egress IP configured right now.
+	// +listType=atomic
+	// +optional
+	HeldBy []string `json:"heldBy,omitempty"`
+	// Verdict is SNAT when selected traffic leaves with the egress IP, Drop when it cannot.
+	Verdict Verdict `json:"verdict"`
+	// Reason is the policy's readiness reason.
+	Reason string `json:"reason"`
+	// Message says, in one sentence, where the traffic leaves or why it cannot.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// SelectedPods is how many pods the policy selects now.
+	SelectedPods int32 `json:"selectedPods"`
+}
+
+// EgressPolicyViewList is a list of EgressPolicyView.
+//
+// +kubebuilder:object:root=true
+type EgressPolicyViewList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// Items are the policies' views.
+	Items []EgressPolicyView `json:"items"`
+}

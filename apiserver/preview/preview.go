@@ -1,0 +1,210 @@
+package preview
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
+	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/netpolicy"
+)
+
+// Input is what a preview reads: the source pod and a snapshot of the cluster. Every field
+// is read, never written.
+type Input struct {
+	Pod             *corev1.Pod
+	NamespaceLabels map[string]string
+	// NodeIP is the InternalIP of the pod's node: what unsteered traffic is masqueraded to.
+	NodeIP netip.Addr
+	// Policies and Cluster are what the node agents build their tables from.
+	Policies *egress.Policies
+	Cluster  []netip.Prefix
+	// NetworkPolicies are those of the pod's namespace.
+	NetworkPolicies []*networkingv1.NetworkPolicy
+	// Peer is the pod at the destination address, if there is one.
+	Peer *netpolicy.Peer
+	// HeldBy maps an egress IP to the nodes whose agents report it configured.
+	HeldBy map[string][]string
+}
+
+// Run previews pkt leaving in.Pod.
+func Run(in Input, pkt netpolicy.Packet) v1alpha1.EgressPreviewStatus {
+	pod := SourcePod(in.Pod)
+	p := path{pod: pod}
+	p.status.Pod = &v1alpha1.PodReference{Namespace: pod.Namespace, Name: pod.Name, NodeName: pod.Node}
+	if pod.IP.IsValid() {
+		p.status.Pod.IP = pod.IP.String()
+	}
+
+	// 1. NetworkPolicy, which runs first in the node's FORWARD chain.
+	np := netpolicy.Evaluate(in.NetworkPolicies, in.Pod, pkt, in.Peer)
+	msg := strings.Join(append([]string{np.Reason}, np.Notes...), "; ")
+	if !np.Allowed {
+		p.add(v1alpha1.StageNetworkPolicy, "Drop", pod.Node, objects("NetworkPolicy", np.Isolating), msg)
+		p.status.Verdict = v1alpha1.VerdictDrop
+		return p.status
+	}
+	var allowedBy string
+	if np.AllowedBy != nil {
+		allowedBy = np.AllowedBy.String()
+	}
+	p.add(v1alpha1.StageNetworkPolicy, "Allow", pod.Node, allowedBy, msg)
+
+	// 2. The egress decision: the same tables the node agent programs.
+	d := in.Policies.Decide(pod, in.NamespaceLabels, in.Cluster, pkt.Destination)
+	switch d.Verdict {
+	case egress.InCluster:
+		p.inCluster(d)
+	case egress.Masquerade:
+		p.masquerade(d, in.NodeIP)
+	case egress.Drop:
+		p.add(v1alpha1.StageEgressNATPolicy, "Drop", pod.Node, "EgressNATPolicy "+d.Policy.Name, d.Reason)
+		p.status.Verdict, p.status.Policy = v1alpha1.VerdictDrop, d.Policy.Name
+		p.status.Overlap = overlapAt(d, pkt.Destination)
+	case egress.SNAT:
+		p.snat(d, pkt.Destination, in.HeldBy[d.EgressIP.String()])
+	}
+	return p.status
+}
+
+type path struct {
+	pod    egress.Pod
+	status v1alpha1.EgressPreviewStatus
+}
+
+func (p *path) add(stage v1alpha1.Stage, action, node, object, message string) {
+	p.status.Steps = append(p.status.Steps, v1alpha1.PathStep{Stage: stage, Action: action, Node: node, Object: object, Message: message})
+}
+
+func (p *path) inCluster(d egress.Decision) {
+	p.status.Verdict = v1alpha1.VerdictInCluster
+	if p.pod.IP.IsValid() {
+		p.status.SourceIP = p.pod.IP.String()
+	}
+	p.add(v1alpha1.StageEgressNATPolicy, "Route", p.pod.Node, "", d.Reason+"; it keeps the pod's IP")
+	p.add(v1alpha1.StageReturn, "Deliver", p.pod.Node, "", "the reply comes back over the cluster network to the pod's IP")
+}
+
+func (p *path) masquerade(d egress.Decision, nodeIP netip.Addr) {
+	p.status.Verdict = v1alpha1.VerdictMasquerade
+	p.status.GatewayNode = p.pod.Node
+	to := "its own IP"
+	if nodeIP.IsValid() {
+		p.status.SourceIP = nodeIP.String()
+		to = "its IP " + nodeIP.String()
+	}
+	p.add(v1alpha1.StageEgressNATPolicy, "Masquerade", p.pod.Node, "", d.Reason)
+	p.add(v1alpha1.StageGateway, "Masquerade", p.pod.Node, "",
+		fmt.Sprintf("node %s masquerades the packet to %s and it leaves the cluster from there", p.pod.Node, to))
+	p.add(v1alpha1.StageReturn, "Conntrack", p.pod.Node, "",
+		fmt.Sprintf("node %s's conntrack entry rewrites the reply's destination back to the pod's IP", p.pod.Node))
+	p.deliver()
+}
+
+func (p *path) snat(d egress.Decision, dst netip.Addr, heldBy []string) {
+	egressIP, gw := d.EgressIP.String(), d.GatewayNode
+	p.status.Verdict, p.status.Policy = v1alpha1.VerdictSNAT, d.Policy.Name
+	p.status.SourceIP, p.status.GatewayNode = egressIP, gw
+	p.status.Overlap = overlapAt(d, dst)
+	p.add(v1alpha1.StageEgressNATPolicy, "Steer", p.pod.Node, "EgressNATPolicy "+d.Policy.Name,
+		fmt.Sprintf("EgressNATPolicy %s selects the pod for %s: node %s tunnels the packet (ipip) to the egress IP %s",
+			d.Policy.Name, winningPrefix(d, dst), p.pod.Node, egressIP))
+	msg := fmt.Sprintf("node %s holds %s, SNATs the packet to it, and it leaves the cluster from there", gw, egressIP)
+	if !slices.Contains(heldBy, gw) {
+		msg += fmt.Sprintf("; but node %s's agent does not report %s configured yet, and until it does the packet is dropped (fail closed)", gw, egressIP)
+	}
+	p.add(v1alpha1.StageGateway, "SNAT", gw, "", msg)
+	p.add(v1alpha1.StageReturn, "Conntrack", gw, "",
+		fmt.Sprintf("the reply to %s arrives at node %s, whose conntrack entry rewrites its destination back to the pod's IP", egressIP, gw))
+	if gw != p.pod.Node {
+		p.add(v1alpha1.StageReturn, "Route", gw, "",
+			fmt.Sprintf("node %s routes the reply over the cluster network to node %s, which runs the pod", gw, p.pod.Node))
+	}
+	p.deliver()
+}
+
+func (p *path) deliver() {
+	ip := "its IP"
+	if p.pod.IP.IsValid() {
+		ip = p.pod.IP.String()
+	}
+	p.add(v1alpha1.StageReturn, "Deliver", p.pod.Node, "",
+		fmt.Sprintf("node %s delivers the reply to pod %s/%s at %s", p.pod.Node, p.pod.Namespace, p.pod.Name, ip))
+}
+
+// overlapAt explains a decision whose destination other selecting policies claim too.
+func overlapAt(d egress.Decision, dst netip.Addr) *v1alpha1.Overlap {
+	if len(d.Overlaps) == 0 {
+		return nil
+	}
+	return Overlap(winningPrefix(d, dst), d.Policy, d.Overlaps)
+}
+
+// winningPrefix is the route the decision took: the longest destination of its policy
+// that contains dst.
+func winningPrefix(d egress.Decision, dst netip.Addr) netip.Prefix {
+	var prefix netip.Prefix
+	for _, dest := range d.Policy.Destinations {
+		if dest.Contains(dst) && (!prefix.IsValid() || dest.Bits() > prefix.Bits()) {
+			prefix = dest
+		}
+	}
+	return prefix
+}
+
+// Overlap says, by the documented rule, why winner's route for prefix beats the other
+// policies that claim it; overridden are those policies.
+func Overlap(prefix netip.Prefix, winner *egress.Policy, overridden []*egress.Policy) *v1alpha1.Overlap {
+	o := &v1alpha1.Overlap{Destination: prefix.String(), Policy: winner.Name}
+	var rules []string
+	for _, p := range overridden {
+		o.Overridden = append(o.Overridden, p.Name)
+		rule := "the longest prefix wins"
+		if slices.Contains(p.Destinations, prefix) {
+			rule = "on an equal prefix the older policy wins"
+			if p.Created.Equal(winner.Created) {
+				rule = "on an equal prefix and age the name that sorts first wins"
+			}
+		}
+		if !slices.Contains(rules, rule) {
+			rules = append(rules, rule)
+		}
+	}
+	o.Rule = strings.Join(rules, "; ")
+	return o
+}
+
+func objects(kind string, refs []string) string {
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = kind + " " + r
+	}
+	return strings.Join(out, ", ")
+}
+
+// SourcePod is what the egress decision needs to know about a pod: its first IPv4
+// address, as the node agent reads it.
+func SourcePod(p *corev1.Pod) egress.Pod {
+	out := egress.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Node: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork}
+	out.IP = PodIPv4(p)
+	return out
+}
+
+// PodIPv4 is the pod's first IPv4 address, or the zero Addr.
+func PodIPv4(p *corev1.Pod) netip.Addr {
+	candidates := []string{p.Status.PodIP}
+	for _, ip := range p.Status.PodIPs {
+		candidates = append(candidates, ip.IP)
+	}
+	for _, raw := range candidates {
+		if ip, err := netip.ParseAddr(raw); err == nil && ip.Is4() {
+			return ip
+		}
+	}
+	return netip.Addr{}
+}
