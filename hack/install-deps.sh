@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, what building and testing need and a fresh machine
 # lacks: clang and libbpf headers (make generate, make verify), nftables, iproute2 and ping
-# (the network-namespace tests), and mounts bpffs. A no-op when everything is there.
+# (the network-namespace tests), iperf3 (the throughput benchmark), and mounts bpffs.
+# A no-op when everything is there.
 set -euo pipefail
 
-packages=(make git gcc clang llvm libbpf-dev linux-libc-dev nftables iproute2 iputils-ping procps)
+packages=(make git gcc clang llvm libbpf-dev linux-libc-dev nftables iproute2 iputils-ping procps iperf3)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -158,7 +158,7 @@ func (a *Agent) pass(ctx context.Context) error {
 
 // applyNftables writes the nft table if it changed.
 func (a *Agent) applyNftables(n nftState) error {
-	text := n.render(a.opts.TunnelName)
+	text := n.render(a.opts.TunnelName, a.opts.TunnelPort)
 	if text == a.lastNft {
 		return nil
 	}

@@ -122,13 +122,13 @@ func TestNftablesRender(t *testing.T) {
 		Destinations: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("0.0.0.0/0")},
 		SNAT:         map[uint32]netip.Addr{1: netip.MustParseAddr("198.51.100.100"), 7: netip.MustParseAddr("198.51.100.101")},
 	}
-	text := n.render("egw0")
-	for _, want := range []string{"0xd0010000 : 198.51.100.100", "0xd0070000 : 198.51.100.101", "priority srcnat - 1", "ct zone set 2640", "ip saddr != @egress_ips counter drop"} {
+	text := n.render("egw0", 4788)
+	for _, want := range []string{"0xd0010000 : 198.51.100.100", "0xd0070000 : 198.51.100.101", "priority srcnat - 1", "ct zone set 2640", "ip saddr != @egress_ips counter drop", "udp dport 4788 notrack"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("rendered table lacks %q:\n%s", want, text)
 		}
 	}
-	empty := nftState{}.render("egw0")
+	empty := nftState{}.render("egw0", 4788)
 	requireRoot(t)
 	ns := fmt.Sprintf("egwnft-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {

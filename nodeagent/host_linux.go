@@ -140,7 +140,7 @@ func (h linuxHost) ApplyNftables(n nftState) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
-	cmd.Stdin = bytes.NewBufferString(n.render(h.tunnel))
+	cmd.Stdin = bytes.NewBufferString(n.render(h.tunnel, h.port))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("nft -f: %w: %s", err, bytes.TrimSpace(out))
 	}

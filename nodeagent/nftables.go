@@ -24,7 +24,7 @@ const (
 )
 
 // render writes the agent's nft table. Applying it replaces the previous one atomically.
-func (n nftState) render(tunnel string) string {
+func (n nftState) render(tunnel string, port int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip %s\ndelete table ip %s\ntable ip %s {\n", nftTable, nftTable, nftTable)
 	set(&b, "pod_cidrs", n.PodCIDRs)
@@ -47,8 +47,13 @@ func (n nftState) render(tunnel string) string {
 	fmt.Fprintf(&b, "\t}\n")
 	fmt.Fprintf(&b, `	chain raw {
 		type filter hook prerouting priority raw; policy accept;
+		udp dport %[7]d notrack comment "the tunnel's outer packets: conntrack has nothing to add, and they are many"
 		meta mark & 0x%08[4]x == 0x%08[6]x ct zone set %[2]d comment "to SNAT here (decapsulated, or a local pod): the gateway's own conntrack zone"
 		ip daddr @egress_ips ct zone set %[2]d comment "replies to an egress IP: the same zone"
+	}
+	chain raw_output {
+		type filter hook output priority raw; policy accept;
+		udp dport %[7]d notrack comment "the tunnel's outer packets, sent"
 	}
 	chain forward {
 		type filter hook forward priority filter + 10; policy accept;
@@ -65,7 +70,7 @@ func (n nftState) render(tunnel string) string {
 		meta mark & 0x%08[4]x == 0x%08[6]x ip saddr != @egress_ips counter drop comment "fail closed: a packet meant for an egress IP never leaves with another source"
 	}
 }
-`, tunnel, ctZone, markClassified, markClassMask, markSteer, markSNAT)
+`, tunnel, ctZone, markClassified, markClassMask, markSteer, markSNAT, port)
 	return b.String()
 }
 

@@ -65,6 +65,7 @@ func (d *demo) show(ctx context.Context, c *cluster.Cluster) error {
 		{"get", "networkgatewaygroups", "-A"},
 		{"get", "networkgatewaygroup", "default", "-n", "kube-system", "-o", "jsonpath={.status}"},
 		{"get", "egressnatpolicies"},
+		{"get", "podegresses", "-A"},
 	} {
 		out, err := c.Kubectl(nil, args...)
 		if err != nil {
@@ -72,8 +73,23 @@ func (d *demo) show(ctx context.Context, c *cluster.Cluster) error {
 		}
 		fmt.Printf("\n$ kubectl %s\n%s\n", strings.Join(args, " "), strings.TrimRight(out, "\n"))
 	}
+	out, err := c.Kubectl([]byte(previewPaul), "create", "-f", "-", "-o", "jsonpath={range .status.steps[*]}{.stage}\t{.action}\t{.node}\t{.message}{\"\\n\"}{end}")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n$ kubectl create -f preview.yaml   # paul/frontend to %s, TCP 443\n%s\n", topology.ExternalIP, strings.TrimRight(out, "\n"))
 	return nil
 }
+
+// previewPaul asks the aggregated API for the path of one packet, without sending it.
+var previewPaul = fmt.Sprintf(`apiVersion: egress.egressgw.io/v1alpha1
+kind: EgressPreview
+spec:
+  source: {namespace: paul, name: frontend}
+  destination: %q
+  protocol: TCP
+  port: 443
+`, topology.ExternalIP)
 
 func seen(ctx context.Context, p *cluster.Pod, dst netip.Addr) string {
 	for range 5 {
@@ -93,6 +109,8 @@ Try:
   kubectl get egressnat -A
   kubectl describe egressnatpolicy egress
   kubectl get networkgatewaynodes -n kube-system -o wide
+  kubectl get podegresses -A
+  kubectl api-resources --api-group=egress.egressgw.io
   ip netns exec %s-node1 nft list table ip egressgw
 `, c.CP.Kubeconfig, c.CP.Assets, c.Topo.ID)
 }

@@ -1,6 +1,6 @@
 // Package cluster runs the whole system on one machine: a real etcd and kube-apiserver,
-// the webhook server, the controller, and one node agent per node of a network-namespace
-// topology (package topology). There is no kubelet: the harness stands in for it, and
+// the webhook server, the controller, the aggregated API server, and one node agent per
+// node of a network-namespace topology (package topology). There is no kubelet: the harness stands in for it, and
 // registers the Node and Pod objects that match the namespaces it creates, with their
 // pod IPs and node names. The tests, the end-to-end suite and `make run` all use it.
 package cluster
@@ -59,6 +59,7 @@ type Cluster struct {
 	proxy       *apiProxy
 	controllers []*Process
 	agents      map[string]*Process
+	aggregated  *Process
 }
 
 // Start brings the whole system up. On error it removes what it started.
@@ -95,7 +96,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if c.Topo, err = topology.New(topology.Config{Nodes: opts.Nodes}); err != nil {
 		return nil, err
 	}
-	if c.CP, err = controlplane.Start(); err != nil {
+	if c.CP, err = controlplane.StartWith(controlplane.Options{Aggregation: true}); err != nil {
 		return nil, err
 	}
 	if c.Kube, err = kubernetes.NewForConfig(c.CP.Config); err != nil {
@@ -117,6 +118,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		if err := c.StartController(i); err != nil {
 			return nil, err
 		}
+	}
+	if err := c.startAggregated(ctx); err != nil {
+		return nil, err
 	}
 	if !opts.NoAgents {
 		for _, n := range c.Topo.Nodes {
@@ -153,6 +157,9 @@ func (c *Cluster) Close() error {
 	}
 	for _, p := range c.controllers {
 		errs = append(errs, p.Stop())
+	}
+	if c.aggregated != nil {
+		errs = append(errs, c.aggregated.Stop())
 	}
 	if c.proxy != nil {
 		c.proxy.close()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 var Commands = map[string]string{
 	"egressgw-controller": "./controller/cmd/egressgw-controller",
 	"egressgw-agent":      "./nodeagent/cmd/egressgw-agent",
+	"egressgw-apiserver":  "./apiserver/cmd/egressgw-apiserver",
 }
 
 var buildOnce = sync.OnceValues(func() (string, error) {
@@ -44,6 +46,24 @@ var buildOnce = sync.OnceValues(func() (string, error) {
 // Build compiles the cluster's binaries into .cache/bin, once per process.
 func Build(context.Context) (string, error) { return buildOnce() }
 
+// PeakRSS is the process's peak resident set (VmHWM), in bytes.
+func (p *Process) PeakRSS() (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM for %s", p.Name)
+}
+
 // Process is a running component, its output in a log file.
 type Process struct {
 	Name string
@@ -63,7 +83,7 @@ func start(name, log string, env []string, argv ...string) (*Process, error) {
 	cmd.Env = append(os.Environ(), env...)
 	// If the harness dies, so do its components.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := spawn(cmd); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
@@ -74,6 +94,27 @@ func start(name, log string, env []string, argv ...string) (*Process, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// spawner is the one OS thread that starts components. The kernel sends Pdeathsig when
+// the thread that forked a child exits, not the process; and topology.Do ends the threads
+// it entered a namespace on. A thread locked here for good never ends, and no other
+// goroutine ever runs on it.
+var spawner = sync.OnceValue(func() chan<- func() {
+	jobs := make(chan func())
+	go func() {
+		runtime.LockOSThread()
+		for job := range jobs {
+			job()
+		}
+	}()
+	return jobs
+})
+
+func spawn(cmd *exec.Cmd) error {
+	errc := make(chan error, 1)
+	spawner() <- func() { errc <- cmd.Start() }
+	return <-errc
 }
 
 // Running reports whether the process has not exited.

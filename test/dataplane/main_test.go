@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 
 // need fails (under CI) or skips (elsewhere) a test that cannot run here, and fails it
 // if the cluster did not start.
-func need(t *testing.T) *cluster.Cluster {
+func need(t testing.TB) *cluster.Cluster {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -80,7 +80,7 @@ var (
 	exampleErr  error
 )
 
-func setupExample(t *testing.T) (*cluster.Cluster, example) {
+func setupExample(t testing.TB) (*cluster.Cluster, example) {
 	c := need(t)
 	exampleOnce.Do(func() { ex, exampleErr = buildExample(c) })
 	if exampleErr != nil {

@@ -269,8 +269,12 @@ func (t *Topology) Close() error {
 		}
 	}
 	t.namespaces = nil
+	// Deleting the control namespace deletes the host link's peer, and with it the host
+	// link, asynchronously: it may be gone by now.
 	if _, err := net.InterfaceByName(t.HostLink); err == nil {
-		errs = append(errs, ip("link", "del", t.HostLink))
+		if err := ip("link", "del", t.HostLink); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+			errs = append(errs, err)
+		}
 	}
 	if t.lock != nil {
 		_ = t.lock.Close() // releases the flock
