@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash -o pipefail -o errexit
 
 GO ?= go
 
-.PHONY: all build generate verify test test-unit test-integration bench lint check run controlplane
+.PHONY: all build generate verify test test-unit test-integration bench lint check run demo-down deps controlplane
 
 all: build
 
@@ -31,11 +31,12 @@ test-integration:
 	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 ./test/...
 
 ## bench: benchmarks, including admission against a real kube-apiserver with 11,000 objects,
-## and the aggregated API with 10,000 pods and 1,000 policies (needs root)
+## the aggregated API with 10,000 pods and 1,000 policies, and the dataplane (needs root)
 bench:
 	$(GO) test -run xxx -bench . -benchmem $$($(GO) list ./... | grep -v /test/)
 	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 -run xxx -bench . -benchtime 3000x ./test/integration/
 	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 -run xxx -bench . -benchtime 2000x ./test/aggregated/
+	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 -run xxx -bench . -benchtime 7x ./test/dataplane/
 
 ## lint: go vet and staticcheck
 lint:
@@ -43,11 +44,19 @@ lint:
 	$(GO) tool staticcheck $$($(GO) list ./... | grep -v /apiserver/client/)
 
 ## check: everything CI runs (the README's test command)
-check: verify lint test
+check: deps verify lint test
 
-## run: run the system on this machine (see README)
-run:
-	$(GO) run ./hack/local-cluster
+## run: run the whole system on this machine, in network namespaces, until Ctrl-C or make demo-down
+run: deps
+	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) run ./hack/local-cluster --pid-file .cache/demo.pid
+
+## demo-down: stop what make run started (it removes everything on its way out)
+demo-down:
+	@if [[ -f .cache/demo.pid ]]; then kill -TERM $$(cat .cache/demo.pid); echo "stopping the local cluster"; else echo "no local cluster is running"; fi
+
+## deps: install what a new machine lacks (Debian packages; needs root) and mount bpffs
+deps:
+	hack/install-deps.sh
 
 ## controlplane: build etcd, kube-apiserver and kubectl into .cache/ (a no-op once built)
 controlplane:

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -40,6 +41,9 @@ type demoOptions struct {
 func run(ctx context.Context, opts demoOptions) (err error) {
 	start := time.Now()
 	if opts.pidFile != "" {
+		if err := os.MkdirAll(filepath.Dir(opts.pidFile), 0o755); err != nil {
+			return err
+		}
 		if err := os.WriteFile(opts.pidFile, []byte(fmt.Sprint(os.Getpid())), 0o644); err != nil {
 			return err
 		}
