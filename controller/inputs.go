@@ -2,6 +2,7 @@ package controller
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +49,11 @@ func observeLeases(tracker *liveness.Tracker, leases []coordinationv1.Lease, kno
 		duration := 2 * time.Second
 		if d := l.Spec.LeaseDurationSeconds; d != nil && *d > 0 {
 			duration = time.Duration(*d) * time.Second
+		}
+		// A finer duration, which must not exceed the whole seconds: a Lease whose
+		// annotation claims longer than its spec is read by its spec.
+		if ms, err := strconv.ParseInt(l.Annotations[networking.LeaseDurationAnnotation], 10, 64); err == nil && ms > 0 {
+			duration = min(duration, time.Duration(ms)*time.Millisecond)
 		}
 		tracker.Observe(node, l.ResourceVersion, duration)
 	}

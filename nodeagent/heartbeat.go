@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -59,7 +60,11 @@ func (h *heartbeat) renew(ctx context.Context) error {
 	}
 	lease = lease.DeepCopy()
 	lease.Spec.HolderIdentity = ptr.To(h.node)
-	lease.Spec.LeaseDurationSeconds = ptr.To(int32(h.duration / time.Second))
+	lease.Spec.LeaseDurationSeconds = ptr.To(int32((h.duration + time.Second - 1) / time.Second))
+	if lease.Annotations == nil {
+		lease.Annotations = map[string]string{}
+	}
+	lease.Annotations[networking.LeaseDurationAnnotation] = strconv.FormatInt(h.duration.Milliseconds(), 10)
 	lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
 	if lease.ResourceVersion == "" {
 		lease, err = h.leases.Leases(networking.NodeNamespace).Create(ctx, lease, metav1.CreateOptions{})

@@ -24,7 +24,8 @@ type Options struct {
 	// PodCIDRs are this node's pod CIDRs, for the fail-closed backstop. Taken from the
 	// Node object if empty.
 	PodCIDRs []netip.Prefix
-	// LeaseDuration is how long a renewal grants the node its floating IPs: whole seconds.
+	// LeaseDuration is how long a renewal grants the node its floating IPs: whole
+	// milliseconds, at least 300.
 	LeaseDuration time.Duration
 	// RenewInterval is how often the heartbeat Lease is renewed.
 	RenewInterval time.Duration
@@ -40,8 +41,8 @@ func (o *Options) Validate() error {
 	if o.NodeName == "" {
 		errs = append(errs, errors.New("--node-name is required (the downward API's spec.nodeName)"))
 	}
-	if o.LeaseDuration < time.Second || o.LeaseDuration%time.Second != 0 {
-		errs = append(errs, fmt.Errorf("--lease-duration %s must be a whole number of seconds, at least 1s", o.LeaseDuration))
+	if o.LeaseDuration < 300*time.Millisecond || o.LeaseDuration%time.Millisecond != 0 {
+		errs = append(errs, fmt.Errorf("--lease-duration %s must be a whole number of milliseconds, at least 300ms", o.LeaseDuration))
 	}
 	if o.RenewInterval <= 0 || o.RenewInterval*2 > o.LeaseDuration {
 		errs = append(errs, fmt.Errorf("--renew-interval %s must be positive and at most half of --lease-duration %s, or one slow renewal drops the node's IPs", o.RenewInterval, o.LeaseDuration))

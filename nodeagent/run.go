@@ -44,7 +44,15 @@ func newAgent(opts Options, cfg *rest.Config, k kernel, reg prometheus.Registere
 		trigger:  make(chan struct{}, 1),
 		attached: map[int]netip.Addr{},
 	}
-	a.beat = &heartbeat{leases: kube.CoordinationV1(), node: opts.NodeName, duration: opts.LeaseDuration, now: monotonic}
+	// The heartbeat has a client of its own, without client-side throttling: a renewal
+	// queued behind the agent's other requests would let the grant lapse.
+	beatCfg := rest.CopyConfig(cfg)
+	beatCfg.QPS = -1
+	beatKube, err := kubernetes.NewForConfig(beatCfg)
+	if err != nil {
+		return nil, err
+	}
+	a.beat = &heartbeat{leases: beatKube.CoordinationV1(), node: opts.NodeName, duration: opts.LeaseDuration, now: monotonic}
 	if a.caches, err = newCaches(kube, net, opts.NodeName, a.handler()); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
@@ -171,4 +172,20 @@ func (r *requestIndex) NodeWithAddress(ip string) (string, bool) {
 
 func (r *requestIndex) NodeSubnetContains(ip netip.Addr) bool {
 	return r.subnets.Contains(ip)
+}
+
+// cacheThenLive reads from the cache, and asks the API server before it answers "not
+// found": a gateway and the policy that names it, applied together (`kubectl apply -f
+// dir/`), must not race the cache.
+type cacheThenLive struct {
+	client.Reader // the cache
+	live          client.Reader
+}
+
+func (r cacheThenLive) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	err := r.Reader.Get(ctx, key, obj, opts...)
+	if apierrors.IsNotFound(err) {
+		return r.live.Get(ctx, key, obj, opts...)
+	}
+	return err
 }

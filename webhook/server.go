@@ -116,7 +116,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 	if err := RegisterIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return nil, fmt.Errorf("registering informer indexes: %w", err)
 	}
-	reader := mgr.GetCache()
+	reader := cacheThenLive{Reader: mgr.GetCache(), live: mgr.GetAPIReader()}
 	subnets := newSubnetSet()
 	informer, err := mgr.GetCache().GetInformer(ctx, &v1.NetworkGatewayNode{})
 	if err != nil {

@@ -147,7 +147,7 @@ func TestFailover(t *testing.T) {
 	gap := probe.Gap(ex.egressIP, fault, back.At)
 	lost := probe.Lost(ex.egressIP, faultSeq, back.Seq)
 	t.Logf("answers with %s stopped for %s after the gateway node failed; %d of %d datagrams lost (lease %s, grace %s)",
-		ex.egressIP, gap.Round(time.Millisecond), lost, back.Seq-faultSeq, "2s", "500ms")
+		ex.egressIP, gap.Round(time.Millisecond), lost, back.Seq-faultSeq, failoverLease, failoverGrace)
 	if lost == 0 {
 		t.Errorf("no datagram was lost although the gateway node went down: the probe measured nothing")
 	}

@@ -25,13 +25,20 @@ var (
 	startup error
 )
 
+// The agents' heartbeat grant and the controller's grace past it: a failed gateway's IPs
+// move after about their sum.
+const (
+	failoverLease = 600 * time.Millisecond
+	failoverGrace = 200 * time.Millisecond
+)
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		os.Exit(m.Run()) // every test fails (CI) or skips (elsewhere) on its own
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	sys, startup = cluster.Start(ctx, cluster.Options{Nodes: 3})
+	sys, startup = cluster.Start(ctx, cluster.Options{Nodes: 3, LeaseDuration: failoverLease, Grace: failoverGrace})
 	cancel()
 	code := m.Run()
 	if sys != nil {

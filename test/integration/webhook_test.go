@@ -2,6 +2,7 @@ package integration
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,4 +145,30 @@ func TestWebhookDown(t *testing.T) {
 func legacyPolicy(name, ip string) string {
 	return "apiVersion: networking.gke.io/v1alpha1\nkind: EgressNATPolicy\nmetadata: {name: " + name + "}\nspec:\n" +
 		"  egress: [{podSelector: {matchLabels: {role: frontend}}}]\n  destinationCIDRs: [8.8.8.0/24]\n  egressSourceIP: " + ip + "\n"
+}
+
+// TestGatewayAndPolicyAppliedTogether: `kubectl apply` of a gateway and a policy that
+// names it, in one stream, is accepted every time: admission asks the API server before it
+// says a gateway does not exist, so it never races its own cache.
+func TestGatewayAndPolicyAppliedTogether(t *testing.T) {
+	cp := controlplane.StartForTest(t)
+	for i := range 20 {
+		manifest := fmt.Sprintf(`apiVersion: networking.gke.io/v1
+kind: NetworkGatewayGroup
+metadata: {name: together-%[1]d, namespace: kube-system}
+spec: {floatingIPs: [198.51.100.%[2]d]}
+---
+apiVersion: networking.gke.io/v1
+kind: EgressNATPolicy
+metadata: {name: together-%[1]d}
+spec:
+  sources: [{podSelector: {matchLabels: {app: a%[1]d}}}]
+  action: SNAT
+  destinations: [{cidr: 203.0.113.0/24}]
+  gatewayRef: {name: together-%[1]d, namespace: kube-system}
+`, i, 100+i)
+		if _, err := cp.Kubectl([]byte(manifest), "apply", "-f", "-"); err != nil {
+			t.Fatalf("apply %d: %v", i, err)
+		}
+	}
 }
