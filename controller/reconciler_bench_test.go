@@ -45,8 +45,10 @@ func BenchmarkReconcile(b *testing.B) {
 		name := fmt.Sprintf("node-%03d", i)
 		subnet := fmt.Sprintf("198.18.%d.%d/22", (i%4)*4, 1+i/4)
 		mem.nodes = append(mem.nodes, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}})
-		mem.reports = append(mem.reports, &v1.NetworkGatewayNode{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: NodeReportNamespace},
-			Status: v1.NetworkGatewayNodeStatus{Interfaces: []v1.NodeInterface{{Name: "eth0", Subnets: []string{subnet}}}}})
+		report := &v1.NetworkGatewayNode{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: NodeReportNamespace},
+			Status: v1.NetworkGatewayNodeStatus{Interfaces: []v1.NodeInterface{{Name: "eth0", Subnets: []string{subnet}}}}}
+		mem.reports = append(mem.reports, report)
+		objs = append(objs, report.DeepCopy()) // the controller writes each node's grants to it
 		objs = append(objs,
 			&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: LeasePrefix + name, Namespace: LeaseNamespace, ResourceVersion: "1"},
 				Spec: coordinationv1.LeaseSpec{LeaseDurationSeconds: ptr.To[int32](1)}})
