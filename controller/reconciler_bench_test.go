@@ -3,10 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +18,7 @@ import (
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/controller/liveness"
+	"github.com/egressgw/egressgw/test/testenv"
 	"github.com/egressgw/egressgw/webhook"
 )
 
@@ -136,19 +134,9 @@ func BenchmarkReconcile(b *testing.B) {
 
 // peakRSS reads VmHWM, the process's peak resident set, from /proc.
 func peakRSS(b *testing.B) int64 {
-	data, err := os.ReadFile("/proc/self/status")
+	rss, err := testenv.ProcStatus(0, "VmHWM")
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	b.Fatal("no VmHWM in /proc/self/status")
-	return 0
+	return rss
 }

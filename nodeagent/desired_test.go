@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/test/testenv"
 )
 
 func pod(ns, name, ip string, labels map[string]string) *corev1.Pod {
@@ -129,7 +130,7 @@ func TestNftablesRender(t *testing.T) {
 		}
 	}
 	empty := nftState{}.render("egw0", 4788)
-	requireRoot(t)
+	testenv.RequireRoot(t, "network namespaces, nftables")
 	ns := fmt.Sprintf("egwnft-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v: %s", err, out)
@@ -149,15 +150,4 @@ func TestNftablesRender(t *testing.T) {
 	if got := strings.Count(string(out), " snat to "); got != 2 {
 		t.Errorf("postrouting has %d snat rules after three applies, want 2:\n%s", got, out)
 	}
-}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (network namespaces); CI runs as root")
-	}
-	t.Skip("needs root")
 }

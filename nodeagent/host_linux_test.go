@@ -10,13 +10,15 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/egressgw/egressgw/test/testenv"
 )
 
 // inNetns runs f on a thread inside a fresh network namespace, which is deleted after.
 // The thread is never returned to the runtime, so no other goroutine runs in the netns.
 func inNetns(t *testing.T, f func(name string)) {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireRoot(t, "network namespaces, nftables")
 	name := fmt.Sprintf("egwhost-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v: %s", err, out)

@@ -3,12 +3,10 @@ package aggregated
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+	"github.com/egressgw/egressgw/test/testenv"
 )
 
 const (
@@ -127,7 +126,7 @@ func BenchmarkListNamespace(b *testing.B) {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	b.Logf("this process (aggregated server, webhook server, benchmark client): heap in use %d MB, RSS %d MB (peak %d MB, while loading)",
-		m.HeapInuse>>20, procStatus(b, "VmRSS:")>>10, procStatus(b, "VmHWM:")>>10)
+		m.HeapInuse>>20, procStatus(b, "VmRSS")>>20, procStatus(b, "VmHWM")>>20)
 }
 
 func benchGateway(i int) *v1.NetworkGatewayGroup {
@@ -163,44 +162,17 @@ func benchPolicy(i int) *v1.EgressNATPolicy {
 // parallel runs f for 0..n-1 on 16 workers and fails on the first error.
 func parallel(b *testing.B, n int, f func(int) error) {
 	b.Helper()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	next := make(chan int)
-	for range 16 {
-		wg.Go(func() {
-			for i := range next {
-				if err := f(i); err != nil {
-					errs <- err
-				}
-			}
-		})
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := testenv.Parallel(n, 16, f); err != nil {
 		b.Fatal(err)
 	}
 }
 
-// procStatus reads a size in kB from /proc/self/status.
+// procStatus reads a size of this process from /proc/self/status, in bytes.
 func procStatus(b *testing.B, field string) int64 {
 	b.Helper()
-	data, err := os.ReadFile("/proc/self/status")
+	v, err := testenv.ProcStatus(0, field)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, field); ok {
-			var kb int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err == nil {
-				return kb
-			}
-		}
-	}
-	b.Fatalf("no %s in /proc/self/status", field)
-	return 0
+	return v
 }

@@ -26,6 +26,7 @@ import (
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
 	"github.com/egressgw/egressgw/apiserver/server"
 	"github.com/egressgw/egressgw/test/controlplane"
+	"github.com/egressgw/egressgw/test/testenv"
 	"github.com/egressgw/egressgw/test/topology"
 )
 
@@ -48,20 +49,9 @@ type env struct {
 	srv  *server.Server
 }
 
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (network namespaces); CI runs as root")
-	}
-	t.Skip("needs root: the aggregated API server listens in a network namespace")
-}
-
 func start(t testing.TB, clusterCIDRs ...string) *env {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireRoot(t, "the aggregated API server listens in a network namespace")
 	cp := controlplane.StartForTestWith(t, controlplane.Options{Aggregation: true})
 	topo, err := topology.New(topology.Config{Nodes: 1})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/egressgw/egressgw/test/controlplane"
+	"github.com/egressgw/egressgw/test/testenv"
 	"github.com/egressgw/egressgw/test/topology"
 )
 
@@ -48,20 +49,7 @@ func Build(context.Context) (string, error) { return buildOnce() }
 
 // PeakRSS is the process's peak resident set (VmHWM), in bytes.
 func (p *Process) PeakRSS() (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
-				return 0, err
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM for %s", p.Name)
+	return testenv.ProcStatus(p.cmd.Process.Pid, "VmHWM")
 }
 
 // Process is a running component, its output in a log file.

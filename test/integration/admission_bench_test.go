@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
 	"github.com/egressgw/egressgw/test/controlplane"
+	"github.com/egressgw/egressgw/test/testenv"
 	ourwebhook "github.com/egressgw/egressgw/webhook"
 )
 
@@ -129,25 +129,7 @@ func benchPolicy(i, gateway int) *v1.EgressNATPolicy {
 // parallel runs f for 0..n-1 on 16 workers and fails on the first error.
 func parallel(b *testing.B, n int, f func(int) error) {
 	b.Helper()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	next := make(chan int)
-	for range 16 {
-		wg.Go(func() {
-			for i := range next {
-				if err := f(i); err != nil {
-					errs <- err
-				}
-			}
-		})
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := testenv.Parallel(n, 16, f); err != nil {
 		b.Fatal(err)
 	}
 }

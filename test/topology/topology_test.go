@@ -7,24 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (network namespaces); CI runs as root")
-	}
-	t.Skip("needs root")
-}
+	"github.com/egressgw/egressgw/test/testenv"
+)
 
 // TestTopology builds the stage and checks it behaves like the plain cluster network the
 // product is added to: pods reach the outside masqueraded to their node's IP, pods reach
 // each other, the host reaches the control-plane namespace, and Close leaves nothing.
 func TestTopology(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t, "network namespaces")
 	topo, err := New(Config{Nodes: 2})
 	if err != nil {
 		t.Fatal(err)
