@@ -47,13 +47,14 @@ type grantPlan struct {
 }
 
 func planGrants(assignment map[netip.Addr]string, nodes map[string]*grantNode) grantPlan {
-	plan := grantPlan{specs: map[string][]netip.Addr{}, effective: map[netip.Addr]string{}}
+	plan := grantPlan{specs: map[string][]netip.Addr{}, effective: make(map[netip.Addr]string, len(assignment))}
 	next := map[string]map[netip.Addr]bool{}
 	for name := range nodes {
 		next[name] = map[netip.Addr]bool{}
 	}
+	mayHold := mayHoldIndex(nodes)
 	for ip, target := range assignment {
-		if blocker := blockerOf(ip, target, nodes); blocker != "" {
+		if blocker := blockerOf(ip, target, mayHold[ip], nodes); blocker != "" {
 			// Take it away first; grant it once the blocker's status says it let go.
 			plan.effective[ip] = blocker
 			plan.waiting++
@@ -70,12 +71,33 @@ func planGrants(assignment map[netip.Addr]string, nodes map[string]*grantNode) g
 	return plan
 }
 
-// blockerOf names a node other than target that may still hold ip: one that says it
-// holds it if there is one, else the first by name.
-func blockerOf(ip netip.Addr, target string, nodes map[string]*grantNode) string {
-	var blockers []string
+// mayHoldIndex lists, for each IP, the nodes that may hold it: one pass over the nodes
+// rather than one per IP.
+func mayHoldIndex(nodes map[string]*grantNode) map[netip.Addr][]string {
+	index := map[netip.Addr][]string{}
 	for name, n := range nodes {
-		if name != target && n.mayHold(ip) {
+		if !n.up {
+			continue
+		}
+		seen := map[netip.Addr]bool{}
+		for _, set := range []map[netip.Addr]bool{n.spec, n.held, n.shown} {
+			for ip := range set {
+				if !seen[ip] && n.mayHold(ip) {
+					seen[ip] = true
+					index[ip] = append(index[ip], name)
+				}
+			}
+		}
+	}
+	return index
+}
+
+// blockerOf names a node other than target, among those that may hold ip, that may still
+// hold it: one that says it holds it if there is one, else the first by name.
+func blockerOf(ip netip.Addr, target string, mayHold []string, nodes map[string]*grantNode) string {
+	var blockers []string
+	for _, name := range mayHold {
+		if name != target {
 			blockers = append(blockers, name)
 		}
 	}

@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -110,5 +111,21 @@ func TestPlanGrants(t *testing.T) {
 				t.Errorf("%d moves wait, want %d", plan.waiting, tt.waiting)
 			}
 		})
+	}
+}
+
+// The status comparisons in writeGatewayStatus and writePolicyStatus name every field; a
+// new status field must be added to them, or its changes would never be written.
+func TestStatusComparisonsCoverEveryField(t *testing.T) {
+	for _, c := range []struct {
+		typ    reflect.Type
+		fields int
+	}{
+		{reflect.TypeFor[v1.NetworkGatewayGroupStatus](), 3},
+		{reflect.TypeFor[v1.EgressNATPolicyStatus](), 3},
+	} {
+		if got := c.typ.NumField(); got != c.fields {
+			t.Errorf("%s has %d fields, and its comparison knows %d: compare the new ones too", c.typ, got, c.fields)
+		}
 	}
 }

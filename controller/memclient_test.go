@@ -2,7 +2,10 @@ package controller
 
 import (
 	"context"
+	"slices"
+	"strings"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -13,14 +16,16 @@ import (
 
 // memClient serves the big lists from memory, copying each object as controller-runtime's
 // informer cache does (deeply, unless UnsafeDisableDeepCopy), so that a benchmark measures the controller rather than the fake
-// client's per-call overhead. Status writes are stored back. Leases go to the embedded
-// client, where the benchmark renews them.
+// client's per-call overhead (the fake client builds a REST mapper on every write).
+// Status writes and grants (NetworkGatewayNode spec patches) are stored back; the
+// benchmark renews the leases in place. Any other call panics on the nil client.Client.
 type memClient struct {
 	client.Client
 	groups   []*v1.NetworkGatewayGroup
 	policies []*v1.EgressNATPolicy
 	reports  []*v1.NetworkGatewayNode
 	nodes    []*corev1.Node
+	leases   []*coordinationv1.Lease
 	writes   int
 }
 
@@ -37,6 +42,8 @@ func (m *memClient) List(ctx context.Context, list client.ObjectList, opts ...cl
 		l.Items = copyAll(m.reports, deep)
 	case *corev1.NodeList:
 		l.Items = copyAll(m.nodes, deep)
+	case *coordinationv1.LeaseList:
+		l.Items = copyAll(m.leases, deep)
 	case *v1alpha1.AnthosNetworkGatewayList:
 		l.Items = nil
 	default:
@@ -58,6 +65,32 @@ func copyAll[T any, P interface {
 		}
 	}
 	return out
+}
+
+// Patch stores a node's grants, bumping its generation as the API server does.
+func (m *memClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	o, ok := obj.(*v1.NetworkGatewayNode)
+	if !ok {
+		return m.Client.Patch(ctx, obj, patch, opts...)
+	}
+	m.writes++
+	o.Generation++
+	replace(m.reports, o)
+	return nil
+}
+
+// agentsCatchUp does what every node agent does after a grant: it holds what its spec
+// grants and says so in its status.
+func (m *memClient) agentsCatchUp() {
+	for i, r := range m.reports {
+		if r.Status.ObservedGeneration == r.Generation {
+			continue
+		}
+		c := r.DeepCopy()
+		c.Status.FloatingIPs = slices.Clone(c.Spec.FloatingIPs)
+		c.Status.ObservedGeneration = c.Generation
+		m.reports[i] = c
+	}
 }
 
 func (m *memClient) Status() client.SubResourceWriter { return memStatus{m} }
@@ -90,14 +123,14 @@ func (s memStatus) Apply(context.Context, runtime.ApplyConfiguration, ...client.
 	return nil
 }
 
+// replace finds o's namespace and name in list, which the benchmark builds sorted, and
+// stores a copy of o there.
 func replace[P interface {
 	client.Object
 	comparable
 }](list []P, o P) {
-	for i := range list {
-		if list[i].GetNamespace() == o.GetNamespace() && list[i].GetName() == o.GetName() {
-			list[i] = o.DeepCopyObject().(P)
-			return
-		}
+	key := func(x P) string { return x.GetNamespace() + "/" + x.GetName() }
+	if i, ok := slices.BinarySearchFunc(list, key(o), func(x P, k string) int { return strings.Compare(key(x), k) }); ok {
+		list[i] = o.DeepCopyObject().(P)
 	}
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -10,7 +11,6 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -183,7 +183,7 @@ func (r *Reconciler) writeGatewayStatus(ctx context.Context, g gatewayObject, vi
 	assigned := len(view.FloatingIPs)
 	floatingIPs.WithLabelValues(g.id.String(), "assigned").Set(float64(assigned))
 	floatingIPs.WithLabelValues(g.id.String(), "unassigned").Set(float64(len(g.spec.FloatingIPs) - assigned))
-	if apiequality.Semantic.DeepEqual(old, status) {
+	if maps.Equal(old.Nodes, status.Nodes) && maps.Equal(old.FloatingIPs, status.FloatingIPs) && conditionsEqual(old.Conditions, status.Conditions) {
 		return nil
 	}
 
@@ -252,7 +252,7 @@ func (r *Reconciler) writePolicyStatus(ctx context.Context, p *v1.EgressNATPolic
 		cond.Status = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)
-	if apiequality.Semantic.DeepEqual(&p.Status, &status) {
+	if p.Status.EgressIP == status.EgressIP && p.Status.GatewayNode == status.GatewayNode && conditionsEqual(p.Status.Conditions, status.Conditions) {
 		return nil
 	}
 	prev := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionReady)
@@ -268,4 +268,13 @@ func (r *Reconciler) writePolicyStatus(ctx context.Context, p *v1.EgressNATPolic
 		return fmt.Errorf("EgressNATPolicy %s: %w", p.Name, err)
 	}
 	return nil
+}
+
+// conditionsEqual compares conditions field by field: a reflective comparison of every
+// gateway's and policy's status is most of a resync's cost.
+func conditionsEqual(a, b []metav1.Condition) bool {
+	return slices.EqualFunc(a, b, func(x, y metav1.Condition) bool {
+		return x.Type == y.Type && x.Status == y.Status && x.Reason == y.Reason && x.Message == y.Message &&
+			x.ObservedGeneration == y.ObservedGeneration && x.LastTransitionTime.Equal(&y.LastTransitionTime)
+	})
 }

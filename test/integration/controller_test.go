@@ -73,6 +73,30 @@ func TestController(t *testing.T) {
 				"NoNodeForFloatingIP", "no node has a subnet containing 192.168.7.100")
 		})
 	})
+
+	t.Run("a policy whose gateway is deleted gives GatewayNotFound and is not Ready", func(t *testing.T) {
+		mustKubectl(t, cp, []byte("apiVersion: networking.gke.io/v1\nkind: NetworkGatewayGroup\nmetadata: {name: short-lived, namespace: kube-system}\nspec:\n  floatingIPs: [192.168.1.110]\n"), "apply", "-f", "-")
+		mustKubectl(t, cp, []byte(`apiVersion: networking.gke.io/v1
+kind: EgressNATPolicy
+metadata: {name: orphan}
+spec:
+  sources: [{podSelector: {matchLabels: {app: orphan}}}]
+  action: SNAT
+  destinations: [{cidr: 203.0.113.0/24}]
+  gatewayRef: {name: short-lived, namespace: kube-system}
+`), "apply", "-f", "-")
+		eventually(t, 10*time.Second, func() string {
+			return expectContains(mustKubectl(t, cp, nil, "get", "enp", "orphan"), "192.168.1.110", "True")
+		})
+		mustKubectl(t, cp, nil, "delete", "ngg", "short-lived", "-n", "kube-system")
+		eventually(t, 10*time.Second, func() string {
+			return expectContains(mustKubectl(t, cp, nil, "describe", "enp", "orphan"),
+				"GatewayNotFound", "NetworkGatewayGroup kube-system/short-lived does not exist")
+		})
+		if ready := mustKubectl(t, cp, nil, "get", "enp", "orphan", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`); ready != "False" {
+			t.Errorf("Ready is %q after its gateway was deleted, want False", ready)
+		}
+	})
 }
 
 // startController runs a controller until the test ends.
