@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -17,8 +18,12 @@ import (
 type Dataplane struct {
 	pinDir string
 	objs   egwObjects
+	// routesSpec makes each set's routes trie, egw_set_routes' inner map.
+	routesSpec *ebpf.MapSpec
 
 	mu sync.Mutex // serializes writers: Sync, grants, attachments
+	// have is what the routing maps hold after the last Sync, nil until read.
+	have *state
 	// writes counts map writes, and afterWrite, when set, runs after each one: tests
 	// use them to see that an unchanged table writes nothing, and to probe the
 	// programs between any two writes.
@@ -26,8 +31,12 @@ type Dataplane struct {
 	afterWrite func()
 }
 
-// pinnedMaps are the maps egw.h pins by name: Uninstall removes exactly these.
-var pinnedMaps = []string{egwMapEgwPods, egwMapEgwRoutes, egwMapEgwEgress, egwMapEgwGrants, egwMapEgwStats}
+// pinnedMaps are the maps egw.h pins by name, and obsoletePins those that earlier
+// builds pinned: Uninstall removes exactly these, and Load the obsolete ones.
+var (
+	pinnedMaps   = []string{egwMapEgwPods, egwMapEgwSetRoutes, egwMapEgwEgress, egwMapEgwGrants, egwMapEgwStats}
+	obsoletePins = []string{"egw_routes"} // one trie for every set, before egw_set_routes
+)
 
 // Load loads the programs, reusing the maps pinned under pinDir (a directory on a bpffs
 // mount, created if missing) or pinning new ones there, and moves the links pinned there
@@ -36,9 +45,13 @@ func Load(pinDir string) (*Dataplane, error) {
 	if err := ensurePinDir(pinDir); err != nil {
 		return nil, err
 	}
-	d := &Dataplane{pinDir: pinDir}
+	spec, err := loadEgw()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
+	}
+	d := &Dataplane{pinDir: pinDir, routesSpec: spec.Maps[egwMapEgwSetRoutes].InnerMap.Copy()}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}
-	if err := loadEgwObjects(&d.objs, opts); err != nil {
+	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
 			return nil, fmt.Errorf("a map pinned under %s was created by a build with another layout: %w; "+
 				"remove the old pins (bpf.Uninstall, or rm -r %s) and load again", pinDir, err, pinDir)
@@ -49,6 +62,13 @@ func Load(pinDir string) (*Dataplane, error) {
 	if err := d.updateLinks(); err != nil {
 		d.objs.Close()
 		return nil, err
+	}
+	// The programs now use this build's maps: an earlier build's are garbage.
+	for _, name := range obsoletePins {
+		if err := os.Remove(filepath.Join(pinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			d.objs.Close()
+			return nil, fmt.Errorf("removing %s, pinned by an earlier build: %w", name, err)
+		}
 	}
 	return d, nil
 }
@@ -89,7 +109,7 @@ func Uninstall(pinDir string) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, name := range pinnedMaps {
+	for _, name := range slices.Concat(pinnedMaps, obsoletePins) {
 		if err := os.Remove(filepath.Join(pinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("removing pinned map %s: %w", name, err))
 		}

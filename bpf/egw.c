@@ -38,10 +38,11 @@ static __always_inline int egw_local_grant(__u32 egress_id, __u32 *snat_id)
 SEC("tcx/ingress")
 int egw_from_pod(struct __sk_buff *skb)
 {
-	struct egw_route_key key = { .prefixlen = 64 };
-	struct egw_route *route;
+	struct egw_dst_key key = { .prefixlen = 32 };
+	struct egw_route *route = NULL;
+	__u32 *set, set_id, snat_id;
+	void *routes;
 	__be32 saddr;
-	__u32 *set, snat_id;
 	int known;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP))
@@ -54,9 +55,12 @@ int egw_from_pod(struct __sk_buff *skb)
 	/* A pod the agent does not know yet gets the unknown set: fail closed. */
 	set = bpf_map_lookup_elem(&egw_pods, &saddr);
 	known = set != NULL;
-	key.set = bpf_htonl(known ? *set : EGW_UNKNOWN_SET);
+	set_id = known ? *set : EGW_UNKNOWN_SET;
 
-	route = bpf_map_lookup_elem(&egw_routes, &key);
+	/* A set without routes has no trie: everything passes, as with an empty one. */
+	routes = bpf_map_lookup_elem(&egw_set_routes, &set_id);
+	if (routes)
+		route = bpf_map_lookup_elem(routes, &key);
 	if (!route) {
 		egw_set_mark(skb, EGW_MARK_CLASSIFIED, 0);
 		return egw_count(skb, known ? EGW_STAT_FROM_POD_PASS :

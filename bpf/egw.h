@@ -72,13 +72,11 @@ enum egw_stat_id {
 #define EGW_UNKNOWN_SET		0
 
 /*
- * egw_routes key. The set id is big-endian so that the trie's prefix, which it
- * compares bytewise from the first data byte, covers the whole set id before the
- * destination: prefixlen = 32 + the destination prefix's length.
+ * Key of a set's routes trie (egw_set_routes' inner maps): prefixlen is the
+ * destination prefix's length, 0 to 32.
  */
-struct egw_route_key {
+struct egw_dst_key {
 	__u32 prefixlen;
-	__be32 set;
 	__be32 dst;
 };
 
@@ -108,14 +106,28 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } egw_pods SEC(".maps");
 
-struct {
+/*
+ * One routes trie per set of policies, so that a lookup walks only the set's own
+ * prefixes, however many sets the node has, and the agent replaces a set's routes in
+ * one atomic write of its slot.
+ */
+struct egw_routes_trie {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 262144);
+	__uint(max_entries, 65536);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct egw_route_key);
-	__type(value, struct egw_route);
+	/* Sizes, not types: clang emits only a forward declaration for types that an inner
+	 * map alone refers to. layout_test.go checks them against the Go mirrors. */
+	__uint(key_size, sizeof(struct egw_dst_key));
+	__uint(value_size, sizeof(struct egw_route));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, 65536);
+	__type(key, __u32);		/* set id */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} egw_routes SEC(".maps");
+	__array(values, struct egw_routes_trie);
+} egw_set_routes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -19,7 +19,7 @@ const (
 	egwMapEgwEgress     = "egw_egress"
 	egwMapEgwGrants     = "egw_grants"
 	egwMapEgwPods       = "egw_pods"
-	egwMapEgwRoutes     = "egw_routes"
+	egwMapEgwSetRoutes  = "egw_set_routes"
 	egwMapEgwStats      = "egw_stats"
 	egwProgEgwFromPod   = "egw_from_pod"
 	egwProgEgwTunnelIn  = "egw_tunnel_in"
@@ -77,11 +77,11 @@ type egwProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egwMapSpecs struct {
-	EgwEgress *ebpf.MapSpec `ebpf:"egw_egress"`
-	EgwGrants *ebpf.MapSpec `ebpf:"egw_grants"`
-	EgwPods   *ebpf.MapSpec `ebpf:"egw_pods"`
-	EgwRoutes *ebpf.MapSpec `ebpf:"egw_routes"`
-	EgwStats  *ebpf.MapSpec `ebpf:"egw_stats"`
+	EgwEgress    *ebpf.MapSpec `ebpf:"egw_egress"`
+	EgwGrants    *ebpf.MapSpec `ebpf:"egw_grants"`
+	EgwPods      *ebpf.MapSpec `ebpf:"egw_pods"`
+	EgwSetRoutes *ebpf.MapSpec `ebpf:"egw_set_routes"`
+	EgwStats     *ebpf.MapSpec `ebpf:"egw_stats"`
 }
 
 // egwVariableSpecs contains global variables before they are loaded into the kernel.
@@ -110,11 +110,11 @@ func (o *egwObjects) Close() error {
 //
 // It can be passed to loadEgwObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egwMaps struct {
-	EgwEgress *ebpf.Map `ebpf:"egw_egress"`
-	EgwGrants *ebpf.Map `ebpf:"egw_grants"`
-	EgwPods   *ebpf.Map `ebpf:"egw_pods"`
-	EgwRoutes *ebpf.Map `ebpf:"egw_routes"`
-	EgwStats  *ebpf.Map `ebpf:"egw_stats"`
+	EgwEgress    *ebpf.Map `ebpf:"egw_egress"`
+	EgwGrants    *ebpf.Map `ebpf:"egw_grants"`
+	EgwPods      *ebpf.Map `ebpf:"egw_pods"`
+	EgwSetRoutes *ebpf.Map `ebpf:"egw_set_routes"`
+	EgwStats     *ebpf.Map `ebpf:"egw_stats"`
 }
 
 func (m *egwMaps) Close() error {
@@ -122,7 +122,7 @@ func (m *egwMaps) Close() error {
 		m.EgwEgress,
 		m.EgwGrants,
 		m.EgwPods,
-		m.EgwRoutes,
+		m.EgwSetRoutes,
 		m.EgwStats,
 	)
 }

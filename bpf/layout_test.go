@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/egressgw/egressgw/apiserver/egress"
@@ -42,8 +43,7 @@ func TestLayout(t *testing.T) {
 	}{
 		{name: "egw_pods key (pod IPv4)", m: egwMapEgwPods, key: true, goVal: ipv4{}},
 		{name: "egw_pods value (set id)", m: egwMapEgwPods, goVal: uint32(0)},
-		{name: "egw_routes key", m: egwMapEgwRoutes, key: true, goVal: routeKey{}},
-		{name: "egw_routes value", m: egwMapEgwRoutes, goVal: routeValue{}},
+		{name: "egw_set_routes key (set id)", m: egwMapEgwSetRoutes, key: true, goVal: uint32(0)},
 		{name: "egw_egress key (egress id)", m: egwMapEgwEgress, key: true, goVal: uint32(0)},
 		{name: "egw_egress value (egress IPv4)", m: egwMapEgwEgress, goVal: ipv4{}},
 		{name: "egw_grants key (egress IPv4)", m: egwMapEgwGrants, key: true, goVal: ipv4{}},
@@ -88,6 +88,14 @@ func TestLayout(t *testing.T) {
 				}
 			}
 		})
+	}
+	// A set's trie is declared by sizes (see egw.h), so only its sizes can be checked.
+	trie := spec.Maps[egwMapEgwSetRoutes].InnerMap
+	if trie == nil || trie.Type != ebpf.LPMTrie {
+		t.Fatalf("egw_set_routes' values are %v, want LPM tries", trie)
+	}
+	if k, v := reflect.TypeFor[dstKey]().Size(), reflect.TypeFor[routeValue]().Size(); trie.KeySize != uint32(k) || trie.ValueSize != uint32(v) {
+		t.Errorf("a routes trie has %d-byte keys and %d-byte values; Go's dstKey is %d bytes and routeValue %d", trie.KeySize, trie.ValueSize, k, v)
 	}
 	if got := spec.Maps[egwMapEgwStats].MaxEntries; got != uint32(len(statNames)) {
 		t.Errorf("egw_stats has %d counters (EGW_STAT_MAX), statNames names %d", got, len(statNames))

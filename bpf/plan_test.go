@@ -73,11 +73,13 @@ func (s *state) apply(o op) {
 		} else {
 			s.pods[o.key.(ipv4)] = o.value.(uint32)
 		}
-	case egwMapEgwRoutes:
-		if o.value == nil {
-			delete(s.routes, o.key.(routeKey))
-		} else {
-			s.routes[o.key.(routeKey)] = o.value.(routeValue)
+	case egwMapEgwSetRoutes: // one write replaces or removes a set's whole trie
+		set := o.key.(uint32)
+		maps.DeleteFunc(s.routes, func(k routeKey, _ routeValue) bool { return k.set == set })
+		if o.value != nil {
+			for k, v := range o.value.(map[dstKey]routeValue) {
+				s.routes[routeKey{set: set, dstKey: k}] = v
+			}
 		}
 	case egwMapEgwEgress:
 		if o.value == nil {
@@ -96,8 +98,7 @@ func (s *state) outcome(src, dst netip.Addr) string {
 	}
 	var best *routeKey
 	for k := range s.routes {
-		p := netip.PrefixFrom(k.Dst.addr(), int(k.Prefixlen-32))
-		if k.set() == set && p.Contains(dst) && (best == nil || k.Prefixlen > best.Prefixlen) {
+		if k.set == set && k.prefix().Contains(dst) && (best == nil || k.Prefixlen > best.Prefixlen) {
 			best = &k
 		}
 	}

@@ -1,7 +1,6 @@
 package bpf
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -23,8 +22,10 @@ type state struct {
 	sets map[uint32]bool
 }
 
-// Sync makes the maps hold exactly t, diffing against what they hold now (after a
-// restart, the pinned maps are the truth), so that an unchanged table writes nothing.
+// Sync makes the maps hold exactly t, diffing against what they hold now, so that an
+// unchanged table writes nothing. The first Sync after Load reads the pinned maps (after
+// a restart they are the truth); later ones diff against the table last written, since
+// only Sync writes these maps.
 //
 // No packet is ever steered to an egress IP that neither the old nor the new table
 // gives it, even when the ids mean other things than before, as they do after an
@@ -39,11 +40,19 @@ func (d *Dataplane) Sync(t egress.Table) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	have, err := d.read()
-	if err != nil {
+	if d.have == nil {
+		have, err := d.read()
+		if err != nil {
+			return err
+		}
+		d.have = &have
+	}
+	if err := d.apply(plan(*d.have, want)); err != nil {
+		d.have = nil // the maps are somewhere between: read them next time
 		return err
 	}
-	return d.apply(plan(have, want))
+	d.have = &want
+	return nil
 }
 
 func fromTable(t egress.Table) (state, error) {
@@ -98,12 +107,18 @@ func fromTable(t egress.Table) (state, error) {
 
 // fits reports a table that does not fit the maps.
 func (d *Dataplane) fits(s state) error {
+	sets := bySet(s.routes)
 	for _, c := range []struct {
 		m *ebpf.Map
 		n int
-	}{{d.objs.EgwPods, len(s.pods)}, {d.objs.EgwRoutes, len(s.routes)}, {d.objs.EgwEgress, len(s.egress)}} {
+	}{{d.objs.EgwPods, len(s.pods)}, {d.objs.EgwSetRoutes, len(sets)}, {d.objs.EgwEgress, len(s.egress)}} {
 		if c.n > int(c.m.MaxEntries()) {
 			return fmt.Errorf("the table needs %d entries in %s, which holds %d: fewer pods, policies or destinations per node, or a build with a bigger map", c.n, c.m, c.m.MaxEntries())
+		}
+	}
+	for set, routes := range sets {
+		if len(routes) > int(d.routesSpec.MaxEntries) {
+			return fmt.Errorf("set %d needs %d routes, and a set's trie holds %d: fewer destinations for the policies that select its pods, or a build with a bigger trie", set, len(routes), d.routesSpec.MaxEntries)
 		}
 	}
 	return nil
@@ -115,17 +130,36 @@ func (d *Dataplane) read() (state, error) {
 	if s.pods, err = dump[ipv4, uint32](d.objs.EgwPods); err != nil {
 		return state{}, err
 	}
-	if s.routes, err = dump[routeKey, routeValue](d.objs.EgwRoutes); err != nil {
-		return state{}, err
-	}
 	if s.egress, err = dump[uint32, ipv4](d.objs.EgwEgress); err != nil {
 		return state{}, err
 	}
-	s.sets = map[uint32]bool{}
-	for k := range s.routes {
-		s.sets[k.set()] = true
+	// A set's slot holds its trie's map id.
+	tries, err := dump[uint32, uint32](d.objs.EgwSetRoutes)
+	if err != nil {
+		return state{}, err
+	}
+	s.routes, s.sets = map[routeKey]routeValue{}, make(map[uint32]bool, len(tries))
+	for set, id := range tries {
+		routes, err := dumpTrie(id)
+		if err != nil {
+			return state{}, fmt.Errorf("set %d: %w", set, err)
+		}
+		for k, v := range routes {
+			s.routes[routeKey{set: set, dstKey: k}] = v
+		}
+		s.sets[set] = true
 	}
 	return s, nil
+}
+
+func dumpTrie(id uint32) (map[dstKey]routeValue, error) {
+	m, err := ebpf.NewMapFromID(ebpf.MapID(id))
+	if err != nil {
+		return nil, fmt.Errorf("opening routes trie %d: %w", id, err)
+	}
+	defer m.Close()
+	// LPM tries have no batch operations.
+	return iterate[dstKey, routeValue](m)
 }
 
 // dump reads a whole map, in batches where the kernel supports them: an unchanged
@@ -166,7 +200,7 @@ func iterate[K comparable, V any](m *ebpf.Map) (map[K]V, error) {
 
 // op is one map write: a put, or a delete when value is nil.
 type op struct {
-	m     string // egwMapEgwPods, egwMapEgwRoutes or egwMapEgwEgress
+	m     string // egwMapEgwPods, egwMapEgwSetRoutes or egwMapEgwEgress
 	key   any
 	value any
 }
@@ -179,24 +213,29 @@ func (o op) String() string {
 	switch k := o.key.(type) {
 	case ipv4:
 		return fmt.Sprintf("%s pod %s in %s", verb, k.addr(), o.m)
-	case routeKey:
-		return fmt.Sprintf("%s route set %d %s/%d in %s", verb, k.set(), k.Dst.addr(), k.Prefixlen-32, o.m)
+	case uint32:
+		if routes, ok := o.value.(map[dstKey]routeValue); ok && o.m == egwMapEgwSetRoutes {
+			return fmt.Sprintf("replacing set %d's routes with %d in %s", k, len(routes), o.m)
+		}
 	}
 	return fmt.Sprintf("%s %v in %s", verb, o.key, o.m)
 }
 
 func (d *Dataplane) apply(ops []op) error {
 	byName := map[string]*ebpf.Map{
-		egwMapEgwPods: d.objs.EgwPods, egwMapEgwRoutes: d.objs.EgwRoutes, egwMapEgwEgress: d.objs.EgwEgress,
+		egwMapEgwPods: d.objs.EgwPods, egwMapEgwSetRoutes: d.objs.EgwSetRoutes, egwMapEgwEgress: d.objs.EgwEgress,
 	}
 	for _, o := range ops {
 		m := byName[o.m]
 		var err error
-		if o.value == nil {
+		switch routes, isRoutes := o.value.(map[dstKey]routeValue); {
+		case o.value == nil:
 			if err = m.Delete(o.key); errors.Is(err, ebpf.ErrKeyNotExist) {
 				err = nil
 			}
-		} else {
+		case isRoutes:
+			err = d.replaceTrie(o.key.(uint32), routes)
+		default:
 			err = m.Update(o.key, o.value, ebpf.UpdateAny)
 		}
 		switch {
@@ -213,6 +252,22 @@ func (d *Dataplane) apply(ops []op) error {
 	return nil
 }
 
+// replaceTrie fills a new trie with a set's routes and swaps it into the set's slot:
+// one write, so a lookup sees the set's old routes or its new ones, never a mix.
+func (d *Dataplane) replaceTrie(set uint32, routes map[dstKey]routeValue) error {
+	trie, err := ebpf.NewMap(d.routesSpec)
+	if err != nil {
+		return fmt.Errorf("creating a routes trie: %w", err)
+	}
+	defer trie.Close() // the slot keeps it alive
+	for k, v := range routes {
+		if err := trie.Update(k, v, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("route %s: %w", k.prefix(), err)
+		}
+	}
+	return d.objs.EgwSetRoutes.Update(set, trie, ebpf.UpdateAny)
+}
+
 // plan orders the writes that take the maps from have to want so that, at every
 // instant, each packet gets the old table's verdict, the new table's, or a drop.
 //
@@ -227,12 +282,12 @@ func (d *Dataplane) apply(ops []op) error {
 //  2. A pod leaving a set whose routes change is parked: moved straight to its new
 //     set if that one's routes do not change, otherwise to the unknown set, which
 //     never steers. A pod staying in a changing set sees that set's routes change.
-//  3. Routes are put longest prefix first, and 4. the stale ones of sets the table
-//     keeps are deleted shortest first: each lookup then finds either the old
-//     longest match or the new one, never a mix.
+//  3. Each set the table keeps whose routes change gets a new trie, swapped into its
+//     slot in one write (a set left without routes loses its slot: no trie passes
+//     everything, as an empty one would).
 //  5. Pods are put; each moves atomically to its set, which now holds exactly the
 //     table's routes. 6. Stale pods are deleted (they fall into the unknown set).
-//  7. Routes of sets the table no longer has are deleted: no pod refers to them now.
+//  7. The slots of sets the table no longer has are deleted: no pod refers to them now.
 //  8. Egress ids held back in step 1 are put, and 9. stale ones deleted.
 //
 // The unknown set never steers (egress.UnknownPodRoutes), which makes it safe to park in.
@@ -283,30 +338,19 @@ func plan(have, want state) []op {
 		}
 	}
 
-	// 3. and 4.
-	var puts, stale, dead []routeKey
-	for k, v := range want.routes {
-		if old, ok := have.routes[k]; !ok || old != v {
-			puts = append(puts, k)
+	// 3.
+	var dead []uint32
+	for _, set := range slices.Sorted(maps.Keys(haveSets)) {
+		if !want.sets[set] {
+			dead = append(dead, set)
+		} else if len(wantSets[set]) == 0 {
+			del(egwMapEgwSetRoutes, set)
 		}
 	}
-	for k := range have.routes {
-		if _, ok := want.routes[k]; ok {
-			continue
+	for _, set := range slices.Sorted(maps.Keys(wantSets)) {
+		if !maps.Equal(haveSets[set], wantSets[set]) {
+			put(egwMapEgwSetRoutes, set, wantSets[set])
 		}
-		if want.sets[k.set()] {
-			stale = append(stale, k)
-		} else {
-			dead = append(dead, k)
-		}
-	}
-	slices.SortFunc(puts, func(a, b routeKey) int { return -compareRouteKeys(a, b) })
-	for _, k := range puts {
-		put(egwMapEgwRoutes, k, want.routes[k])
-	}
-	slices.SortFunc(stale, compareRouteKeys)
-	for _, k := range stale {
-		del(egwMapEgwRoutes, k)
 	}
 
 	// 5. and 6.
@@ -322,9 +366,8 @@ func plan(have, want state) []op {
 	}
 
 	// 7.
-	slices.SortFunc(dead, compareRouteKeys)
-	for _, k := range dead {
-		del(egwMapEgwRoutes, k)
+	for _, set := range dead {
+		del(egwMapEgwSetRoutes, set)
 	}
 
 	// 8. and 9.
@@ -339,22 +382,16 @@ func plan(have, want state) []op {
 	return ops
 }
 
-func bySet(routes map[routeKey]routeValue) map[uint32]map[routeKey]routeValue {
-	out := map[uint32]map[routeKey]routeValue{}
+// bySet splits routes into each set's trie.
+func bySet(routes map[routeKey]routeValue) map[uint32]map[dstKey]routeValue {
+	out := map[uint32]map[dstKey]routeValue{}
 	for k, v := range routes {
-		set := k.set()
-		if out[set] == nil {
-			out[set] = map[routeKey]routeValue{}
+		if out[k.set] == nil {
+			out[k.set] = map[dstKey]routeValue{}
 		}
-		out[set][k] = v
+		out[k.set][k.dstKey] = v
 	}
 	return out
-}
-
-// compareRouteKeys orders by prefix length, shortest first, then by set and address,
-// so that plans are deterministic.
-func compareRouteKeys(a, b routeKey) int {
-	return cmp.Or(cmp.Compare(a.Prefixlen, b.Prefixlen), cmp.Compare(a.set(), b.set()), a.Dst.addr().Compare(b.Dst.addr()))
 }
 
 func sortedIPs(m map[ipv4]uint32) []ipv4 {

@@ -23,7 +23,7 @@ func holdsExactly(t *testing.T, d *Dataplane, tbl egress.Table) {
 		t.Errorf("egw_pods holds %v, want %v", have.pods, want.pods)
 	}
 	if !maps.Equal(have.routes, want.routes) {
-		t.Errorf("egw_routes holds %d entries, want %d:\n%v\nwant\n%v", len(have.routes), len(want.routes), have.routes, want.routes)
+		t.Errorf("egw_set_routes' tries hold %d routes, want %d:\n%v\nwant\n%v", len(have.routes), len(want.routes), have.routes, want.routes)
 	}
 	if !maps.Equal(have.egress, want.egress) {
 		t.Errorf("egw_egress holds %v, want %v", have.egress, want.egress)

@@ -40,23 +40,23 @@ func toIPv4(a netip.Addr) (ipv4, error) {
 
 func (ip ipv4) addr() netip.Addr { return netip.AddrFrom4(ip) }
 
-// routeKey mirrors struct egw_route_key.
-type routeKey struct {
-	Prefixlen uint32
-	Set       [4]byte // big-endian, so that the trie's prefix covers it
+// dstKey mirrors struct egw_dst_key, the key of a set's routes trie.
+type dstKey struct {
+	Prefixlen uint32 // 0 to 32
 	Dst       ipv4
 }
 
-func newRouteKey(set uint32, p netip.Prefix) routeKey {
-	return routeKey{
-		Prefixlen: 32 + uint32(p.Bits()),
-		Set:       [4]byte{byte(set >> 24), byte(set >> 16), byte(set >> 8), byte(set)},
-		Dst:       p.Masked().Addr().As4(),
-	}
+func (k dstKey) prefix() netip.Prefix { return netip.PrefixFrom(k.Dst.addr(), int(k.Prefixlen)) }
+
+// routeKey is one route of one set: the set's slot in egw_set_routes and the key in
+// its trie.
+type routeKey struct {
+	set uint32
+	dstKey
 }
 
-func (k routeKey) set() uint32 {
-	return uint32(k.Set[0])<<24 | uint32(k.Set[1])<<16 | uint32(k.Set[2])<<8 | uint32(k.Set[3])
+func newRouteKey(set uint32, p netip.Prefix) routeKey {
+	return routeKey{set: set, dstKey: dstKey{Prefixlen: uint32(p.Bits()), Dst: p.Masked().Addr().As4()}}
 }
 
 // routeValue mirrors struct egw_route.
