@@ -14,6 +14,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/test/cluster"
@@ -171,11 +172,15 @@ func BenchmarkPolicyChange(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() {
-		p, err := policies.Get(ctx, "egress", metav1.GetOptions{})
-		if err == nil {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			p, err := policies.Get(ctx, "egress", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
 			p.Spec.Destinations = original.Spec.Destinations
 			_, err = policies.Update(ctx, p, metav1.UpdateOptions{})
-		}
+			return err
+		})
 		if err != nil {
 			b.Errorf("restoring the policy: %v", err)
 		}
@@ -187,16 +192,21 @@ func BenchmarkPolicyChange(b *testing.B) {
 
 	var latencies []time.Duration
 	change := func(add bool, want netip.Addr) {
-		p, err := policies.Get(ctx, "egress", metav1.GetOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		p.Spec.Destinations = slices.Clone(original.Spec.Destinations)
-		if add {
-			p.Spec.Destinations = append(p.Spec.Destinations, v1.Destination{CIDR: topology.ExternalIP2.String() + "/32"})
-		}
 		mark := c.Topo.External.Mark()
-		if _, err := policies.Update(ctx, p, metav1.UpdateOptions{}); err != nil {
+		// The controller writes the policy's status meanwhile: a conflict means read again.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			p, err := policies.Get(ctx, "egress", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			p.Spec.Destinations = slices.Clone(original.Spec.Destinations)
+			if add {
+				p.Spec.Destinations = append(p.Spec.Destinations, v1.Destination{CIDR: topology.ExternalIP2.String() + "/32"})
+			}
+			_, err = policies.Update(ctx, p, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
 			b.Fatal(err)
 		}
 		changed := time.Now()
