@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash -o pipefail -o errexit
 
 GO ?= go
 
-.PHONY: all build generate verify test test-unit test-integration bench lint check run demo-down deps controlplane
+.PHONY: all build generate verify test test-unit test-integration e2e bench lint check run demo-down deps controlplane
 
 all: build
 
@@ -30,8 +30,13 @@ test-unit:
 # The dataplane suite runs alone: its agents renew sub-second heartbeat grants, and a
 # machine busy with the other suites is not the one its failover figure is about.
 test-integration:
-	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 $$($(GO) list ./test/... | grep -v /test/dataplane)
+	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 $$($(GO) list ./test/... | grep -v -e /test/dataplane -e /test/e2e)
 	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 ./test/dataplane/
+
+## e2e: the end-to-end suite on the local cluster that make run starts, driven with kubectl
+## and real packets (needs root; about a minute)
+e2e:
+	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 ./test/e2e/
 
 ## bench: benchmarks, including admission against a real kube-apiserver with 11,000 objects,
 ## the aggregated API with 10,000 pods and 1,000 policies, and the dataplane (needs root)
@@ -46,8 +51,8 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck $$($(GO) list ./... | grep -v /apiserver/client/)
 
-## check: everything CI runs (the README's test command)
-check: deps verify lint test
+## check: everything CI runs (the README's test command): the e2e suite last
+check: deps verify lint test e2e
 
 ## run: run the whole system on this machine, in network namespaces, until Ctrl-C or make demo-down
 run: deps

@@ -11,16 +11,14 @@ import (
 	"testing"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
 	"github.com/egressgw/egressgw/controller"
 	"github.com/egressgw/egressgw/test/controlplane"
+	"github.com/egressgw/egressgw/test/standin"
 )
 
 // TestController runs the controller against a real kube-apiserver, with the test playing
@@ -29,8 +27,7 @@ func TestController(t *testing.T) {
 	cp := controlplane.StartForTest(t)
 	startController(t, cp)
 
-	agents := startAgents(t, cp, "worker1", "worker2")
-	defer agents.stopAll()
+	agents := standin.Start(t, cp.Config, twoWorkers)
 	defer applySpec(t, cp, "v1-networkgatewaygroup-status.yaml")()
 	defer applySpec(t, cp, "v1-egressnatpolicy.yaml")()
 
@@ -46,7 +43,7 @@ func TestController(t *testing.T) {
 
 	t.Run("a node that stops renewing is Down, and its IPs and policies move", func(t *testing.T) {
 		start := time.Now()
-		agents.stop("worker1")
+		agents.Stop("worker1")
 		want := `{"nodes":{"worker1":"Down","worker2":"Up"},"floatingIPs":{"192.168.1.100":"worker2","192.168.1.101":"worker2","192.168.1.102":"worker2"}}`
 		eventually(t, 20*time.Second, func() string {
 			return diffStatus(gatewayStatus(t, cp, "default"), want)
@@ -99,6 +96,9 @@ spec:
 	})
 }
 
+// twoWorkers are the spec's two nodes, on the spec's segment, played by standin.
+var twoWorkers = map[string]string{"worker1": "192.168.1.11/24", "worker2": "192.168.1.12/24"}
+
 // startController runs a controller until the test ends.
 func startController(t *testing.T, cp *controlplane.ControlPlane) {
 	t.Helper()
@@ -147,8 +147,7 @@ func TestLeaderChangeMovesNothing(t *testing.T) {
 	mustKubectl(t, cp, nil, "apply", "-f", filepath.Join(controlplane.RepoRoot(), "artifacts", "controller", "rbac.yaml"))
 	asController := rest.CopyConfig(cp.Config)
 	asController.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:egressgw-system:egressgw-controller"}
-	agents := startAgents(t, cp, "worker1", "worker2")
-	defer agents.stopAll()
+	agents := standin.Start(t, cp.Config, twoWorkers)
 	firstElected, stopFirst := startReplicaAs(t, asController, true)
 	<-firstElected // the first replica leads before the second exists
 	secondElected, _ := startReplicaAs(t, asController, true)
@@ -171,7 +170,7 @@ func TestLeaderChangeMovesNothing(t *testing.T) {
 	if out := mustKubectl(t, cp, nil, "get", "events", "-n", "kube-system", "--field-selector=reason=FloatingIPMoved"); strings.Contains(out, "FloatingIPMoved") {
 		t.Errorf("IPs moved across the leader change:\n%s", out)
 	}
-	agents.stop("worker1")
+	agents.Stop("worker1")
 	eventually(t, 20*time.Second, func() string {
 		return diffStatus(gatewayStatus(t, cp, "gateway1"), `{"nodes":{"worker1":"Down","worker2":"Up"},"floatingIPs":{"192.168.1.100":"worker2"}}`)
 	})
@@ -183,8 +182,7 @@ func TestLeaderChangeMovesNothing(t *testing.T) {
 func TestControllerPlacement(t *testing.T) {
 	cp := controlplane.StartForTestWith(t, controlplane.Options{NoAdmission: true})
 	startController(t, cp)
-	agents := startAgents(t, cp, "worker1", "worker2")
-	defer agents.stopAll()
+	standin.Start(t, cp.Config, twoWorkers)
 	mustKubectl(t, cp, nil, "apply", "-f", filepath.Join(controlplane.RepoRoot(), "test", "testdata", "multi-gateway.yaml"))
 
 	t.Run("the spec's multi-gateway example: each policy gets its own IP", func(t *testing.T) {
@@ -262,86 +260,6 @@ func TestControllerPlacement(t *testing.T) {
 			t.Errorf("the older gateway changed: %s", diff)
 		}
 	})
-}
-
-// agents plays node agents: Node, NetworkGatewayNode with a subnet, and a Lease renewed
-// every 200 ms until stopped.
-type agents struct {
-	mu    sync.Mutex
-	stops map[string]chan struct{}
-	wg    sync.WaitGroup
-}
-
-func startAgents(t *testing.T, cp *controlplane.ControlPlane, nodes ...string) *agents {
-	kube := kubernetes.NewForConfigOrDie(cp.Config)
-	net := versioned.NewForConfigOrDie(cp.Config)
-	a := &agents{stops: map[string]chan struct{}{}}
-	for i, node := range nodes {
-		addr := "192.168.1." + string(rune('1')) + string(rune('1'+i)) // 192.168.1.11, .12, ...
-		mustKubectl(t, cp, []byte("apiVersion: v1\nkind: Node\nmetadata: {name: "+node+"}\n"), "apply", "-f", "-")
-		mustKubectl(t, cp, []byte("apiVersion: networking.gke.io/v1\nkind: NetworkGatewayNode\nmetadata: {name: "+node+", namespace: kube-system}\n"), "apply", "-f", "-")
-		mustKubectl(t, cp, []byte(`{"status":{"interfaces":[{"name":"eth0","subnets":["`+addr+`/24"]}]}}`),
-			"patch", "ngn", node, "-n", "kube-system", "--subresource=status", "--type=merge", "--patch-file=/dev/stdin")
-		lease := &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: controller.LeasePrefix + node, Namespace: controller.LeaseNamespace},
-			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(node), LeaseDurationSeconds: ptr.To[int32](1)},
-		}
-		if _, err := kube.CoordinationV1().Leases(controller.LeaseNamespace).Create(context.Background(), lease, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		stop := make(chan struct{})
-		a.stops[node] = stop
-		a.wg.Go(func() {
-			tick := time.NewTicker(200 * time.Millisecond)
-			defer tick.Stop()
-			for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-				}
-				l, err := kube.CoordinationV1().Leases(controller.LeaseNamespace).Get(context.Background(), lease.Name, metav1.GetOptions{})
-				if err != nil {
-					continue
-				}
-				l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
-				_, _ = kube.CoordinationV1().Leases(controller.LeaseNamespace).Update(context.Background(), l, metav1.UpdateOptions{})
-				ackGrants(net, node)
-			}
-		})
-	}
-	return a
-}
-
-// ackGrants does what a node agent does with its grants: hold exactly the IPs of its
-// NetworkGatewayNode spec, and say so in the status for that generation.
-func ackGrants(net versioned.Interface, node string) {
-	ngns := net.NetworkingV1().NetworkGatewayNodes(controller.NodeReportNamespace)
-	ngn, err := ngns.Get(context.Background(), node, metav1.GetOptions{})
-	if err != nil || ngn.Status.ObservedGeneration == ngn.Generation && slices.Equal(ngn.Status.FloatingIPs, ngn.Spec.FloatingIPs) {
-		return
-	}
-	ngn.Status.FloatingIPs, ngn.Status.ObservedGeneration = ngn.Spec.FloatingIPs, ngn.Generation
-	_, _ = ngns.UpdateStatus(context.Background(), ngn, metav1.UpdateOptions{})
-}
-
-func (a *agents) stop(node string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if c, ok := a.stops[node]; ok {
-		close(c)
-		delete(a.stops, node)
-	}
-}
-
-func (a *agents) stopAll() {
-	a.mu.Lock()
-	for node, c := range a.stops {
-		close(c)
-		delete(a.stops, node)
-	}
-	a.mu.Unlock()
-	a.wg.Wait()
 }
 
 func gatewayStatus(t *testing.T, cp *controlplane.ControlPlane, name string) map[string]any {

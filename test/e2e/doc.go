@@ -1,0 +1,6 @@
+// Package e2e is the end-to-end suite: the whole system on the local multi-node cluster
+// that `make run` starts (package cluster), driven the way a user drives it, with kubectl,
+// and checked with real packets seen by the external host. It starts one cluster for the
+// package and every test leaves it as it found it. The tests need root; under CI=true
+// they fail instead of skipping.
+package e2e
