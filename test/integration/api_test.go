@@ -242,24 +242,52 @@ egressSourceIP: 192.168.1.100
 	})
 }
 
-// TestInstallManifests builds artifacts/ with kustomize and has a real kube-apiserver,
-// with nothing of ours installed yet, accept every object in a server-side dry run.
+// TestInstallManifests builds artifacts/ and artifacts/uninstall/ with kustomize and has a
+// real kube-apiserver, with nothing of ours installed yet, accept every object of both in a
+// server-side dry run.
 func TestInstallManifests(t *testing.T) {
 	cp := controlplane.StartForTestWith(t, controlplane.Options{Bare: true})
-	manifests := mustKubectl(t, cp, nil, "kustomize", filepath.Join(controlplane.RepoRoot(), "artifacts"))
 	// A dry run creates nothing, so the namespaced objects need their namespace for real.
 	mustKubectl(t, cp, nil, "apply", "-f", filepath.Join(controlplane.RepoRoot(), "artifacts", "webhook", "namespace.yaml"))
-	out := mustKubectl(t, cp, []byte(manifests), "apply", "--dry-run=server", "-f", "-")
-	for _, w := range []string{
-		"customresourcedefinition.apiextensions.k8s.io/egressnatpolicies.networking.gke.io",
-		"deployment.apps/egressgw-webhook", "validatingwebhookconfiguration.admissionregistration.k8s.io/egressgw-validating-webhook",
-		"clusterrole.rbac.authorization.k8s.io/egressgw-webhook",
-		"deployment.apps/egressgw-controller", "role.rbac.authorization.k8s.io/egressgw-controller-heartbeats",
-	} {
-		if !strings.Contains(out, w) {
-			t.Errorf("server-side dry run does not list %s:\n%s", w, out)
-		}
+	for _, dir := range installDirs {
+		t.Run(dir, func(t *testing.T) {
+			manifests := mustKubectl(t, cp, nil, "kustomize", filepath.Join(controlplane.RepoRoot(), dir))
+			out := mustKubectl(t, cp, []byte(manifests), "apply", "--dry-run=server", "-f", "-")
+			for _, w := range objectNames(t, manifests) {
+				if !strings.Contains(out, w+" ") {
+					t.Errorf("server-side dry run does not list %s:\n%s", w, out)
+				}
+			}
+		})
 	}
+}
+
+// objectNames are the objects of a kustomize build as kubectl apply names them:
+// kind.group/name, or kind/name for the core group.
+func objectNames(t *testing.T, manifests string) []string {
+	t.Helper()
+	var names []string
+	for _, doc := range strings.Split(manifests, "\n---\n") {
+		var obj struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Metadata   struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatal(err)
+		}
+		kind := strings.ToLower(obj.Kind)
+		if group, _, ok := strings.Cut(obj.APIVersion, "/"); ok {
+			kind += "." + group
+		}
+		names = append(names, kind+"/"+obj.Metadata.Name)
+	}
+	if len(names) == 0 {
+		t.Fatal("the kustomize build has no objects")
+	}
+	return names
 }
 
 // applySpec applies a manifest of testdata/spec and returns the function that deletes it.

@@ -65,6 +65,11 @@ func TestNodeAgentWritesOnlyItsOwnNode(t *testing.T) {
 		do      func() error
 		wantErr string // empty: allowed
 	}{
+		{name: "may not create its own report with grants in the spec", wantErr: "may not grant itself floating IPs", do: func() error {
+			_, err := agent.Create(ctx, &v1.NetworkGatewayNode{ObjectMeta: metav1.ObjectMeta{Name: "worker1", Namespace: "kube-system"},
+				Spec: v1.NetworkGatewayNodeSpec{FloatingIPs: []string{"198.51.100.100"}}}, metav1.CreateOptions{})
+			return err
+		}},
 		{name: "creates its own report", do: func() error {
 			_, err := agent.Create(ctx, &v1.NetworkGatewayNode{ObjectMeta: metav1.ObjectMeta{Name: "worker1", Namespace: "kube-system"}}, metav1.CreateOptions{})
 			return err
