@@ -118,24 +118,38 @@ func blockerOf(ip netip.Addr, target string, mayHold []string, nodes map[string]
 
 // grantNodes joins the node reports with liveness.
 func (r *Reconciler) grantNodes(reports []v1.NetworkGatewayNode, current map[netip.Addr]string) map[string]*grantNode {
+	if r.lapsed == nil {
+		r.lapsed = map[string]bool{}
+	}
 	out := make(map[string]*grantNode, len(reports))
 	for i := range reports {
 		obj := &reports[i]
 		n := &grantNode{obj: obj, up: r.tracker.Up(obj.Name), spec: map[netip.Addr]bool{}, held: map[netip.Addr]bool{}, shown: map[netip.Addr]bool{}}
+		// A node back from Down holds nothing but what it is granted now: its old
+		// report and the status showing IPs on it speak of grants that have lapsed.
+		// Once its report has caught up with its spec, the report is current again.
+		switch {
+		case !n.up:
+			r.lapsed[obj.Name] = true
+		case obj.Status.ObservedGeneration >= obj.Generation:
+			delete(r.lapsed, obj.Name)
+		}
 		for _, s := range obj.Spec.FloatingIPs {
 			if ip, err := netip.ParseAddr(s); err == nil {
 				n.spec[ip] = true
 			}
 		}
-		for _, s := range obj.Status.FloatingIPs {
-			if ip, err := netip.ParseAddr(s); err == nil {
-				n.held[ip] = true
+		if !r.lapsed[obj.Name] {
+			for _, s := range obj.Status.FloatingIPs {
+				if ip, err := netip.ParseAddr(s); err == nil {
+					n.held[ip] = true
+				}
 			}
 		}
 		out[obj.Name] = n
 	}
 	for ip, node := range current {
-		if n := out[node]; n != nil {
+		if n := out[node]; n != nil && !r.lapsed[node] {
 			n.shown[ip] = true
 		}
 	}

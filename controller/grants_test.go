@@ -4,11 +4,15 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+	"github.com/egressgw/egressgw/controller/liveness"
 )
 
 // gnode builds a node: Up or not, its spec and status IPs, and whether its status has
@@ -127,5 +131,54 @@ func TestStatusComparisonsCoverEveryField(t *testing.T) {
 		if got := c.typ.NumField(); got != c.fields {
 			t.Errorf("%s has %d fields, and its comparison knows %d: compare the new ones too", c.typ, got, c.fields)
 		}
+	}
+}
+
+// TestNodeBackFromDownClaimsNothing: a node that was Down comes back with the report its
+// killed agent wrote, which still says it holds an IP that has since moved. Its agent
+// dropped that IP when its grant lapsed, so the claim must not block the IP's new node,
+// nor pull the IP back; once its new agent reports on its current spec, its claims
+// count again.
+func TestNodeBackFromDownClaimsNothing(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+	r := &Reconciler{tracker: liveness.NewTracker(clk, 100*time.Millisecond)}
+	ip := netip.MustParseAddr("198.51.100.100")
+	report := func(name string, generation, observed int64, spec, held []string) v1.NetworkGatewayNode {
+		return v1.NetworkGatewayNode{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: generation},
+			Spec:   v1.NetworkGatewayNodeSpec{FloatingIPs: spec},
+			Status: v1.NetworkGatewayNodeStatus{FloatingIPs: held, ObservedGeneration: observed}}
+	}
+	renew := func(nodes ...string) {
+		for _, n := range nodes {
+			r.tracker.Observe(n, fmt.Sprint(clk.Now().UnixNano()), time.Second)
+		}
+	}
+	renew("node1", "node2")
+	clk.Step(2 * time.Second) // node1 stops renewing, node2 renews: node1 is Down
+	renew("node2")
+	// The pass that moves the IP: node1's spec loses it (generation 6), node2 gets it.
+	down := r.grantNodes([]v1.NetworkGatewayNode{
+		report("node1", 5, 5, []string{ip.String()}, []string{ip.String()}),
+		report("node2", 3, 3, nil, nil),
+	}, map[netip.Addr]string{ip: "node1"})
+	if got := planGrants(map[netip.Addr]string{ip: "node2"}, down); got.effective[ip] != "node2" {
+		t.Fatalf("with node1 Down, %s is on %q, want node2", ip, got.effective[ip])
+	}
+	// node1's new agent renews before it reports: its report is the old one.
+	renew("node1", "node2")
+	back := r.grantNodes([]v1.NetworkGatewayNode{
+		report("node1", 6, 5, nil, []string{ip.String()}),
+		report("node2", 4, 4, []string{ip.String()}, []string{ip.String()}),
+	}, map[netip.Addr]string{ip: "node2"})
+	if got := planGrants(map[netip.Addr]string{ip: "node2"}, back); got.effective[ip] != "node2" || got.waiting != 0 || !slices.Contains(got.specs["node2"], ip) {
+		t.Errorf("node1's stale report blocks %s: effective %q, %d waiting, node2 granted %v", ip, got.effective[ip], got.waiting, got.specs["node2"])
+	}
+	// Once node1 reports on generation 6, what it says counts again.
+	current := r.grantNodes([]v1.NetworkGatewayNode{
+		report("node1", 6, 6, nil, []string{ip.String()}),
+		report("node2", 4, 4, []string{ip.String()}, []string{ip.String()}),
+	}, map[netip.Addr]string{ip: "node2"})
+	if !current["node1"].held[ip] {
+		t.Errorf("node1's current report says it holds %s, and the controller does not believe it", ip)
 	}
 }

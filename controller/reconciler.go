@@ -33,6 +33,10 @@ type Reconciler struct {
 	events   events.EventRecorder
 	tracker  *liveness.Tracker
 	leaseSet map[string]bool // nodes with a Lease at the last pass
+	// lapsed are nodes a pass saw Down whose agent has not yet reported on the grants
+	// written since: their agent dropped every IP when its own grant lapsed, so what
+	// their old report says they hold is void.
+	lapsed map[string]bool
 }
 
 var _ reconcile.Reconciler = &Reconciler{}
