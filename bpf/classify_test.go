@@ -45,7 +45,7 @@ func TestFromPod(t *testing.T) {
 	}{
 		{name: "IPv6 passes untouched", pkt: ipv6Packet(), mark: 0x1234,
 			wantRet: retNext, wantMark: 0x1234, wantStat: "from_pod_not_ipv4"},
-		{name: "ARP passes untouched", pkt: arpPacket(), mark: 0x1234,
+		{name: "ARP passes untouched", pkt: arpPacket(1, netip.MustParseAddr("198.18.1.10")), mark: 0x1234,
 			wantRet: retNext, wantMark: 0x1234, wantStat: "from_pod_not_ipv4"},
 		{name: "TCP to a policy destination is steered to its egress id", pkt: ipv4Packet("198.18.1.10", "203.0.113.5", protoTCP), mark: 0x1234,
 			wantRet: retNext, wantMark: markSteer | web<<16 | 0x1234, wantStat: "from_pod_steer"},

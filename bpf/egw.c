@@ -150,5 +150,37 @@ int egw_tunnel_in(struct __sk_buff *skb)
 	return egw_count(skb, EGW_STAT_TUNNEL_IN_SNAT, TCX_NEXT);
 }
 
+/*
+ * tcx egress on every interface that can hold floating IPs: no ARP packet leaves that
+ * claims a floating IP whose grant has lapsed. The agent removes the address when the
+ * grant lapses, and the kernel's address lifetime backs it up, but both can be late: a
+ * killed agent removes nothing, and the kernel counts lifetimes in whole seconds. The
+ * grant's expiry here is exact, so this node stops answering for the IP before the
+ * controller can grant it to another (it waits for the lease and a grace to pass).
+ */
+SEC("tcx/egress")
+int egw_arp_guard(struct __sk_buff *skb)
+{
+	struct {
+		__be16 htype, ptype;
+		__u8 hlen, plen;
+		__be16 op;
+		__u8 sha[ETH_ALEN];
+		__be32 sip;
+	} __attribute__((packed)) arp;
+	struct egw_grant *grant;
+
+	if (skb->protocol != bpf_htons(ETH_P_ARP))
+		return TCX_NEXT;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &arp, sizeof(arp)) < 0)
+		return TCX_NEXT;
+	if (arp.ptype != bpf_htons(ETH_P_IP) || arp.hlen != ETH_ALEN || arp.plen != 4)
+		return TCX_NEXT;
+	grant = bpf_map_lookup_elem(&egw_grants, &arp.sip);
+	if (grant && grant->expires_ns <= bpf_ktime_get_ns())
+		return egw_count(skb, EGW_STAT_ARP_LAPSED_GRANT, TCX_DROP);
+	return TCX_NEXT;
+}
+
 /* No GPL-only helper is used. */
 char __license[] SEC("license") = "Apache-2.0";

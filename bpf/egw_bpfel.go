@@ -21,6 +21,7 @@ const (
 	egwMapEgwPods       = "egw_pods"
 	egwMapEgwSetRoutes  = "egw_set_routes"
 	egwMapEgwStats      = "egw_stats"
+	egwProgEgwArpGuard  = "egw_arp_guard"
 	egwProgEgwFromPod   = "egw_from_pod"
 	egwProgEgwTunnelIn  = "egw_tunnel_in"
 	egwProgEgwTunnelOut = "egw_tunnel_out"
@@ -68,6 +69,7 @@ type egwSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egwProgramSpecs struct {
+	EgwArpGuard  *ebpf.ProgramSpec `ebpf:"egw_arp_guard"`
 	EgwFromPod   *ebpf.ProgramSpec `ebpf:"egw_from_pod"`
 	EgwTunnelIn  *ebpf.ProgramSpec `ebpf:"egw_tunnel_in"`
 	EgwTunnelOut *ebpf.ProgramSpec `ebpf:"egw_tunnel_out"`
@@ -137,6 +139,7 @@ type egwVariables struct {
 //
 // It can be passed to loadEgwObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egwPrograms struct {
+	EgwArpGuard  *ebpf.Program `ebpf:"egw_arp_guard"`
 	EgwFromPod   *ebpf.Program `ebpf:"egw_from_pod"`
 	EgwTunnelIn  *ebpf.Program `ebpf:"egw_tunnel_in"`
 	EgwTunnelOut *ebpf.Program `ebpf:"egw_tunnel_out"`
@@ -144,6 +147,7 @@ type egwPrograms struct {
 
 func (p *egwPrograms) Close() error {
 	return _EgwClose(
+		p.EgwArpGuard,
 		p.EgwFromPod,
 		p.EgwTunnelIn,
 		p.EgwTunnelOut,

@@ -174,13 +174,15 @@ func ipv6Packet() []byte {
 	return ether(0x86DD, ip)
 }
 
-func arpPacket() []byte {
+// arpPacket is an Ethernet ARP request (op 1) or reply (op 2) whose sender is ip.
+func arpPacket(op uint16, ip netip.Addr) []byte {
 	arp := make([]byte, 28)
 	binary.BigEndian.PutUint16(arp[0:], 1)      // Ethernet
 	binary.BigEndian.PutUint16(arp[2:], 0x0800) // IPv4
 	arp[4], arp[5] = 6, 4
-	binary.BigEndian.PutUint16(arp[6:], 1) // request
-	copy(arp[14:18], netip.MustParseAddr("198.18.1.10").AsSlice())
+	binary.BigEndian.PutUint16(arp[6:], op)
+	copy(arp[8:14], []byte{0x02, 0, 0, 0, 0, 0x02})
+	copy(arp[14:18], ip.AsSlice())
 	copy(arp[24:28], netip.MustParseAddr("198.18.1.1").AsSlice())
 	return ether(0x0806, arp)
 }

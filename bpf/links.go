@@ -14,11 +14,12 @@ import (
 )
 
 // Links are pinned under pinDir/links, one file per attachment, named for what it is
-// attached to: pod-<ifindex>, tunnel-in and tunnel-out. The pin keeps the program
+// attached to: pod-<ifindex>, arp-<ifindex>, tunnel-in and tunnel-out. The pin keeps the program
 // attached when the agent exits, and lets the next agent update it in place.
 const (
 	linksDir      = "links"
 	podLinkPrefix = "pod-"
+	arpLinkPrefix = "arp-"
 	tunnelIn      = "tunnel-in"
 	tunnelOut     = "tunnel-out"
 )
@@ -37,6 +38,12 @@ func (d *Dataplane) attachmentFor(name string) (attachment, bool) {
 		return attachment{prog: d.objs.EgwTunnelIn, typ: ebpf.AttachTCXIngress}, true
 	case name == tunnelOut:
 		return attachment{prog: d.objs.EgwTunnelOut, typ: ebpf.AttachTCXEgress}, true
+	case strings.HasPrefix(name, arpLinkPrefix):
+		if _, err := strconv.Atoi(strings.TrimPrefix(name, arpLinkPrefix)); err != nil {
+			return attachment{}, false
+		}
+		// Last in the chain: what leaves is what counts.
+		return attachment{prog: d.objs.EgwArpGuard, typ: ebpf.AttachTCXEgress, anchor: link.Tail()}, true
 	case strings.HasPrefix(name, podLinkPrefix):
 		if _, err := strconv.Atoi(strings.TrimPrefix(name, podLinkPrefix)); err != nil {
 			return attachment{}, false
@@ -105,6 +112,15 @@ func (d *Dataplane) AttachTunnel(ifindex int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return errors.Join(d.attach(tunnelOut, ifindex), d.attach(tunnelIn, ifindex))
+}
+
+// AttachARPGuard attaches egw_arp_guard to the tcx egress of an interface that can hold
+// floating IPs, so that it sends no ARP for an IP whose grant has lapsed. It is a no-op
+// if it is attached there already.
+func (d *Dataplane) AttachARPGuard(ifindex int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.attach(arpLinkPrefix+strconv.Itoa(ifindex), ifindex)
 }
 
 func (d *Dataplane) attach(name string, ifindex int) error {

@@ -113,4 +113,5 @@ var statNames = []string{
 	"tunnel_in_expired",
 	"tunnel_in_no_tunnel_key",
 	"from_pod_local_snat",
+	"arp_lapsed_grant",
 }

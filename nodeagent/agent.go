@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -129,6 +130,9 @@ func (a *Agent) pass(ctx context.Context) error {
 	if err := a.applyNftables(nft); err != nil {
 		errs = append(errs, err)
 	}
+	if err := a.guardARP(); err != nil {
+		errs = append(errs, err)
+	}
 	held, err := a.holdGrants(snat)
 	if err != nil {
 		errs = append(errs, err)
@@ -187,6 +191,27 @@ func (a *Agent) numberGrants(assigned []netip.Addr) (map[uint32]netip.Addr, erro
 	}
 	a.snatIDs.Sweep()
 	return snat, errors.Join(errs...)
+}
+
+// guardARP puts the ARP guard on every interface that can hold floating IPs, before
+// any IP is added there.
+func (a *Agent) guardARP() error {
+	ifaces, err := a.fips.Interfaces()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, i := range ifaces {
+		ifi, err := net.InterfaceByName(i.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("finding interface %s: %w", i.Name, err))
+			continue
+		}
+		if err := a.dp.AttachARPGuard(ifi.Index); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // holdGrants holds the numbered floating IPs while the grant is valid, and lets the

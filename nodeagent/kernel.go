@@ -24,6 +24,8 @@ type dataplane interface {
 	DetachPod(ifindex int) error
 	AttachedPods() ([]int, error)
 	AttachTunnel(ifindex int) error
+	// AttachARPGuard stops the interface sending ARP for IPs whose grant has lapsed.
+	AttachARPGuard(ifindex int) error
 	// Stats are packet counts per verdict.
 	Stats() (map[string]uint64, error)
 }

@@ -23,7 +23,11 @@ import (
 //
 // Targets: gap <= 1.0 s at the median, <= 1.5 s at the worst (20 trials:
 // -benchtime 20x). Any answer or packet with another source than the egress IP fails
-// the benchmark: drops are acceptable, leaks are not.
+// the benchmark: drops are acceptable, leaks are not. So does a split-brain: an ARP
+// watch on the router asks who has the egress IP every 10 ms, from before the fault
+// until the failed node is back, and two MACs must never claim it at once, nor the old
+// one again after the new one. The router's ARP entry must point at the new node as
+// soon as traffic resumes (gratuitous ARP).
 func BenchmarkFailover(b *testing.B) {
 	c, ex := setupExample(b)
 	ctx := context.Background()
@@ -72,6 +76,10 @@ func BenchmarkFailover(b *testing.B) {
 		if now := gatewayNode(); now != old {
 			b.Fatalf("trial %d: the egress IP moved from %s to %s while the probe started; the last moves:\n%s", trial, old.Name, now.Name, moves())
 		}
+		watch, err := topology.StartARPWatch(c.Topo.Router, "eth0", ex.egressIP, 10*time.Millisecond, time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
 		mark := c.Topo.External.Mark()
 		b.StartTimer()
 		fault := time.Now()
@@ -105,6 +113,14 @@ func BenchmarkFailover(b *testing.B) {
 				b.Fatalf("trial %d: leak: %s", trial, pkt)
 			}
 		}
+		// Gratuitous ARP: the router's entry follows the IP at once, not after aging.
+		neigh, err := topology.Exec(c.Topo.Router, "ip", "neigh", "show", ex.egressIP.String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if want := c.Node(gw).MAC.String(); !strings.Contains(neigh, want) {
+			b.Errorf("trial %d: the router's ARP entry for %s is %q, want %s's MAC %s", trial, ex.egressIP, strings.TrimSpace(neigh), gw, want)
+		}
 		// The failed node comes back and must be Up before the next fault.
 		if err := old.SetLink(true); err != nil {
 			b.Fatal(err)
@@ -123,6 +139,18 @@ func BenchmarkFailover(b *testing.B) {
 			return agentReady(old)
 		}); err != nil {
 			b.Fatalf("trial %d: %s did not come back: %v", trial, old.Name, err)
+		}
+		// No split-brain, through the failure and the failed node's return.
+		watch.Stop()
+		if v := watch.SplitBrain(); len(v) > 0 {
+			b.Fatalf("trial %d: split-brain:\n%s", trial, strings.Join(v, "\n"))
+		}
+		newMAC, seen := c.Node(gw).MAC.String(), false
+		for _, claim := range watch.Claims() {
+			seen = seen || claim.MAC == newMAC
+		}
+		if !seen {
+			b.Fatalf("trial %d: the ARP watch never saw %s claim %s: it watched nothing", trial, gw, ex.egressIP)
 		}
 		last = gw
 		b.StartTimer()
