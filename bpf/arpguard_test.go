@@ -48,4 +48,3 @@ func TestARPGuard(t *testing.T) {
 		})
 	}
 }
-
