@@ -109,7 +109,7 @@ func agentReady(n *topology.Node) error {
 // killed and its link downed. The controller sees it Down, grants its IPs to another
 // node, whose agent holds them and announces them; the router's ARP entry follows at
 // once, and the probe's answers come back with the egress IP. No answer ever comes from
-// another source.
+// another source, and an ARP watch on the router never sees two MACs claim the IP.
 func TestFailover(t *testing.T) {
 	c, ex := setupExample(t)
 	ctx := context.Background()
@@ -122,6 +122,10 @@ func TestFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := ex.gateway
+	watch, err := topology.StartARPWatch(c.Topo.Router, "eth0", ex.egressIP, 10*time.Millisecond, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mark := c.Topo.External.Mark()
 	fault, faultSeq := time.Now(), probe.Sent()
 	if err := c.Agent(old.Name).Kill(); err != nil {
@@ -169,6 +173,13 @@ func TestFailover(t *testing.T) {
 		if a.Source != ex.egressIP {
 			t.Errorf("probe %d was answered from %s: a leak", a.Seq, a.Source)
 		}
+	}
+	watch.Stop()
+	for _, v := range watch.SplitBrain() {
+		t.Errorf("split-brain: %s", v)
+	}
+	if claims := watch.Claims(); len(claims) == 0 || claims[len(claims)-1].MAC != c.Node(gw).MAC.String() {
+		t.Errorf("the ARP watch's last claim of %s is %v, want one from %s", ex.egressIP, claims[max(0, len(claims)-1):], gw)
 	}
 	for _, p := range c.Topo.External.PacketsSince(mark, func(p topology.Packet) bool { return strings.HasPrefix(p.Payload, "failover-") }) {
 		if p.Src != ex.egressIP {
