@@ -31,22 +31,11 @@ import (
 func BenchmarkFailover(b *testing.B) {
 	c, ex := setupExample(b)
 	ctx := context.Background()
-	selected := []*cluster.Pod{ex.aliceGW, ex.paul} // on two different nodes
 	var gaps []time.Duration
 	// A move without a fault: a node that renews its Lease too late on a busy machine
 	// is Down to the controller. Counted, and reported.
 	spurious, last := 0, ""
-	gatewayNode := func() *topology.Node {
-		p, err := c.Net.NetworkingV1().EgressNATPolicies().Get(ctx, "egress", metav1.GetOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		n := c.Node(p.Status.GatewayNode)
-		if n == nil {
-			b.Fatalf("the policy's gateway node is %q", p.Status.GatewayNode)
-		}
-		return n
-	}
+	gatewayNode := func() *topology.Node { return currentGateway(b, c) }
 	moves := func() string {
 		out, _ := c.Kubectl(nil, "get", "events", "-n", "kube-system", "--field-selector=reason=FloatingIPMoved", "--sort-by=.metadata.creationTimestamp", "-o", "custom-columns=MESSAGE:.message")
 		lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -59,12 +48,7 @@ func BenchmarkFailover(b *testing.B) {
 			spurious++
 			b.Logf("between trials the egress IP moved from %s to %s without a fault; the last moves:\n%s", last, old.Name, moves())
 		}
-		var pod *cluster.Pod
-		for _, s := range selected {
-			if s.Node != old {
-				pod = s
-			}
-		}
+		pod := selectedPodAwayFrom(ex, old)
 		tag := fmt.Sprintf("fo%d-", trial)
 		probe, err := cluster.StartProbe(pod.Pod, topology.ExternalIP, tag, 10*time.Millisecond, time.Minute)
 		if err != nil {
@@ -128,17 +112,8 @@ func BenchmarkFailover(b *testing.B) {
 		if err := c.StartAgent(old.Name); err != nil {
 			b.Fatal(err)
 		}
-		if err := eventually(30*time.Second, func() error {
-			g, err := c.Net.NetworkingV1().NetworkGatewayGroups("kube-system").Get(ctx, "default", metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			if g.Status.Nodes[old.Name] != "Up" {
-				return fmt.Errorf("%s is %q", old.Name, g.Status.Nodes[old.Name])
-			}
-			return agentReady(old)
-		}); err != nil {
-			b.Fatalf("trial %d: %s did not come back: %v", trial, old.Name, err)
+		if err := waitBack(c, old); err != nil {
+			b.Fatalf("trial %d: %v", trial, err)
 		}
 		// No split-brain, through the failure and the failed node's return.
 		watch.Stop()
@@ -167,4 +142,45 @@ func BenchmarkFailover(b *testing.B) {
 		list = append(list, g.Round(time.Millisecond).String())
 	}
 	b.Logf("%d trials (lease %s, grace %s), gaps sorted: %s; no leak", len(gaps), failoverLease, failoverGrace, strings.Join(list, " "))
+}
+
+// currentGateway is the node the example's policy says holds its egress IP now.
+func currentGateway(t testing.TB, c *cluster.Cluster) *topology.Node {
+	t.Helper()
+	p, err := c.Net.NetworkingV1().EgressNATPolicies().Get(context.Background(), "egress", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := c.Node(p.Status.GatewayNode)
+	if n == nil {
+		t.Fatalf("the policy's gateway node is %q", p.Status.GatewayNode)
+	}
+	return n
+}
+
+// selectedPodAwayFrom is a pod the example's policy selects on another node than n.
+func selectedPodAwayFrom(ex example, n *topology.Node) *cluster.Pod {
+	if ex.aliceGW.Node != n {
+		return ex.aliceGW
+	}
+	return ex.paul // on another node than aliceGW
+}
+
+// waitBack waits until a failed node is Up again in the gateway's status and its agent
+// is ready.
+func waitBack(c *cluster.Cluster, n *topology.Node) error {
+	err := eventually(30*time.Second, func() error {
+		g, err := c.Net.NetworkingV1().NetworkGatewayGroups("kube-system").Get(context.Background(), "default", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if g.Status.Nodes[n.Name] != "Up" {
+			return fmt.Errorf("%s is %q", n.Name, g.Status.Nodes[n.Name])
+		}
+		return agentReady(n)
+	})
+	if err != nil {
+		return fmt.Errorf("%s did not come back: %w", n.Name, err)
+	}
+	return nil
 }

@@ -20,6 +20,7 @@ type ARPWatch struct {
 	ip     netip.Addr
 	client *arp.Client
 	stop   chan struct{}
+	once   sync.Once
 	wg     sync.WaitGroup
 
 	mu     sync.Mutex
@@ -102,11 +103,13 @@ func (w *ARPWatch) listen() {
 	}
 }
 
-// Stop ends the watch.
+// Stop ends the watch. Calling it again does nothing.
 func (w *ARPWatch) Stop() {
-	close(w.stop)
-	_ = w.client.Close()
-	w.wg.Wait()
+	w.once.Do(func() {
+		close(w.stop)
+		_ = w.client.Close()
+		w.wg.Wait()
+	})
 }
 
 // Claims returns what the watch recorded.
