@@ -177,6 +177,63 @@ func TestPartitionedGatewayLetsGo(t *testing.T) {
 	}
 }
 
+// TestCordonHandsOver: cordoning the gateway node is a planned move. The node lets go
+// of the IP first, then the next node is granted it: no split-brain, no leak, and the
+// gap is only the handover (logged; the target is 200 ms). Uncordoning moves nothing.
+func TestCordonHandsOver(t *testing.T) {
+	c, ex := setupExample(t)
+	ctx := context.Background()
+	old := currentGateway(t, c)
+	probe, err := cluster.StartProbe(selectedPodAwayFrom(ex, old).Pod, topology.ExternalIP, "cordon", 10*time.Millisecond, 2*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Stop()
+	if _, err := probe.WaitAnswer(ex.egressIP, time.Now().Add(-time.Second), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	watch, err := topology.StartARPWatch(c.Topo.Router, "eth0", ex.egressIP, 10*time.Millisecond, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Stop()
+	start, startSeq := time.Now(), probe.Sent()
+	if _, err := c.Kubectl(nil, "cordon", old.Name); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if _, err := c.Kubectl(nil, "uncordon", old.Name); err != nil {
+			t.Error(err)
+		}
+	}()
+	gw, err := c.WaitGatewayNodeChange(ctx, "egress", old.Name, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := probe.WaitAnswerFrom(ex.egressIP, probe.Sent(), 30*time.Second)
+	if err != nil {
+		t.Fatalf("traffic did not resume on %s: %v\n%s", gw, err, c.Diagnose())
+	}
+	t.Logf("cordoned %s: answers with %s stopped for %s; %d of %d datagrams lost; now on %s", old.Name, ex.egressIP,
+		probe.Gap(ex.egressIP, start, back.At).Round(time.Millisecond), probe.Lost(ex.egressIP, startSeq, back.Seq), back.Seq-startSeq, gw)
+	if _, err := c.Kubectl(nil, "uncordon", old.Name); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the uncordoned node's passes: the IP must stay
+	if now := currentGateway(t, c); now.Name != gw {
+		t.Errorf("uncordoning %s moved the egress IP from %s to %s", old.Name, gw, now.Name)
+	}
+	watch.Stop()
+	for _, v := range watch.SplitBrain() {
+		t.Errorf("split-brain: %s", v)
+	}
+	for _, a := range probe.Answers() {
+		if a.Source != ex.egressIP {
+			t.Errorf("probe %d was answered from %s: a leak", a.Seq, a.Source)
+		}
+	}
+}
+
 // TestFailover (last: it takes the gateway node down): the gateway node's agent is
 // killed and its link downed. The controller sees it Down, grants its IPs to another
 // node, whose agent holds them and announces them; the router's ARP entry follows at
