@@ -1,32 +1,12 @@
 package bpf
 
 import (
-	"net/netip"
 	"reflect"
 	"testing"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-
-	"github.com/egressgw/egressgw/apiserver/egress"
 )
-
-// dataplane is nodeagent's interface (nodeagent/kernel.go), copied: this package must
-// not import the agent, and must still satisfy it.
-type dataplane interface {
-	Sync(egress.Table) error
-	SetGrant(ip netip.Addr, snatID uint32, expires time.Duration) error
-	DeleteGrant(ip netip.Addr) error
-	Grants() (map[netip.Addr]uint32, error)
-	AttachPod(ifindex int) error
-	DetachPod(ifindex int) error
-	AttachedPods() ([]int, error)
-	AttachTunnel(ifindex int) error
-	Stats() (map[string]uint64, error)
-}
-
-var _ dataplane = (*Dataplane)(nil)
 
 // TestLayout checks that the Go mirrors of the map keys and values have the size and
 // field offsets of the C structs, as the object's BTF describes them. It needs no root.
