@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -35,7 +36,6 @@ func BenchmarkFailover(b *testing.B) {
 	// A move without a fault: a node that renews its Lease too late on a busy machine
 	// is Down to the controller. Counted, and reported.
 	spurious, last := 0, ""
-	gatewayNode := func() *topology.Node { return currentGateway(b, c) }
 	moves := func() string {
 		out, _ := c.Kubectl(nil, "get", "events", "-n", "kube-system", "--field-selector=reason=FloatingIPMoved", "--sort-by=.metadata.creationTimestamp", "-o", "custom-columns=MESSAGE:.message")
 		lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -43,30 +43,16 @@ func BenchmarkFailover(b *testing.B) {
 	}
 	for trial := 0; b.Loop(); trial++ {
 		b.StopTimer()
-		old := gatewayNode()
+		w := watchFault(b, c, ex, fmt.Sprintf("fo%d", trial))
+		old := w.old
 		if last != "" && old.Name != last {
 			spurious++
 			b.Logf("between trials the egress IP moved from %s to %s without a fault; the last moves:\n%s", last, old.Name, moves())
 		}
-		pod := selectedPodAwayFrom(ex, old)
-		tag := fmt.Sprintf("fo%d-", trial)
-		probe, err := cluster.StartProbe(pod.Pod, topology.ExternalIP, tag, 10*time.Millisecond, time.Minute)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := probe.WaitAnswer(ex.egressIP, time.Now().Add(-time.Second), 10*time.Second); err != nil {
-			b.Fatalf("trial %d: before the fault: %v", trial, err)
-		}
-		if now := gatewayNode(); now != old {
+		if now := currentGateway(b, c); now != old {
 			b.Fatalf("trial %d: the egress IP moved from %s to %s while the probe started; the last moves:\n%s", trial, old.Name, now.Name, moves())
 		}
-		watch, err := topology.StartARPWatch(c.Topo.Router, "eth0", ex.egressIP, 10*time.Millisecond, time.Minute)
-		if err != nil {
-			b.Fatal(err)
-		}
-		mark := c.Topo.External.Mark()
 		b.StartTimer()
-		fault := time.Now()
 		if err := c.Agent(old.Name).Kill(); err != nil {
 			b.Fatal(err)
 		}
@@ -77,35 +63,13 @@ func BenchmarkFailover(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		back, err := probe.WaitAnswerFrom(ex.egressIP, probe.Sent(), 30*time.Second)
+		gap, lost := w.resumed(b, c, ex.egressIP, gw)
 		b.StopTimer()
-		probe.Stop()
-		if err != nil {
-			b.Fatalf("trial %d: traffic did not resume on %s: %v\n%s", trial, gw, err, c.Diagnose())
-		}
-		gap := probe.Gap(ex.egressIP, fault, back.At)
 		gaps = append(gaps, gap)
-		b.Logf("trial %d: %s → %s, probe from %s: gap %s, %d datagrams lost", trial, old.Name, gw, pod.Node.Name,
-			gap.Round(time.Millisecond), probe.Lost(ex.egressIP, 0, back.Seq))
-		for _, a := range probe.Answers() {
-			if a.Source != ex.egressIP {
-				b.Fatalf("trial %d: probe %d was answered from %s: a leak", trial, a.Seq, a.Source)
-			}
-		}
-		for _, pkt := range c.Topo.External.PacketsSince(mark, func(p topology.Packet) bool { return strings.HasPrefix(p.Payload, tag) }) {
-			if pkt.Src != ex.egressIP {
-				b.Fatalf("trial %d: leak: %s", trial, pkt)
-			}
-		}
-		// Gratuitous ARP: the router's entry follows the IP at once, not after aging.
-		neigh, err := topology.Exec(c.Topo.Router, "ip", "neigh", "show", ex.egressIP.String())
-		if err != nil {
-			b.Fatal(err)
-		}
-		if want := c.Node(gw).MAC.String(); !strings.Contains(neigh, want) {
-			b.Errorf("trial %d: the router's ARP entry for %s is %q, want %s's MAC %s", trial, ex.egressIP, strings.TrimSpace(neigh), gw, want)
-		}
-		// The failed node comes back and must be Up before the next fault.
+		b.Logf("trial %d: %s → %s: gap %s, %d datagrams lost", trial, old.Name, gw, gap.Round(time.Millisecond), lost)
+		w.announced(b, c, ex.egressIP, gw)
+		// The failed node comes back and must be Up before the next fault; the watches
+		// run through its return.
 		if err := old.SetLink(true); err != nil {
 			b.Fatal(err)
 		}
@@ -115,17 +79,9 @@ func BenchmarkFailover(b *testing.B) {
 		if err := waitBack(c, old); err != nil {
 			b.Fatalf("trial %d: %v", trial, err)
 		}
-		// No split-brain, through the failure and the failed node's return.
-		watch.Stop()
-		if v := watch.SplitBrain(); len(v) > 0 {
-			b.Fatalf("trial %d: split-brain:\n%s", trial, strings.Join(v, "\n"))
-		}
-		newMAC, seen := c.Node(gw).MAC.String(), false
-		for _, claim := range watch.Claims() {
-			seen = seen || claim.MAC == newMAC
-		}
-		if !seen {
-			b.Fatalf("trial %d: the ARP watch never saw %s claim %s: it watched nothing", trial, gw, ex.egressIP)
+		w.check(b, c, ex.egressIP)
+		if b.Failed() {
+			b.FailNow()
 		}
 		last = gw
 		b.StartTimer()
@@ -183,4 +139,85 @@ func waitBack(c *cluster.Cluster, n *topology.Node) error {
 		return fmt.Errorf("%s did not come back: %w", n.Name, err)
 	}
 	return nil
+}
+
+// faultWatch is what every fault test and trial watches: a probe from a selected pod on
+// another node than the gateway node, answered with the egress IP before the fault, and
+// an ARP watch on the router.
+type faultWatch struct {
+	old   *topology.Node // the gateway node before the fault
+	probe *cluster.Probe
+	arp   *topology.ARPWatch
+	tag   string
+	start time.Time // when the probe was answered: faults come after
+	seq   int       // the probe's next datagram then
+	mark  int       // the external host's sniffer then
+}
+
+func watchFault(t testing.TB, c *cluster.Cluster, ex example, tag string) *faultWatch {
+	t.Helper()
+	w := &faultWatch{old: currentGateway(t, c), tag: tag}
+	var err error
+	if w.probe, err = cluster.StartProbe(selectedPodAwayFrom(ex, w.old).Pod, topology.ExternalIP, tag, 10*time.Millisecond, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.probe.Stop)
+	if _, err := w.probe.WaitAnswer(ex.egressIP, time.Now().Add(-time.Second), 10*time.Second); err != nil {
+		t.Fatalf("before the fault: %v", err)
+	}
+	if w.arp, err = topology.StartARPWatch(c.Topo.Router, "eth0", ex.egressIP, 10*time.Millisecond, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.arp.Stop)
+	w.start, w.seq, w.mark = time.Now(), w.probe.Sent(), c.Topo.External.Mark()
+	return w
+}
+
+// announced checks gratuitous ARP once traffic resumed: the router's entry for ip, and
+// the last claim the ARP watch saw, are node gw's MAC.
+func (w *faultWatch) announced(t testing.TB, c *cluster.Cluster, ip netip.Addr, gw string) {
+	t.Helper()
+	want := c.Node(gw).MAC.String()
+	neigh, err := topology.Exec(c.Topo.Router, "ip", "neigh", "show", ip.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(neigh, want) {
+		t.Errorf("the router's ARP entry for %s is %q, want %s's MAC %s (gratuitous ARP)", ip, strings.TrimSpace(neigh), gw, want)
+	}
+	if claims := w.arp.Claims(); len(claims) == 0 || claims[len(claims)-1].MAC != want {
+		t.Errorf("the ARP watch's last claim of %s is %v, want one from %s", ip, claims[max(0, len(claims)-1):], gw)
+	}
+}
+
+// resumed waits for the probe's answers with ip to come back, through node gw, and
+// returns the gap since the fault watch started, and the datagrams lost.
+func (w *faultWatch) resumed(t testing.TB, c *cluster.Cluster, ip netip.Addr, gw string) (time.Duration, int) {
+	t.Helper()
+	back, err := w.probe.WaitAnswerFrom(ip, w.probe.Sent(), 30*time.Second)
+	if err != nil {
+		t.Fatalf("traffic did not resume on %s: %v\n%s", gw, err, c.Diagnose())
+	}
+	return w.probe.Gap(ip, w.start, back.At), w.probe.Lost(ip, w.seq, back.Seq)
+}
+
+// check stops the watches and fails on a split-brain or a leak: an answer from another
+// source than ip, or a probe datagram the external host saw from another source.
+func (w *faultWatch) check(t testing.TB, c *cluster.Cluster, ip netip.Addr) {
+	t.Helper()
+	w.probe.Stop()
+	w.arp.Stop()
+	for _, v := range w.arp.SplitBrain() {
+		t.Errorf("split-brain: %s", v)
+	}
+	for _, a := range w.probe.Answers() {
+		if a.Source != ip {
+			t.Errorf("probe %d was answered from %s: a leak", a.Seq, a.Source)
+		}
+	}
+	for _, p := range c.Topo.External.PacketsSince(w.mark, func(p topology.Packet) bool { return strings.HasPrefix(p.Payload, w.tag+"-") }) {
+		if p.Src != ip {
+			t.Errorf("leak: %s", p)
+		}
+	}
 }

@@ -12,7 +12,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/egressgw/egressgw/test/cluster"
 	"github.com/egressgw/egressgw/test/topology"
 )
 
@@ -114,20 +113,8 @@ func agentReady(n *topology.Node) error {
 func TestPartitionedGatewayLetsGo(t *testing.T) {
 	c, ex := setupExample(t)
 	ctx := context.Background()
-	old := currentGateway(t, c)
-	probe, err := cluster.StartProbe(selectedPodAwayFrom(ex, old).Pod, topology.ExternalIP, "partition", 10*time.Millisecond, 2*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer probe.Stop()
-	if _, err := probe.WaitAnswer(ex.egressIP, time.Now().Add(-time.Second), 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	watch, err := topology.StartARPWatch(c.Topo.Router, "eth0", ex.egressIP, 10*time.Millisecond, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer watch.Stop()
+	w := watchFault(t, c, ex, "partition")
+	old := w.old
 	control := topology.ControlIP.String()
 	if _, err := topology.Exec(old.NS, "nft", "add table ip egwpartition; "+
 		"add chain ip egwpartition out { type filter hook output priority 0 ; }; add rule ip egwpartition out ip daddr "+control+" drop; "+
@@ -144,17 +131,12 @@ func TestPartitionedGatewayLetsGo(t *testing.T) {
 		}
 	}
 	defer heal()
-	fault, faultSeq := time.Now(), probe.Sent()
 	gw, err := c.WaitGatewayNodeChange(ctx, "egress", old.Name, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := probe.WaitAnswerFrom(ex.egressIP, probe.Sent(), 30*time.Second)
-	if err != nil {
-		t.Fatalf("traffic did not resume on %s: %v\n%s", gw, err, c.Diagnose())
-	}
-	t.Logf("partitioned %s: answers with %s stopped for %s; %d of %d datagrams lost; now on %s", old.Name, ex.egressIP,
-		probe.Gap(ex.egressIP, fault, back.At).Round(time.Millisecond), probe.Lost(ex.egressIP, faultSeq, back.Seq), back.Seq-faultSeq, gw)
+	gap, lost := w.resumed(t, c, ex.egressIP, gw)
+	t.Logf("partitioned %s: answers with %s stopped for %s; %d datagrams lost; now on %s", old.Name, ex.egressIP, gap.Round(time.Millisecond), lost, gw)
 	if addrs, err := topology.Exec(old.NS, "ip", "-4", "-o", "addr", "show"); err != nil || strings.Contains(addrs, ex.egressIP.String()+"/") {
 		t.Errorf("the partitioned node still has %s (%v):\n%s", ex.egressIP, err, addrs)
 	}
@@ -166,15 +148,7 @@ func TestPartitionedGatewayLetsGo(t *testing.T) {
 	if now := currentGateway(t, c); now.Name != gw {
 		t.Errorf("after the partition healed the egress IP moved from %s to %s", gw, now.Name)
 	}
-	watch.Stop()
-	for _, v := range watch.SplitBrain() {
-		t.Errorf("split-brain: %s", v)
-	}
-	for _, a := range probe.Answers() {
-		if a.Source != ex.egressIP {
-			t.Errorf("probe %d was answered from %s: a leak", a.Seq, a.Source)
-		}
-	}
+	w.check(t, c, ex.egressIP)
 }
 
 // TestCordonHandsOver: cordoning the gateway node is a planned move. The node lets go
@@ -183,21 +157,8 @@ func TestPartitionedGatewayLetsGo(t *testing.T) {
 func TestCordonHandsOver(t *testing.T) {
 	c, ex := setupExample(t)
 	ctx := context.Background()
-	old := currentGateway(t, c)
-	probe, err := cluster.StartProbe(selectedPodAwayFrom(ex, old).Pod, topology.ExternalIP, "cordon", 10*time.Millisecond, 2*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer probe.Stop()
-	if _, err := probe.WaitAnswer(ex.egressIP, time.Now().Add(-time.Second), 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	watch, err := topology.StartARPWatch(c.Topo.Router, "eth0", ex.egressIP, 10*time.Millisecond, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer watch.Stop()
-	start, startSeq := time.Now(), probe.Sent()
+	w := watchFault(t, c, ex, "cordon")
+	old := w.old
 	if _, err := c.Kubectl(nil, "cordon", old.Name); err != nil {
 		t.Fatal(err)
 	}
@@ -210,12 +171,8 @@ func TestCordonHandsOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := probe.WaitAnswerFrom(ex.egressIP, probe.Sent(), 30*time.Second)
-	if err != nil {
-		t.Fatalf("traffic did not resume on %s: %v\n%s", gw, err, c.Diagnose())
-	}
-	t.Logf("cordoned %s: answers with %s stopped for %s; %d of %d datagrams lost; now on %s", old.Name, ex.egressIP,
-		probe.Gap(ex.egressIP, start, back.At).Round(time.Millisecond), probe.Lost(ex.egressIP, startSeq, back.Seq), back.Seq-startSeq, gw)
+	gap, lost := w.resumed(t, c, ex.egressIP, gw)
+	t.Logf("cordoned %s: answers with %s stopped for %s; %d datagrams lost; now on %s", old.Name, ex.egressIP, gap.Round(time.Millisecond), lost, gw)
 	if _, err := c.Kubectl(nil, "uncordon", old.Name); err != nil {
 		t.Fatal(err)
 	}
@@ -223,15 +180,7 @@ func TestCordonHandsOver(t *testing.T) {
 	if now := currentGateway(t, c); now.Name != gw {
 		t.Errorf("uncordoning %s moved the egress IP from %s to %s", old.Name, gw, now.Name)
 	}
-	watch.Stop()
-	for _, v := range watch.SplitBrain() {
-		t.Errorf("split-brain: %s", v)
-	}
-	for _, a := range probe.Answers() {
-		if a.Source != ex.egressIP {
-			t.Errorf("probe %d was answered from %s: a leak", a.Seq, a.Source)
-		}
-	}
+	w.check(t, c, ex.egressIP)
 }
 
 // TestFailover (last: it takes the gateway node down): the gateway node's agent is
@@ -242,21 +191,8 @@ func TestCordonHandsOver(t *testing.T) {
 func TestFailover(t *testing.T) {
 	c, ex := setupExample(t)
 	ctx := context.Background()
-	old := currentGateway(t, c) // an earlier test may have moved the IP
-	probe, err := cluster.StartProbe(selectedPodAwayFrom(ex, old).Pod, topology.ExternalIP, "failover", 10*time.Millisecond, 2*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer probe.Stop()
-	if _, err := probe.WaitAnswer(ex.egressIP, time.Now().Add(-time.Second), 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	watch, err := topology.StartARPWatch(c.Topo.Router, "eth0", ex.egressIP, 10*time.Millisecond, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mark := c.Topo.External.Mark()
-	fault, faultSeq := time.Now(), probe.Sent()
+	w := watchFault(t, c, ex, "failover") // whichever node holds the IP now
+	old := w.old
 	if err := c.Agent(old.Name).Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -272,15 +208,9 @@ func TestFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Datagrams sent once the new node holds the IP must be answered from it.
-	moved := probe.Sent()
-	back, err := probe.WaitAnswerFrom(ex.egressIP, moved, 30*time.Second)
-	if err != nil {
-		t.Fatalf("traffic did not resume on %s: %v\n%s", gw, err, c.Diagnose())
-	}
-	gap := probe.Gap(ex.egressIP, fault, back.At)
-	lost := probe.Lost(ex.egressIP, faultSeq, back.Seq)
-	t.Logf("answers with %s stopped for %s after the gateway node failed; %d of %d datagrams lost (lease %s, grace %s)",
-		ex.egressIP, gap.Round(time.Millisecond), lost, back.Seq-faultSeq, failoverLease, failoverGrace)
+	gap, lost := w.resumed(t, c, ex.egressIP, gw)
+	t.Logf("answers with %s stopped for %s after the gateway node failed; %d datagrams lost (lease %s, grace %s)",
+		ex.egressIP, gap.Round(time.Millisecond), lost, failoverLease, failoverGrace)
 	if lost == 0 {
 		t.Errorf("no datagram was lost although the gateway node went down: the probe measured nothing")
 	}
@@ -291,28 +221,6 @@ func TestFailover(t *testing.T) {
 	if status.Status.Nodes[old.Name] != "Down" || status.Status.FloatingIPs[ex.egressIP.String()] != gw {
 		t.Errorf("gateway status %+v, want %s Down and %s on %s", status.Status, old.Name, ex.egressIP, gw)
 	}
-	neigh, err := topology.Exec(c.Topo.Router, "ip", "neigh", "show", ex.egressIP.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := c.Node(gw).MAC.String(); !strings.Contains(neigh, want) {
-		t.Errorf("the router's ARP entry for %s is %q, want the new node's MAC %s (gratuitous ARP)", ex.egressIP, strings.TrimSpace(neigh), want)
-	}
-	for _, a := range probe.Answers() {
-		if a.Source != ex.egressIP {
-			t.Errorf("probe %d was answered from %s: a leak", a.Seq, a.Source)
-		}
-	}
-	watch.Stop()
-	for _, v := range watch.SplitBrain() {
-		t.Errorf("split-brain: %s", v)
-	}
-	if claims := watch.Claims(); len(claims) == 0 || claims[len(claims)-1].MAC != c.Node(gw).MAC.String() {
-		t.Errorf("the ARP watch's last claim of %s is %v, want one from %s", ex.egressIP, claims[max(0, len(claims)-1):], gw)
-	}
-	for _, p := range c.Topo.External.PacketsSince(mark, func(p topology.Packet) bool { return strings.HasPrefix(p.Payload, "failover-") }) {
-		if p.Src != ex.egressIP {
-			t.Errorf("leak: %s", p)
-		}
-	}
+	w.announced(t, c, ex.egressIP, gw)
+	w.check(t, c, ex.egressIP)
 }
