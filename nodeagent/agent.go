@@ -41,6 +41,7 @@ type Agent struct {
 	// observedGen is the generation of the node's grants that the floating IPs match.
 	observedGen int64
 	attached    map[int]netip.Addr // pod ifindex → pod IP
+	guarded     map[string]int     // interface name → ifindex its ARP guard is attached to
 
 	mu       sync.Mutex
 	synced   bool
@@ -130,7 +131,12 @@ func (a *Agent) pass(ctx context.Context) error {
 	if err := a.applyNftables(nft); err != nil {
 		errs = append(errs, err)
 	}
-	if err := a.guardARP(); err != nil {
+	// The interfaces that can hold floating IPs: guarded here, reported below.
+	ifaces, ifacesErr := a.fips.Interfaces()
+	if ifacesErr != nil {
+		errs = append(errs, fmt.Errorf("listing interfaces: %w", ifacesErr))
+	}
+	if err := a.guardARP(ifaces); err != nil {
 		errs = append(errs, err)
 	}
 	held, err := a.holdGrants(snat)
@@ -156,7 +162,7 @@ func (a *Agent) pass(ctx context.Context) error {
 	a.held, a.synced, a.lastSync = held, err == nil, time.Now()
 	a.mu.Unlock()
 	a.m.heldIPs.Set(float64(len(held)))
-	a.writeReport(ctx, held, err)
+	a.writeReport(ctx, ifaces, held, err)
 	return err
 }
 
@@ -195,10 +201,9 @@ func (a *Agent) numberGrants(assigned []netip.Addr) (map[uint32]netip.Addr, erro
 
 // guardARP puts the ARP guard on every interface that can hold floating IPs, before
 // any IP is added there.
-func (a *Agent) guardARP() error {
-	ifaces, err := a.fips.Interfaces()
-	if err != nil {
-		return err
+func (a *Agent) guardARP(ifaces []Interface) error {
+	if a.guarded == nil {
+		a.guarded = map[string]int{}
 	}
 	var errs []error
 	for _, i := range ifaces {
@@ -207,9 +212,14 @@ func (a *Agent) guardARP() error {
 			errs = append(errs, fmt.Errorf("finding interface %s: %w", i.Name, err))
 			continue
 		}
+		if a.guarded[i.Name] == ifi.Index {
+			continue // attached by an earlier pass; passes run on every renewal
+		}
 		if err := a.dp.AttachARPGuard(ifi.Index); err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		a.guarded[i.Name] = ifi.Index
 	}
 	return errors.Join(errs...)
 }
@@ -285,11 +295,7 @@ func (a *Agent) attachPods(t egress.Table) error {
 }
 
 // writeReport writes the node's report when what it says changed.
-func (a *Agent) writeReport(ctx context.Context, held []netip.Addr, passErr error) {
-	ifaces, err := a.fips.Interfaces()
-	if err != nil {
-		klog.ErrorS(err, "Listing interfaces for the node report")
-	}
+func (a *Agent) writeReport(ctx context.Context, ifaces []Interface, held []netip.Addr, passErr error) {
 	msg := fmt.Sprintf("dataplane programmed; holding %d floating IPs", len(held))
 	if passErr != nil {
 		msg = passErr.Error()
