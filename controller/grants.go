@@ -156,8 +156,15 @@ func (r *Reconciler) grantNodes(reports []v1.NetworkGatewayNode, current map[net
 	return out
 }
 
-// writeGrants writes every node spec that changed.
+// writeGrants writes every node spec that changed: first those that lose IPs, then
+// those that gain some, so a spec never grants an IP another spec still grants.
 func (r *Reconciler) writeGrants(ctx context.Context, nodes map[string]*grantNode, plan grantPlan) error {
+	type write struct {
+		name   string
+		want   []string
+		shrink bool
+	}
+	var writes []write
 	for name, ips := range plan.specs {
 		n := nodes[name]
 		want := make([]string, len(ips))
@@ -167,10 +174,27 @@ func (r *Reconciler) writeGrants(ctx context.Context, nodes map[string]*grantNod
 		if slices.Equal(want, n.obj.Spec.FloatingIPs) || len(want) == 0 && len(n.obj.Spec.FloatingIPs) == 0 {
 			continue
 		}
+		shrink := slices.ContainsFunc(n.obj.Spec.FloatingIPs, func(ip string) bool { return !slices.Contains(want, ip) })
+		writes = append(writes, write{name, want, shrink})
+	}
+	slices.SortFunc(writes, func(a, b write) int {
+		if a.shrink != b.shrink {
+			if a.shrink {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	for _, w := range writes {
+		n := nodes[w.name]
 		updated := n.obj.DeepCopy()
-		updated.Spec.FloatingIPs = want
+		updated.Spec.FloatingIPs = w.want
 		if err := r.client.Patch(ctx, updated, client.MergeFrom(n.obj)); err != nil {
-			return fmt.Errorf("granting node %s its floating IPs %v: %w", name, want, err)
+			return fmt.Errorf("granting node %s its floating IPs %v: %w", w.name, w.want, err)
+		}
+		if r.answers != nil {
+			r.answers.wrote(w.name, updated.Generation)
 		}
 	}
 	return nil

@@ -2,7 +2,10 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/netip"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -16,23 +19,30 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crcontroller "sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/apis/networking/v1alpha1"
+	"github.com/egressgw/egressgw/controller/heartbeat"
 	"github.com/egressgw/egressgw/controller/liveness"
 	"github.com/egressgw/egressgw/webhook"
 )
 
 // Options configure the controller.
 type Options struct {
-	// LeaderElection makes replicas take turns; LeaderElectionNamespace holds the Lease.
-	LeaderElection          bool
-	LeaderElectionNamespace string
+	// LeaderElection makes replicas take turns; Election.Namespace holds the Lease.
+	LeaderElection bool
+	Election       ElectionOptions
+	// HeartbeatAddr is where the leader answers node agents' UDP heartbeats (host:port);
+	// empty turns the direct channel off, and agents renew their Leases instead.
+	// HeartbeatAdvertise is the address agents send to, if not HeartbeatAddr.
+	HeartbeatAddr, HeartbeatAdvertise string
 	// Grace is how long past a heartbeat Lease's duration a node is still Up.
 	Grace time.Duration
 	// MetricsAddr serves /metrics; ProbeAddr serves /healthz and /readyz. "0" disables.
@@ -44,8 +54,20 @@ type Options struct {
 // everything is the one work item: every change leads to one full pass.
 var everything = reconcile.Request{NamespacedName: types.NamespacedName{Name: "placement"}}
 
+// Controller is the manager that runs the controller.
+type Controller struct {
+	manager.Manager
+	elected chan struct{}
+}
+
+// Elected is closed when this replica first leads (at once without leader election).
+func (c *Controller) Elected() <-chan struct{} { return c.elected }
+
 // New wires the controller into a manager, ready to Start.
-func New(cfg *rest.Config, opts Options) (manager.Manager, error) {
+func New(cfg *rest.Config, opts Options) (*Controller, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	scheme, err := webhook.NewManagerScheme()
 	if err != nil {
 		return nil, err
@@ -54,14 +76,13 @@ func New(cfg *rest.Config, opts Options) (manager.Manager, error) {
 		return nil, err
 	}
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
-		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress:        opts.ProbeAddr,
-		LeaderElection:                opts.LeaderElection,
-		LeaderElectionID:              "egressgw-controller",
-		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
-		LeaderElectionReleaseOnCancel: true,
-		Logger:                        klog.NewKlogr().WithName("controller"),
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress: opts.ProbeAddr,
+		// The election is ours (elector): the leader answers heartbeats through an API
+		// server outage, which controller-runtime's would end by exiting.
+		LeaderElection: false,
+		Logger:         klog.NewKlogr().WithName("controller"),
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&coordinationv1.Lease{}:  {Namespaces: map[string]cache.Config{LeaseNamespace: {}}},
 			&v1.NetworkGatewayNode{}: {Namespaces: map[string]cache.Config{NodeReportNamespace: {}}},
@@ -75,11 +96,63 @@ func New(cfg *rest.Config, opts Options) (manager.Manager, error) {
 		events:  mgr.GetEventRecorder("egressgw-controller"),
 		tracker: liveness.NewTracker(clock.RealClock{}, opts.Grace),
 	}
+	wake := make(chan event.GenericEvent, 1)
+	kick := func() {
+		select {
+		case wake <- event.GenericEvent{Object: &v1.NetworkGatewayNode{}}:
+		default:
+		}
+	}
+	term := func() (uint64, bool) { return 1, true }
+	elected := make(chan struct{})
+	var electedOnce sync.Once
+	if !opts.LeaderElection {
+		close(elected)
+	} else {
+		advertise := opts.HeartbeatAdvertise
+		if advertise == "" {
+			advertise = opts.HeartbeatAddr
+		}
+		e, err := newElector(cfg, opts.Election, advertise, func(term uint64, fence time.Time) {
+			r.tracker.Fence(fence)
+			leading.WithLabelValues("answering").Set(float64(term))
+			electedOnce.Do(func() { close(elected) })
+			kick()
+		})
+		if err != nil {
+			return nil, fmt.Errorf("setting up the leader election: %w", err)
+		}
+		r.leading = func() bool {
+			l := e.leading.Load()
+			leading.WithLabelValues("placing").Set(map[bool]float64{true: 1}[l])
+			return l
+		}
+		term = e.answering
+		if err := mgr.Add(manager.RunnableFunc(e.run)); err != nil {
+			return nil, err
+		}
+	}
+	if opts.HeartbeatAddr != "" {
+		r.answers = newAnswerer(r.tracker, term, kick)
+		srv, err := heartbeat.Listen(opts.HeartbeatAddr, r.answers.answer, func(reason string) {
+			beatsDropped.WithLabelValues(reason).Inc()
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			srv.Serve(ctx)
+			return nil
+		})); err != nil {
+			return nil, err
+		}
+	}
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{everything}
 	})
 	b := ctrl.NewControllerManagedBy(mgr).Named("placement").
-		WithOptions(crcontroller.Options{SkipNameValidation: ptr.To(opts.SeveralInProcess)})
+		WithOptions(crcontroller.Options{SkipNameValidation: ptr.To(opts.SeveralInProcess)}).
+		WatchesRawSource(source.Channel(wake, all))
 	for _, obj := range []client.Object{
 		&v1.NetworkGatewayGroup{}, &v1alpha1.AnthosNetworkGateway{}, &v1.NetworkGatewayNode{},
 		&corev1.Node{}, &coordinationv1.Lease{}, &v1.EgressNATPolicy{},
@@ -95,5 +168,33 @@ func New(cfg *rest.Config, opts Options) (manager.Manager, error) {
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
-	return mgr, nil
+	return &Controller{Manager: mgr, elected: elected}, nil
+}
+
+// validate says what is wrong with the options, naming the flag to fix.
+func (o Options) validate() error {
+	var errs []error
+	if o.LeaderElection {
+		e := o.Election
+		if e.RetryPeriod <= 0 || e.RenewDeadline <= e.RetryPeriod || e.LeaseDuration <= e.RenewDeadline {
+			errs = append(errs, fmt.Errorf("--leader-elect-lease-duration %s must exceed --leader-elect-renew-deadline %s, which must exceed --leader-elect-retry-period %s (> 0)",
+				e.LeaseDuration, e.RenewDeadline, e.RetryPeriod))
+		}
+		if e.AckHold < e.LeaseDuration {
+			errs = append(errs, fmt.Errorf("--heartbeat-hold %s must be at least --leader-elect-lease-duration %s", e.AckHold, e.LeaseDuration))
+		}
+	}
+	if o.HeartbeatAddr != "" {
+		if _, err := netip.ParseAddrPort(o.HeartbeatAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--heartbeat-bind-address %q must be ip:port: %w", o.HeartbeatAddr, err))
+		}
+		adv := o.HeartbeatAdvertise
+		if adv == "" {
+			adv = o.HeartbeatAddr
+		}
+		if ap, err := netip.ParseAddrPort(adv); err != nil || ap.Addr().IsUnspecified() || ap.Port() == 0 {
+			errs = append(errs, fmt.Errorf("--heartbeat-advertise-address %q must be an ip:port the node agents reach, such as $(POD_IP):7471 (needed when --heartbeat-bind-address listens on every address)", adv))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -25,12 +25,21 @@ var (
 		Name: "egressgw_placement_pass_seconds", Help: "CPU-bound time of one full placement pass, reads to writes.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	})
+	beatsAnswered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "egressgw_heartbeats_answered_total", Help: "Node agents' UDP heartbeats answered, by whether the answer vouched for the node's grants.",
+	}, []string{"answer"})
+	beatsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "egressgw_heartbeats_dropped_total", Help: "UDP heartbeats not answered, by reason (not answering: not the leader, or past the hold).",
+	}, []string{"reason"})
+	leading = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "egressgw_controller_leader", Help: "1 while this replica leads (places IPs), by role; answering: it answers heartbeats, with its term as the value.",
+	}, []string{"role"})
 )
 
 // RegisterMetrics adds the controller's metrics to controller-runtime's registry. It is
 // called once, by New, not at init time.
 func RegisterMetrics() error {
-	for _, c := range []prometheus.Collector{floatingIPs, failovers, failoverSeconds, reconcileSeconds} {
+	for _, c := range []prometheus.Collector{floatingIPs, failovers, failoverSeconds, reconcileSeconds, beatsAnswered, beatsDropped, leading} {
 		if err := metrics.Registry.Register(c); err != nil {
 			if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
 				return err

@@ -37,12 +37,19 @@ type Reconciler struct {
 	// written since: their agent dropped every IP when its own grant lapsed, so what
 	// their old report says they hold is void.
 	lapsed map[string]bool
+	// leading gates the passes: only the leader places. Nil means always.
+	leading func() bool
+	// answers learns of every pass and of every grant written; nil without heartbeats.
+	answers *answerer
 }
 
 var _ reconcile.Reconciler = &Reconciler{}
 
 // Reconcile reads everything from the informer caches, decides, and writes status.
 func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	if r.leading != nil && !r.leading() {
+		return reconcile.Result{}, nil
+	}
 	start := time.Now()
 	var (
 		groups   v1.NetworkGatewayGroupList
@@ -65,6 +72,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		if err := r.client.List(ctx, l.list, append(l.opts, client.UnsafeDisableDeepCopy)...); err != nil {
 			return reconcile.Result{}, fmt.Errorf("reading the caches: %w", err)
 		}
+	}
+	if r.answers != nil {
+		gens := make(map[string]int64, len(reports.Items))
+		for i := range reports.Items {
+			gens[reports.Items[i].Name] = reports.Items[i].Generation
+		}
+		r.answers.passStarted(gens)
 	}
 	observeLeases(r.tracker, leases.Items, r.leaseSet)
 	r.leaseSet = map[string]bool{}
@@ -117,6 +131,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	reconcileSeconds.Observe(time.Since(start).Seconds())
 	if len(errs) > 0 {
 		return reconcile.Result{}, fmt.Errorf("writing status: %w", errs[0])
+	}
+	if r.answers != nil {
+		r.answers.passCompleted()
 	}
 	now := time.Now()
 	for _, m := range result.Moves {

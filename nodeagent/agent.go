@@ -22,6 +22,7 @@ type Agent struct {
 	opts   Options
 	caches *caches
 	beat   *heartbeat
+	beats  *beater // nil without the direct channel to the leader
 	dp     dataplane
 	fips   floatingIPs
 	host   host
@@ -32,6 +33,9 @@ type Agent struct {
 	tables  *egress.TableBuilder
 	snatIDs *egress.IDs
 	trigger chan struct{}
+	// refresh asks the loop to extend the held grants in the kernel: cheaper than a
+	// pass, and it comes with every heartbeat answered.
+	refresh chan struct{}
 	tunnel  int
 	lastNft string
 	// snat is the SNAT id of each floating IP the dataplane may SNAT to.
@@ -62,6 +66,20 @@ func (a *Agent) kick() {
 	}
 }
 
+// extended follows every extension of the grant: a grant that had lapsed needs a pass
+// to take its IPs again; otherwise the kernel's copies of the expiry move forward.
+func (a *Agent) extended(lapsed bool) {
+	a.m.grantExpiry.Set((a.beat.grantExpiry() - a.now()).Seconds())
+	if lapsed {
+		a.kick()
+		return
+	}
+	select {
+	case a.refresh <- struct{}{}:
+	default:
+	}
+}
+
 func (a *Agent) handler() cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { a.kick() },
@@ -87,14 +105,35 @@ func (a *Agent) loop(ctx context.Context) {
 		if left := a.beat.grantExpiry() - a.now(); left > 0 {
 			lapse.Reset(left)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-a.trigger:
-		case <-resync.C:
-		case <-lapse.C:
+		for again := true; again; {
+			again = false
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.trigger:
+			case <-resync.C:
+			case <-lapse.C:
+			case <-a.refresh:
+				if err := a.refreshGrants(); err != nil {
+					klog.ErrorS(err, "Extending the grants in the kernel failed; a pass follows", "node", a.opts.NodeName)
+					break
+				}
+				if left := a.beat.grantExpiry() - a.now(); left > 0 {
+					lapse.Reset(left)
+				}
+				again = true
+			}
 		}
 	}
+}
+
+// refreshGrants extends the grants of the IPs held now, in BPF and on the interfaces.
+func (a *Agent) refreshGrants() error {
+	if len(a.snat) == 0 {
+		return nil
+	}
+	_, err := a.holdGrants(a.snat)
+	return err
 }
 
 // pass reads the caches and makes the kernel match.
@@ -313,20 +352,28 @@ func (a *Agent) writeReport(ctx context.Context, ifaces []Interface, held []neti
 }
 
 // heartbeatLoop renews the Lease and, after each renewal, has a pass extend the grants.
+// While the leader vouches for the grants over UDP, the Lease is written only every
+// LeaseRefresh, which keeps the API server's load at a write per node every few seconds;
+// as soon as the answers stop, the Lease is renewed every RenewInterval again.
 func (a *Agent) heartbeatLoop(ctx context.Context) {
 	t := time.NewTicker(a.opts.RenewInterval)
 	defer t.Stop()
 	for {
-		rctx, cancel := context.WithTimeout(ctx, a.opts.RenewInterval)
-		err := a.beat.renew(rctx)
-		cancel()
-		if err != nil {
-			a.m.renewFailures.Inc()
-			klog.ErrorS(err, "Heartbeat renewal failed; floating IPs are dropped when the grant lapses",
-				"node", a.opts.NodeName, "grantLeft", a.beat.grantExpiry()-a.now())
-		} else {
-			a.m.grantExpiry.Set((a.beat.grantExpiry() - a.now()).Seconds())
-			a.kick()
+		now := a.now()
+		answered := a.beats != nil && a.beat.lastVouched() != 0 && now-a.beat.lastVouched() < a.opts.RenewInterval
+		if !answered || now-a.beat.lastWritten() >= a.opts.LeaseRefresh {
+			rctx, cancel := context.WithTimeout(ctx, a.opts.RenewInterval)
+			lapsed := a.beat.grantExpiry() <= a.now()
+			err := a.beat.renew(rctx)
+			cancel()
+			a.m.leaseWrites.Inc()
+			if err != nil {
+				a.m.renewFailures.Inc()
+				klog.ErrorS(err, "Heartbeat renewal failed; floating IPs are dropped when the grant lapses",
+					"node", a.opts.NodeName, "grantLeft", a.beat.grantExpiry()-a.now())
+			} else {
+				a.extended(lapsed)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	coordinationlisters "k8s.io/client-go/listers/coordination/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -36,6 +38,11 @@ type caches struct {
 	legacy  v1alpha1listers.AnthosNetworkGatewayLister
 	own     netinformers.SharedInformerFactory // this node's NetworkGatewayNode only
 	grants  v1listers.NetworkGatewayNodeLister
+	// leader is the controller's leader election Lease, whose holder names the address
+	// heartbeats go to; nil without the direct channel.
+	leader     informers.SharedInformerFactory
+	leaderList coordinationlisters.LeaseLister
+	leaderName string
 }
 
 func newCaches(kube kubernetes.Interface, net versioned.Interface, node string, onChange cache.ResourceEventHandler) (*caches, error) {
@@ -74,16 +81,75 @@ func newCaches(kube kubernetes.Interface, net versioned.Interface, node string, 
 	return c, nil
 }
 
+// watchLeader adds the controller's leader election Lease, namespace/name.
+func (c *caches) watchLeader(kube kubernetes.Interface, lease string) error {
+	ns, name, ok := strings.Cut(lease, "/")
+	if !ok || ns == "" || name == "" {
+		return fmt.Errorf("--controller-lease %q must be namespace/name", lease)
+	}
+	c.leader = informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(ns),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+		}))
+	c.leaderList = c.leader.Coordination().V1().Leases().Lister()
+	c.leaderName = name
+	return nil
+}
+
+// leaderAddr is where the leader takes heartbeats: the address after the last "@" in
+// its Lease's holder identity.
+func (c *caches) leaderAddr() (netip.AddrPort, bool) {
+	if c.leaderList == nil {
+		return netip.AddrPort{}, false
+	}
+	leases, err := c.leaderList.List(labels.Everything())
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	for _, l := range leases {
+		if l.Name != c.leaderName || l.Spec.HolderIdentity == nil {
+			continue
+		}
+		id := *l.Spec.HolderIdentity
+		at := strings.LastIndexByte(id, '@')
+		if at < 0 {
+			return netip.AddrPort{}, false
+		}
+		ap, err := netip.ParseAddrPort(id[at+1:])
+		return ap, err == nil
+	}
+	return netip.AddrPort{}, false
+}
+
+// grantGeneration is the generation of this node's grants in the cache; 0 if none.
+func (c *caches) grantGeneration(node string) int64 {
+	own, err := c.grants.NetworkGatewayNodes(networking.NodeNamespace).Get(node)
+	if err != nil {
+		return 0
+	}
+	return own.Generation
+}
+
 func (c *caches) start(ctx context.Context, timeout time.Duration) error {
 	c.core.Start(ctx.Done())
 	c.pods.Start(ctx.Done())
 	c.net.Start(ctx.Done())
 	c.own.Start(ctx.Done())
+	if c.leader != nil {
+		c.leader.Start(ctx.Done())
+	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for typ, ok := range c.core.WaitForCacheSync(wctx.Done()) {
 		if !ok {
 			return fmt.Errorf("the %v cache did not sync within %s", typ, timeout)
+		}
+	}
+	if c.leader != nil {
+		for typ, ok := range c.leader.WaitForCacheSync(wctx.Done()) {
+			if !ok {
+				return fmt.Errorf("the %v cache did not sync within %s", typ, timeout)
+			}
 		}
 	}
 	for typ, ok := range c.pods.WaitForCacheSync(wctx.Done()) {

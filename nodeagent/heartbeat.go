@@ -30,6 +30,44 @@ type heartbeat struct {
 	mu     sync.Mutex
 	lease  *coordinationv1.Lease
 	expiry time.Duration // on the monotonic clock; zero until the first renewal
+	// vouched is when the leader last vouched for the grants over the direct channel,
+	// and written when the Lease was last written; both monotonic.
+	vouched, written time.Duration
+}
+
+// extend extends the grant to the lease duration after start, the moment the request
+// that earned it was sent. It reports whether the grant had lapsed before.
+func (h *heartbeat) extend(start time.Duration) (lapsed bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	lapsed = h.expiry <= h.now()
+	if e := start + h.duration; e > h.expiry {
+		h.expiry = e
+	}
+	return lapsed
+}
+
+// vouch notes an answer over the direct channel that extended the grant from start.
+func (h *heartbeat) vouch(start time.Duration) (lapsed bool) {
+	lapsed = h.extend(start)
+	h.mu.Lock()
+	h.vouched = h.now()
+	h.mu.Unlock()
+	return lapsed
+}
+
+// lastVouched and lastWritten are when the leader last vouched, and when the Lease was
+// last written; zero if never.
+func (h *heartbeat) lastVouched() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.vouched
+}
+
+func (h *heartbeat) lastWritten() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.written
 }
 
 // grantExpiry is when the grant lapses, on the monotonic clock; zero if there is none.
@@ -72,14 +110,13 @@ func (h *heartbeat) renew(ctx context.Context) error {
 		lease, err = h.leases.Leases(networking.NodeNamespace).Update(ctx, lease, metav1.UpdateOptions{})
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if err != nil {
 		h.lease = nil // Read it again next time: someone else may have written it.
+		h.mu.Unlock()
 		return fmt.Errorf("renewing heartbeat Lease: %w", err)
 	}
-	h.lease = lease
-	if e := start + h.duration; e > h.expiry {
-		h.expiry = e
-	}
+	h.lease, h.written = lease, start
+	h.mu.Unlock()
+	h.extend(start)
 	return nil
 }

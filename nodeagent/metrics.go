@@ -13,6 +13,8 @@ type metrics struct {
 	renewFailures prometheus.Counter
 	heldIPs       prometheus.Gauge
 	grantExpiry   prometheus.Gauge
+	beats         *prometheus.CounterVec
+	leaseWrites   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, a *Agent) *metrics {
@@ -31,11 +33,19 @@ func newMetrics(reg prometheus.Registerer, a *Agent) *metrics {
 		heldIPs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "egressgw_agent_floating_ips_held", Help: "Floating IPs this node holds.",
 		}),
+		beats: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressgw_agent_heartbeats_total",
+			Help: "UDP heartbeats to the controller's leader: sent, and answers by outcome (vouched extends the grant).",
+		}, []string{"event"}),
+		leaseWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "egressgw_agent_lease_writes_total",
+			Help: "Heartbeat Lease writes to the API server (every --lease-refresh while heartbeats are answered, every --renew-interval otherwise).",
+		}),
 		grantExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "egressgw_agent_grant_seconds_left", Help: "Seconds left on the node's grant after the last renewal.",
 		}),
 	}
-	reg.MustRegister(m.passSeconds, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, &kernelCollector{a: a})
+	reg.MustRegister(m.passSeconds, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, m.beats, m.leaseWrites, &kernelCollector{a: a})
 	return m
 }
 

@@ -27,8 +27,16 @@ type Options struct {
 	// LeaseDuration is how long a renewal grants the node its floating IPs: whole
 	// milliseconds, at least 300.
 	LeaseDuration time.Duration
-	// RenewInterval is how often the heartbeat Lease is renewed.
+	// RenewInterval is how often the heartbeat Lease is renewed while the leader does
+	// not answer heartbeats.
 	RenewInterval time.Duration
+	// ControllerLease (namespace/name) is the controller's leader election Lease, whose
+	// holder says where to send UDP heartbeats; empty: no heartbeats, Lease renewals only.
+	ControllerLease string
+	// HeartbeatInterval is how often a UDP heartbeat goes to the leader.
+	HeartbeatInterval time.Duration
+	// LeaseRefresh is how often the heartbeat Lease is written while the leader answers.
+	LeaseRefresh time.Duration
 	// Resync is how often a pass runs with no change, to repair the kernel state.
 	Resync time.Duration
 	// ProbeAddr serves /healthz, /readyz and /metrics.
@@ -46,6 +54,12 @@ func (o *Options) Validate() error {
 	}
 	if o.RenewInterval <= 0 || o.RenewInterval*2 > o.LeaseDuration {
 		errs = append(errs, fmt.Errorf("--renew-interval %s must be positive and at most half of --lease-duration %s, or one slow renewal drops the node's IPs", o.RenewInterval, o.LeaseDuration))
+	}
+	if o.ControllerLease != "" && (o.HeartbeatInterval <= 0 || o.HeartbeatInterval*3 > o.LeaseDuration) {
+		errs = append(errs, fmt.Errorf("--heartbeat-interval %s must be positive and at most a third of --lease-duration %s, so one lost heartbeat does not drop the node's IPs", o.HeartbeatInterval, o.LeaseDuration))
+	}
+	if o.ControllerLease != "" && o.LeaseRefresh < o.RenewInterval {
+		errs = append(errs, fmt.Errorf("--lease-refresh %s must be at least --renew-interval %s", o.LeaseRefresh, o.RenewInterval))
 	}
 	if len(o.TunnelName) == 0 || len(o.TunnelName) > 15 {
 		errs = append(errs, fmt.Errorf("--tunnel-name %q must be 1 to 15 characters", o.TunnelName))

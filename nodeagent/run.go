@@ -42,6 +42,7 @@ func newAgent(opts Options, cfg *rest.Config, k kernel, reg prometheus.Registere
 		tables:   egress.NewTableBuilder(),
 		snatIDs:  egress.NewIDs(1, egress.MaxEgressIDs),
 		trigger:  make(chan struct{}, 1),
+		refresh:  make(chan struct{}, 1),
 		attached: map[int]netip.Addr{},
 	}
 	// The heartbeat has a client of its own, without client-side throttling: a renewal
@@ -57,6 +58,17 @@ func newAgent(opts Options, cfg *rest.Config, k kernel, reg prometheus.Registere
 		return nil, err
 	}
 	a.m = newMetrics(reg, a)
+	if opts.ControllerLease != "" {
+		if err := a.caches.watchLeader(kube, opts.ControllerLease); err != nil {
+			return nil, err
+		}
+		a.beats = &beater{
+			node: opts.NodeName, interval: opts.HeartbeatInterval, lease: opts.LeaseDuration, now: monotonic,
+			beat: a.beat, leader: a.caches.leaderAddr, m: a.m,
+			generation: func() int64 { return a.caches.grantGeneration(opts.NodeName) },
+			extended:   a.extended,
+		}
+	}
 	return a, nil
 }
 
@@ -107,6 +119,13 @@ func (a *Agent) run(ctx context.Context) error {
 	klog.InfoS("Node agent started", "node", a.opts.NodeName, "tunnel", a.opts.TunnelName,
 		"leaseDuration", a.opts.LeaseDuration, "renewInterval", a.opts.RenewInterval)
 	go a.heartbeatLoop(ctx)
+	if a.beats != nil {
+		go func() {
+			if err := a.beats.run(ctx); err != nil {
+				klog.ErrorS(err, "UDP heartbeats stopped; renewing the Lease instead", "node", a.opts.NodeName)
+			}
+		}()
+	}
 	a.loop(ctx)
 	return nil
 }

@@ -17,12 +17,18 @@ type Tracker struct {
 	// lastAny is when any renewal was last seen. A silence longer than a lease duration
 	// means this process was cut off from the API server, not that every node died.
 	lastAny time.Time
+	// fence: until then, a node that has not switched to this leader is Up, since an
+	// earlier leader may still be answering its beats (Fence).
+	fence time.Time
 }
 
 type heartbeat struct {
 	renewal  string        // what identifies the last renewal, e.g. the Lease's renewTime
 	seen     time.Time     // when this process saw it change, with a monotonic reading
 	duration time.Duration // how long a renewal is valid, from the Lease
+	// switched: the node's agent has sent a beat carrying this leader's term, so it no
+	// longer accepts answers from an earlier leader, and the fence no longer covers it.
+	switched bool
 }
 
 // NewTracker returns a Tracker that waits grace beyond a lease's duration before it
@@ -52,12 +58,64 @@ func (t *Tracker) Observe(node, renewal string, duration time.Duration) {
 	if hb.renewal == renewal {
 		return
 	}
-	if !t.lastAny.IsZero() && now.Sub(t.lastAny) > duration {
+	hb.renewal = renewal
+	t.saw(hb, now)
+}
+
+// Heard records a beat that came over the direct channel, valid for duration, and
+// returns whether the node was Up just before it. current says the beat carried this
+// leader's term.
+func (t *Tracker) Heard(node string, duration time.Duration, current bool) (wasUp bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.clock.Now()
+	hb, ok := t.nodes[node]
+	if !ok {
+		hb = &heartbeat{duration: duration}
+		t.nodes[node] = hb
+	}
+	wasUp = ok && t.upAt(hb, now)
+	hb.duration = duration
+	hb.switched = hb.switched || current
+	t.saw(hb, now)
+	return wasUp
+}
+
+// saw notes a renewal of hb at now.
+func (t *Tracker) saw(hb *heartbeat, now time.Time) {
+	if !t.lastAny.IsZero() && now.Sub(t.lastAny) > hb.duration {
 		for _, other := range t.nodes {
 			other.seen = now
 		}
 	}
-	hb.renewal, hb.seen, t.lastAny = renewal, now, now
+	hb.seen, t.lastAny = now, now
+}
+
+// Fence keeps every node Up until the given time unless its agent switches to this
+// leader (Heard with current): a new leader does not know which beats an earlier one
+// answered, and an earlier leader cut off from the API server answers for a bounded time
+// after it last held the leadership.
+func (t *Tracker) Fence(until time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.fence = until
+	for _, hb := range t.nodes {
+		hb.switched = false
+	}
+}
+
+// upAt says whether hb is Up at now.
+func (t *Tracker) upAt(hb *heartbeat, now time.Time) bool {
+	return now.Before(t.downAt(hb))
+}
+
+// downAt is when hb turns Down if nothing is renewed.
+func (t *Tracker) downAt(hb *heartbeat) time.Time {
+	at := hb.seen.Add(hb.duration + t.grace)
+	if !hb.switched && t.fence.After(at) {
+		return t.fence
+	}
+	return at
 }
 
 // Forget drops a node whose heartbeat object is gone; it is Down from now on.
@@ -68,12 +126,12 @@ func (t *Tracker) Forget(node string) {
 }
 
 // Up reports whether the node's last renewal, as seen here, is still within its lease
-// duration plus the grace.
+// duration plus the grace, or the node is within a fence.
 func (t *Tracker) Up(node string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	hb, ok := t.nodes[node]
-	return ok && t.clock.Since(hb.seen) < hb.duration+t.grace
+	return ok && t.upAt(hb, t.clock.Now())
 }
 
 // DownAt returns when the node's heartbeat lapsed, on this process's clock, if it has.
@@ -84,7 +142,7 @@ func (t *Tracker) DownAt(node string) (time.Time, bool) {
 	if !ok {
 		return time.Time{}, false
 	}
-	at := hb.seen.Add(hb.duration + t.grace)
+	at := t.downAt(hb)
 	return at, !t.clock.Now().Before(at)
 }
 
@@ -93,10 +151,11 @@ func (t *Tracker) DownAt(node string) (time.Time, bool) {
 func (t *Tracker) NextDown() (time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := t.clock.Now()
 	var next time.Duration
 	found := false
 	for _, hb := range t.nodes {
-		left := hb.duration + t.grace - t.clock.Since(hb.seen)
+		left := t.downAt(hb).Sub(now)
 		if left > 0 && (!found || left < next) {
 			next, found = left, true
 		}

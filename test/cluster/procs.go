@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/egressgw/egressgw/controller"
 	"github.com/egressgw/egressgw/test/controlplane"
 	"github.com/egressgw/egressgw/test/testenv"
 	"github.com/egressgw/egressgw/test/topology"
@@ -154,13 +155,30 @@ func (p *Process) Tail(lines int) string {
 	return strings.Join(all[max(0, len(all)-lines):], "\n")
 }
 
-// StartController starts controller replica i.
+// HeartbeatPort is where controller replica i answers heartbeats: ControlIP:HeartbeatPort+i.
+const HeartbeatPort = 7471
+
+// Leader election timings of the local cluster: a leader that dies is replaced in 2 s.
+const (
+	electionLease = 2 * time.Second
+	electionRenew = 1500 * time.Millisecond
+	electionRetry = 250 * time.Millisecond
+)
+
+// StartController starts controller replica i inside the control-plane namespace, where
+// the nodes reach it (heartbeats) and it reaches the API server through the proxy, as a
+// controller pod would.
 func (c *Cluster) StartController(i int) error {
 	log := filepath.Join(c.Logs, fmt.Sprintf("controller-%d.log", i))
-	p, err := start(fmt.Sprintf("controller-%d", i), log, []string{"KUBECONFIG=" + c.CP.Kubeconfig},
-		filepath.Join(c.Bin, "egressgw-controller"),
+	addr := fmt.Sprintf("%s:%d", topology.ControlIP, HeartbeatPort+i)
+	p, err := start(fmt.Sprintf("controller-%d", i), log, nil,
+		"ip", "netns", "exec", c.Topo.Control, filepath.Join(c.Bin, "egressgw-controller"),
+		"--kubeconfig="+c.NodeKubeconfig,
 		"--leader-elect=true", "--leader-election-namespace="+controlplane.WebhookNamespace,
-		"--grace="+c.opts.Grace.String(), "--metrics-bind-address=0", "--health-probe-bind-address=0")
+		"--leader-elect-lease-duration="+electionLease.String(), "--leader-elect-renew-deadline="+electionRenew.String(),
+		"--leader-elect-retry-period="+electionRetry.String(),
+		"--heartbeat-bind-address="+addr,
+		"--grace="+c.opts.Grace.String(), "--metrics-bind-address=0", "--health-probe-bind-address=0", "-v=2")
 	if err != nil {
 		return err
 	}
@@ -191,6 +209,8 @@ func (c *Cluster) StartAgent(node string) error {
 		"--cluster-cidrs="+topology.Segment.String()+","+ServiceCIDR.String(),
 		"--lease-duration="+c.opts.LeaseDuration.String(),
 		"--renew-interval="+(c.opts.LeaseDuration/4).String(),
+		"--controller-lease="+controlplane.WebhookNamespace+"/"+controller.LeaderElectionID,
+		"--heartbeat-interval="+min(100*time.Millisecond, c.opts.LeaseDuration/6).String(),
 		"--probe-bind-address="+n.IP.String()+":9464", "-v=2")
 	if err != nil {
 		return err

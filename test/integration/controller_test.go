@@ -117,7 +117,9 @@ func startReplicaAs(t *testing.T, cfg *rest.Config, elect bool) (elected <-chan 
 	t.Helper()
 	mgr, err := controller.New(cfg, controller.Options{
 		Grace: 500 * time.Millisecond, MetricsAddr: "0", ProbeAddr: "0",
-		LeaderElection: elect, LeaderElectionNamespace: controlplane.WebhookNamespace, SeveralInProcess: true,
+		LeaderElection: elect, SeveralInProcess: true,
+		Election: controller.ElectionOptions{Namespace: controlplane.WebhookNamespace,
+			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second, AckHold: 90 * time.Second},
 	})
 	if err != nil {
 		t.Fatal(err)
