@@ -91,7 +91,7 @@ func (t *Tracker) saw(hb *heartbeat, now time.Time) {
 	hb.seen, t.lastAny = now, now
 }
 
-// Fence keeps every node Up until the given time unless its agent switches to this
+// Fence keeps every node Up until a lease and grace past the given time unless its agent switches to this
 // leader (Heard with current): a new leader does not know which beats an earlier one
 // answered, and an earlier leader cut off from the API server answers for a bounded time
 // after it last held the leadership.
@@ -112,8 +112,9 @@ func (t *Tracker) upAt(hb *heartbeat, now time.Time) bool {
 // downAt is when hb turns Down if nothing is renewed.
 func (t *Tracker) downAt(hb *heartbeat) time.Time {
 	at := hb.seen.Add(hb.duration + t.grace)
-	if !hb.switched && t.fence.After(at) {
-		return t.fence
+	// An earlier leader's last answer, before the fence ends, grants up to a lease more.
+	if fenced := t.fence.Add(hb.duration + t.grace); !hb.switched && !t.fence.IsZero() && fenced.After(at) {
+		return fenced
 	}
 	return at
 }

@@ -136,3 +136,57 @@ func TestAPIServerOutageMovesNothing(t *testing.T) {
 		t.Error("a renewing node is Down")
 	}
 }
+
+// TestHeard: a beat over the direct channel renews like a Lease, and tells whether the
+// node was Up just before it.
+func TestHeard(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	tr := NewTracker(clk, 200*time.Millisecond)
+	if tr.Heard("worker1", 600*time.Millisecond, true) {
+		t.Error("a node never seen was Up before its first beat")
+	}
+	clk.SetTime(clk.Now().Add(700 * time.Millisecond))
+	if !tr.Heard("worker1", 600*time.Millisecond, true) {
+		t.Error("a node heard 700 ms ago (lease 600 ms, grace 200 ms) was not Up")
+	}
+	clk.SetTime(clk.Now().Add(800 * time.Millisecond))
+	if tr.Up("worker1") {
+		t.Error("Up 800 ms after the last beat")
+	}
+	if tr.Heard("worker1", 600*time.Millisecond, true) {
+		t.Error("a node Down before its beat was reported Up")
+	}
+	if !tr.Up("worker1") {
+		t.Error("a beat did not bring the node back Up")
+	}
+}
+
+// TestFence: after a new leader's fence, a node that has not sent a beat in the new term
+// stays Up until the fence plus its lease and grace, since the earlier leader may still
+// answer it; a node that switched is judged by its beats alone.
+func TestFence(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
+	tr := NewTracker(clk, 200*time.Millisecond)
+	lease := 600 * time.Millisecond
+	tr.Observe("stale", "r1", lease)
+	tr.Heard("switched", lease, false)
+	tr.Fence(clk.Now().Add(10 * time.Second))
+	tr.Heard("switched", lease, true)
+	clk.SetTime(clk.Now().Add(5 * time.Second))
+	if tr.Up("switched") {
+		t.Error("a node that switched to the new leader and went silent is still Up")
+	}
+	if !tr.Up("stale") {
+		t.Error("a node the earlier leader may still answer is Down within the fence")
+	}
+	if next, ok := tr.NextDown(); !ok || next != 5*time.Second+lease+200*time.Millisecond {
+		t.Errorf("NextDown = %v, %v; want the fence's end plus lease and grace (5.8s)", next, ok)
+	}
+	clk.SetTime(clk.Now().Add(5*time.Second + lease + 200*time.Millisecond))
+	if tr.Up("stale") {
+		t.Error("Up after the fence, lease and grace")
+	}
+	if at, down := tr.DownAt("stale"); !down || !at.Equal(time.Unix(1010, 0).Add(lease+200*time.Millisecond)) {
+		t.Errorf("DownAt = %v, %v; want the fence's end plus lease and grace", at, down)
+	}
+}
