@@ -104,6 +104,22 @@ func TestNodeAgentWritesOnlyItsOwnNode(t *testing.T) {
 			_, err := leases.Create(ctx, lease("worker2"), metav1.CreateOptions{})
 			return err
 		}},
+		{name: "watches the controller's leader Lease, which says where heartbeats go", do: func() error {
+			leader := kubernetes.NewForConfigOrDie(asAgent("worker1")).CoordinationV1().Leases(controlplane.WebhookNamespace)
+			opts := metav1.ListOptions{FieldSelector: "metadata.name=egressgw-controller"}
+			if _, err := leader.List(ctx, opts); err != nil {
+				return err
+			}
+			w, err := leader.Watch(ctx, opts)
+			if err == nil {
+				w.Stop()
+			}
+			return err
+		}},
+		{name: "may not list the other Leases of the controller's namespace", wantErr: "forbidden", do: func() error {
+			_, err := kubernetes.NewForConfigOrDie(asAgent("worker1")).CoordinationV1().Leases(controlplane.WebhookNamespace).List(ctx, metav1.ListOptions{})
+			return err
+		}},
 		{name: "a token not bound to a pod on a node writes nothing", wantErr: "bound to its pod", do: func() error {
 			_, err := kubernetes.NewForConfigOrDie(asAgent("")).CoordinationV1().Leases("kube-system").Create(ctx, lease("worker3"), metav1.CreateOptions{})
 			return err
