@@ -38,6 +38,16 @@ test-integration:
 e2e:
 	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 ./test/e2e/
 
+## chaos: randomized fault injection on the local cluster (needs root): 6 rounds of every
+## fault (gateway killed, link down, partitioned; agent restarts; leader killed; API server
+## restarted) in a random order, checking no split-brain, no leak and convergence after
+## each; the README's test command runs one round. CHAOS_STEPS and CHAOS_SEED override.
+CHAOS_STEPS ?= 42
+CHAOS_SEED ?= 0
+chaos:
+	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 -timeout 60m -run TestChaos -v ./test/dataplane/ \
+		-args -chaos.steps=$(CHAOS_STEPS) -chaos.seed=$(CHAOS_SEED)
+
 ## bench: benchmarks, including admission against a real kube-apiserver with 11,000 objects,
 ## the aggregated API with 10,000 pods and 1,000 policies, and the dataplane (needs root)
 bench:

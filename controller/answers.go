@@ -56,7 +56,7 @@ func (a *answerer) answer(b heartbeat.Beat) (heartbeat.Answer, bool) {
 		// No NetworkGatewayNode seen yet: nothing to vouch for, nothing to track.
 		return heartbeat.Answer{Node: b.Node, Seq: b.Seq, Term: term}, true
 	}
-	wasUp := a.tracker.Heard(b.Node, lease, b.Term == term)
+	wasUp, switched := a.tracker.Heard(b.Node, lease, b.Term == term)
 	a.mu.Lock()
 	if !wasUp {
 		a.revived[b.Node] = a.started
@@ -67,7 +67,9 @@ func (a *answerer) answer(b heartbeat.Beat) (heartbeat.Answer, bool) {
 		waiting = false
 	}
 	a.mu.Unlock()
-	if !wasUp {
+	if !wasUp || switched {
+		// A pass decides about a node back from Down; and a node that left the fence
+		// turns Down sooner than the passes so far have planned for.
 		a.kick()
 	}
 	ans := heartbeat.Answer{Node: b.Node, Seq: b.Seq, Term: term}

@@ -29,8 +29,8 @@ func TestAnswers(t *testing.T) {
 		t.Errorf("an Up node: %+v, %v; want seq 5, term 7, vouching for generation 3", ans, ok)
 	}
 	a.wrote("worker1", 4)
-	if ans, _ := beat(7); ans.Vouched != 4 {
-		t.Errorf("after writing generation 4 the answer vouches for %d", ans.Vouched)
+	if ans, _ := beat(7); ans.Vouched != 4 || kicks != 1 {
+		t.Errorf("after writing generation 4 the answer vouches for %d; %d kicks, want 1 (the node switched to this term)", ans.Vouched, kicks)
 	}
 	if _, ok := beat(8); ok {
 		t.Error("answered an agent that follows a newer leader")
@@ -42,7 +42,7 @@ func TestAnswers(t *testing.T) {
 	// Down, then back: not vouched for until a pass that started after the beat completes.
 	clk.SetTime(clk.Now().Add(time.Second))
 	a.passStarted(map[string]int64{"worker1": 4}) // a pass in progress sees it Down
-	if ans, ok := beat(7); !ok || ans.Vouched != 0 || kicks != 1 {
+	if ans, ok := beat(7); !ok || ans.Vouched != 0 || kicks != 2 {
 		t.Errorf("a node back from Down: %+v, %v, %d kicks; want an answer vouching for nothing, and a pass asked for", ans, ok, kicks)
 	}
 	a.passCompleted() // the pass that saw it Down

@@ -63,9 +63,10 @@ func (t *Tracker) Observe(node, renewal string, duration time.Duration) {
 }
 
 // Heard records a beat that came over the direct channel, valid for duration, and
-// returns whether the node was Up just before it. current says the beat carried this
-// leader's term.
-func (t *Tracker) Heard(node string, duration time.Duration, current bool) (wasUp bool) {
+// returns whether the node was Up just before it, and whether it just switched to this
+// leader, which may bring its Down time forward (out of the fence). current says the beat
+// carried this leader's term.
+func (t *Tracker) Heard(node string, duration time.Duration, current bool) (wasUp, switched bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.clock.Now()
@@ -76,9 +77,10 @@ func (t *Tracker) Heard(node string, duration time.Duration, current bool) (wasU
 	}
 	wasUp = ok && t.upAt(hb, now)
 	hb.duration = duration
+	switched = current && !hb.switched
 	hb.switched = hb.switched || current
 	t.saw(hb, now)
-	return wasUp
+	return wasUp, switched
 }
 
 // saw notes a renewal of hb at now.

@@ -142,18 +142,18 @@ func TestAPIServerOutageMovesNothing(t *testing.T) {
 func TestHeard(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(time.Unix(1000, 0))
 	tr := NewTracker(clk, 200*time.Millisecond)
-	if tr.Heard("worker1", 600*time.Millisecond, true) {
-		t.Error("a node never seen was Up before its first beat")
+	if up, switched := tr.Heard("worker1", 600*time.Millisecond, true); up || !switched {
+		t.Errorf("first beat: up %v, switched %v; want a node never seen Down, and switched by a beat in this term", up, switched)
 	}
 	clk.SetTime(clk.Now().Add(700 * time.Millisecond))
-	if !tr.Heard("worker1", 600*time.Millisecond, true) {
-		t.Error("a node heard 700 ms ago (lease 600 ms, grace 200 ms) was not Up")
+	if up, switched := tr.Heard("worker1", 600*time.Millisecond, true); !up || switched {
+		t.Errorf("a node heard 700 ms ago (lease 600 ms, grace 200 ms): up %v, switched %v; want Up, and switched before", up, switched)
 	}
 	clk.SetTime(clk.Now().Add(800 * time.Millisecond))
 	if tr.Up("worker1") {
 		t.Error("Up 800 ms after the last beat")
 	}
-	if tr.Heard("worker1", 600*time.Millisecond, true) {
+	if up, _ := tr.Heard("worker1", 600*time.Millisecond, true); up {
 		t.Error("a node Down before its beat was reported Up")
 	}
 	if !tr.Up("worker1") {
@@ -171,7 +171,9 @@ func TestFence(t *testing.T) {
 	tr.Observe("stale", "r1", lease)
 	tr.Heard("switched", lease, false)
 	tr.Fence(clk.Now().Add(10 * time.Second))
-	tr.Heard("switched", lease, true)
+	if _, switched := tr.Heard("switched", lease, true); !switched {
+		t.Error("the first beat in the new term did not switch the node")
+	}
 	clk.SetTime(clk.Now().Add(5 * time.Second))
 	if tr.Up("switched") {
 		t.Error("a node that switched to the new leader and went silent is still Up")

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,6 +42,7 @@ type ControlPlane struct {
 	stopServer    func() error
 	dir           string
 	frontProxyDir string
+	restarted     *exec.Cmd // kube-apiserver, once RestartAPIServer started it anew
 }
 
 // RepoRoot is the root of this repository.
@@ -186,6 +188,10 @@ func (cp *ControlPlane) Stop() error {
 	var errs []error
 	if cp.stopServer != nil {
 		errs = append(errs, cp.stopServer())
+	}
+	if cp.restarted != nil {
+		_ = cp.restarted.Process.Signal(syscall.SIGTERM)
+		_ = cp.restarted.Wait()
 	}
 	if cp.env != nil && cp.Config != nil {
 		errs = append(errs, cp.env.Stop())

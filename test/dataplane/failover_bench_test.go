@@ -205,19 +205,28 @@ func (w *faultWatch) resumed(t testing.TB, c *cluster.Cluster, ip netip.Addr, gw
 // source than ip, or a probe datagram the external host saw from another source.
 func (w *faultWatch) check(t testing.TB, c *cluster.Cluster, ip netip.Addr) {
 	t.Helper()
+	for _, v := range w.violations(c, ip) {
+		t.Error(v)
+	}
+}
+
+// violations stops the watches and lists every split-brain and leak they saw.
+func (w *faultWatch) violations(c *cluster.Cluster, ip netip.Addr) []string {
 	w.probe.Stop()
 	w.arp.Stop()
+	var out []string
 	for _, v := range w.arp.SplitBrain() {
-		t.Errorf("split-brain: %s", v)
+		out = append(out, fmt.Sprintf("split-brain: %s", v))
 	}
 	for _, a := range w.probe.Answers() {
 		if a.Source != ip {
-			t.Errorf("probe %d was answered from %s: a leak", a.Seq, a.Source)
+			out = append(out, fmt.Sprintf("probe %d was answered from %s: a leak", a.Seq, a.Source))
 		}
 	}
 	for _, p := range c.Topo.External.PacketsSince(w.mark, func(p topology.Packet) bool { return strings.HasPrefix(p.Payload, w.tag+"-") }) {
 		if p.Src != ip {
-			t.Errorf("leak: %s", p)
+			out = append(out, fmt.Sprintf("leak: %s", p))
 		}
 	}
+	return out
 }

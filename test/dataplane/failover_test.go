@@ -115,17 +115,15 @@ func TestPartitionedGatewayLetsGo(t *testing.T) {
 	ctx := context.Background()
 	w := watchFault(t, c, ex, "partition")
 	old := w.old
-	control := topology.ControlIP.String()
-	if _, err := topology.Exec(old.NS, "nft", "add table ip egwpartition; "+
-		"add chain ip egwpartition out { type filter hook output priority 0 ; }; add rule ip egwpartition out ip daddr "+control+" drop; "+
-		"add chain ip egwpartition in { type filter hook input priority 0 ; }; add rule ip egwpartition in ip saddr "+control+" drop"); err != nil {
+	healPartition, err := partition(old)
+	if err != nil {
 		t.Fatal(err)
 	}
 	healed := false
 	heal := func() {
 		if !healed {
 			healed = true
-			if _, err := topology.Exec(old.NS, "nft", "delete table ip egwpartition"); err != nil {
+			if err := healPartition(); err != nil {
 				t.Error(err)
 			}
 		}
@@ -149,6 +147,21 @@ func TestPartitionedGatewayLetsGo(t *testing.T) {
 		t.Errorf("after the partition healed the egress IP moved from %s to %s", gw, now.Name)
 	}
 	w.check(t, c, ex.egressIP)
+}
+
+// partition cuts node n off from the control plane's address (the API server and the
+// controller's heartbeats), with its link up; heal undoes it.
+func partition(n *topology.Node) (heal func() error, err error) {
+	control := topology.ControlIP.String()
+	if _, err := topology.Exec(n.NS, "nft", "add table ip egwpartition; "+
+		"add chain ip egwpartition out { type filter hook output priority 0 ; }; add rule ip egwpartition out ip daddr "+control+" drop; "+
+		"add chain ip egwpartition in { type filter hook input priority 0 ; }; add rule ip egwpartition in ip saddr "+control+" drop"); err != nil {
+		return nil, err
+	}
+	return func() error {
+		_, err := topology.Exec(n.NS, "nft", "delete table ip egwpartition")
+		return err
+	}, nil
 }
 
 // TestCordonHandsOver: cordoning the gateway node is a planned move. The node lets go
