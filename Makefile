@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash -o pipefail -o errexit
 
 GO ?= go
 
-.PHONY: all build generate verify test test-unit test-integration e2e bench lint check run demo-down deps controlplane
+.PHONY: all build generate verify test test-unit test-integration e2e chaos bench lint check run demo-down deps controlplane
 
 all: build
 
