@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -61,5 +62,27 @@ func TestAnswers(t *testing.T) {
 	answering = false
 	if _, ok := beat(7); ok {
 		t.Error("answered while not answering")
+	}
+}
+
+// BenchmarkAnswer: the leader's cost per heartbeat, with 1,000 nodes; at 10 heartbeats a
+// second per node that is 10,000 answers a second.
+func BenchmarkAnswer(b *testing.B) {
+	tracker := liveness.NewTracker(clocktesting.NewFakePassiveClock(time.Unix(1000, 0)), 200*time.Millisecond)
+	a := newAnswerer(tracker, func() (uint64, bool) { return 2, true }, func() {})
+	gens := map[string]int64{}
+	var beats []heartbeat.Beat
+	for i := range 1000 {
+		name := "node-" + strconv.Itoa(i)
+		gens[name] = 3
+		beats = append(beats, heartbeat.Beat{Node: name, Seq: 1, Term: 2, Generation: 3, LeaseMillis: 1000})
+	}
+	a.passStarted(gens)
+	a.passCompleted()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, ok := a.answer(beats[i%len(beats)]); !ok {
+			b.Fatal("not answered")
+		}
 	}
 }

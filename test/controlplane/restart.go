@@ -27,11 +27,28 @@ func (cp *ControlPlane) RestartAPIServer(down time.Duration) error {
 	if err != nil {
 		return err
 	}
+	// Our own child (started by an earlier restart) must be reaped to be gone.
+	gone := func() bool { return syscall.Kill(pid, 0) != nil }
+	if cp.restarted != nil && cp.restarted.Process.Pid == pid {
+		exited := make(chan struct{})
+		go func() {
+			_ = cp.restarted.Wait()
+			close(exited)
+		}()
+		gone = func() bool {
+			select {
+			case <-exited:
+				return true
+			default:
+				return false
+			}
+		}
+	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return fmt.Errorf("stopping kube-apiserver: %w", err)
 	}
 	killed := false
-	for deadline := time.Now().Add(5 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); !gone(); time.Sleep(20 * time.Millisecond) {
 		if !killed && time.Now().After(deadline) {
 			killed = true
 			_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -40,14 +57,13 @@ func (cp *ControlPlane) RestartAPIServer(down time.Duration) error {
 			return errors.New("kube-apiserver did not stop")
 		}
 	}
-	if cp.restarted != nil {
-		_ = cp.restarted.Wait()
-	}
+	cp.restarted = nil
 	time.Sleep(down)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = nil, nil
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	// No Pdeathsig: it fires when the thread that started the process ends, and the
+	// harness ends threads (those locked into a network namespace). Stop ends it.
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting kube-apiserver again: %w", err)
 	}
