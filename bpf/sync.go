@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 
 	"github.com/cilium/ebpf"
@@ -396,4 +397,29 @@ func bySet(routes map[routeKey]routeValue) map[uint32]map[dstKey]routeValue {
 
 func sortedIPs(m map[ipv4]uint32) []ipv4 {
 	return slices.SortedFunc(maps.Keys(m), func(a, b ipv4) int { return a.addr().Compare(b.addr()) })
+}
+
+// Numbering returns the set id of every pod and the egress IP of every egress id that the
+// pinned maps hold, so that a restarted agent numbers its tables as its predecessor did
+// (egress.TableBuilder.Seed) and its first Sync changes nothing.
+func (d *Dataplane) Numbering() (map[netip.Addr]uint32, map[uint32]netip.Addr, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	pods, err := dump[ipv4, uint32](d.objs.EgwPods)
+	if err != nil {
+		return nil, nil, err
+	}
+	egress, err := dump[uint32, ipv4](d.objs.EgwEgress)
+	if err != nil {
+		return nil, nil, err
+	}
+	outPods := make(map[netip.Addr]uint32, len(pods))
+	for ip, set := range pods {
+		outPods[ip.addr()] = set
+	}
+	outEgress := make(map[uint32]netip.Addr, len(egress))
+	for id, ip := range egress {
+		outEgress[id] = ip.addr()
+	}
+	return outPods, outEgress, nil
 }

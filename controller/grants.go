@@ -190,8 +190,12 @@ func (r *Reconciler) writeGrants(ctx context.Context, nodes map[string]*grantNod
 		n := nodes[w.name]
 		updated := n.obj.DeepCopy()
 		updated.Spec.FloatingIPs = w.want
-		if err := r.client.Patch(ctx, updated, client.MergeFrom(n.obj)); err != nil {
+		// Written from the version read: a grant computed from a stale cache fails.
+		if err := r.client.Patch(ctx, updated, client.MergeFromWithOptions(n.obj, client.MergeFromWithOptimisticLock{})); err != nil {
 			return fmt.Errorf("granting node %s its floating IPs %v: %w", w.name, w.want, err)
+		}
+		if r.fresh != nil {
+			r.fresh.wrote(kindReport, updated)
 		}
 		if r.answers != nil {
 			r.answers.wrote(w.name, updated.Generation)

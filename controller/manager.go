@@ -95,6 +95,8 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		client:  mgr.GetClient(),
 		events:  mgr.GetEventRecorder("egressgw-controller"),
 		tracker: liveness.NewTracker(clock.RealClock{}, opts.Grace),
+		fresh:   newFreshness(),
+		live:    mgr.GetAPIReader(),
 	}
 	wake := make(chan event.GenericEvent, 1)
 	kick := func() {
@@ -115,6 +117,7 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		}
 		e, err := newElector(cfg, opts.Election, advertise, func(term uint64, fence time.Time) {
 			r.tracker.Fence(fence)
+			r.fresh.won()
 			leading.WithLabelValues("answering").Set(float64(term))
 			electedOnce.Do(func() { close(elected) })
 			kick()

@@ -31,6 +31,9 @@ var (
 	beatsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "egressgw_heartbeats_dropped_total", Help: "UDP heartbeats not answered, by reason (not answering: not the leader, or past the hold).",
 	}, []string{"reason"})
+	staleCachePasses = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "egressgw_placement_stale_cache_waits_total", Help: "Passes put off because the cache did not yet show the controller's own writes, or, after winning the leadership, the API server's current objects.",
+	})
 	leading = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "egressgw_controller_leader", Help: "1 while this replica leads (places IPs), by role; answering: it answers heartbeats, with its term as the value.",
 	}, []string{"role"})
@@ -39,7 +42,7 @@ var (
 // RegisterMetrics adds the controller's metrics to controller-runtime's registry. It is
 // called once, by New, not at init time.
 func RegisterMetrics() error {
-	for _, c := range []prometheus.Collector{floatingIPs, failovers, failoverSeconds, reconcileSeconds, beatsAnswered, beatsDropped, leading} {
+	for _, c := range []prometheus.Collector{floatingIPs, failovers, failoverSeconds, reconcileSeconds, beatsAnswered, beatsDropped, leading, staleCachePasses} {
 		if err := metrics.Registry.Register(c); err != nil {
 			if _, dup := err.(prometheus.AlreadyRegisteredError); !dup {
 				return err

@@ -41,6 +41,12 @@ type Reconciler struct {
 	leading func() bool
 	// answers learns of every pass and of every grant written; nil without heartbeats.
 	answers *answerer
+	// fresh holds passes back while the cache is behind; live reads the API server.
+	fresh *freshness
+	live  client.Reader
+	// upBefore are the nodes the last pass saw Up: one that turns Down has its Lease
+	// read from the API server first (confirmDown).
+	upBefore map[string]bool
 }
 
 var _ reconcile.Reconciler = &Reconciler{}
@@ -81,11 +87,25 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		r.answers.passStarted(gens)
 	}
 	observeLeases(r.tracker, leases.Items, r.leaseSet)
+	if r.fresh != nil {
+		if err := r.fresh.readLive(ctx, r.live); err != nil {
+			return reconcile.Result{}, err
+		}
+		if what, stale := r.fresh.behind(cacheLookup(r.fresh, reports.Items, groups.Items, legacy.Items, policies.Items)); stale {
+			klog.V(2).InfoS("Waiting for the cache to catch up before deciding", "behind", what)
+			staleCachePasses.Inc()
+			return reconcile.Result{RequeueAfter: 50 * time.Millisecond}, nil
+		}
+	}
 	r.leaseSet = map[string]bool{}
 	for _, l := range leases.Items {
 		if node, ok := strings.CutPrefix(l.Name, LeasePrefix); ok {
 			r.leaseSet[node] = true
 		}
+	}
+
+	if err := r.confirmDown(ctx, leases.Items); err != nil {
+		return reconcile.Result{}, err
 	}
 
 	gateways := collectGateways(groups.Items, legacy.Items)
@@ -208,6 +228,22 @@ func (r *Reconciler) writeGatewayStatus(ctx context.Context, g gatewayObject, vi
 		return nil
 	}
 
+	updated := g.obj.DeepCopyObject().(client.Object)
+	kind := kindGroup
+	switch o := updated.(type) {
+	case *v1.NetworkGatewayGroup:
+		o.Status = *status
+	case *v1alpha1.AnthosNetworkGateway:
+		o.Status = *status
+		kind = kindLegacy
+	}
+	// Written from the version read: a write computed from a stale cache fails.
+	if err := r.client.Status().Patch(ctx, updated, client.MergeFromWithOptions(g.obj, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("%s: %w", g.id, err)
+	}
+	if r.fresh != nil {
+		r.fresh.wrote(kind, updated)
+	}
 	if prev := meta.FindStatusCondition(old.Conditions, v1.ConditionReady); cond.Status == metav1.ConditionFalse && (prev == nil || prev.Message != cond.Message) {
 		r.events.Eventf(g.obj, nil, corev1.EventTypeWarning, "NoNodeForFloatingIP", "Place", "%s", cond.Message)
 	}
@@ -216,16 +252,6 @@ func (r *Reconciler) writeGatewayStatus(ctx context.Context, g gatewayObject, vi
 		if c.Loser == g.id {
 			r.events.Eventf(g.obj, nil, corev1.EventTypeWarning, "FloatingIPConflict", "Place", "%s is already used by %s, which is older and keeps it; remove it from this gateway", c.IP, c.Winner)
 		}
-	}
-	updated := g.obj.DeepCopyObject().(client.Object)
-	switch o := updated.(type) {
-	case *v1.NetworkGatewayGroup:
-		o.Status = *status
-	case *v1alpha1.AnthosNetworkGateway:
-		o.Status = *status
-	}
-	if err := r.client.Status().Patch(ctx, updated, client.MergeFrom(g.obj)); err != nil {
-		return fmt.Errorf("%s: %w", g.id, err)
 	}
 	klog.V(2).InfoS("Wrote gateway status", "gateway", g.id.String(), "floatingIPs", status.FloatingIPs)
 	return nil
@@ -276,17 +302,20 @@ func (r *Reconciler) writePolicyStatus(ctx context.Context, p *v1.EgressNATPolic
 	if p.Status.EgressIP == status.EgressIP && p.Status.GatewayNode == status.GatewayNode && conditionsEqual(p.Status.Conditions, status.Conditions) {
 		return nil
 	}
+	updated := p.DeepCopy()
+	updated.Status = status
+	if err := r.client.Status().Patch(ctx, updated, client.MergeFromWithOptions(p, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("EgressNATPolicy %s: %w", p.Name, err)
+	}
+	if r.fresh != nil {
+		r.fresh.wrote(kindPolicy, updated)
+	}
 	prev := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionReady)
 	switch {
 	case !res.Ready() && (prev == nil || prev.Reason != res.Reason || prev.Message != res.Message):
 		r.events.Eventf(p, nil, corev1.EventTypeWarning, res.Reason, "Resolve", "%s", res.Message)
 	case res.Ready() && p.Status.GatewayNode != "" && p.Status.GatewayNode != res.Node && p.Status.EgressIP == res.EgressIP:
 		r.events.Eventf(p, nil, corev1.EventTypeNormal, "EgressIPMoved", "Resolve", "egress IP %s moved from node %s to node %s", res.EgressIP, p.Status.GatewayNode, res.Node)
-	}
-	updated := p.DeepCopy()
-	updated.Status = status
-	if err := r.client.Status().Patch(ctx, updated, client.MergeFrom(p)); err != nil {
-		return fmt.Errorf("EgressNATPolicy %s: %w", p.Name, err)
 	}
 	return nil
 }
@@ -298,4 +327,53 @@ func conditionsEqual(a, b []metav1.Condition) bool {
 		return x.Type == y.Type && x.Status == y.Status && x.Reason == y.Reason && x.Message == y.Message &&
 			x.ObservedGeneration == y.ObservedGeneration && x.LastTransitionTime.Equal(&y.LastTransitionTime)
 	})
+}
+
+// cacheLookup finds cached objects by freshness key; the policies are indexed only if
+// one is awaited.
+func cacheLookup(f *freshness, reports []v1.NetworkGatewayNode, groups []v1.NetworkGatewayGroup, legacy []v1alpha1.AnthosNetworkGateway, policies []v1.EgressNATPolicy) func(string) (client.Object, bool) {
+	index := map[string]client.Object{}
+	for i := range reports {
+		index[objectKey(kindReport, &reports[i])] = &reports[i]
+	}
+	for i := range groups {
+		index[objectKey(kindGroup, &groups[i])] = &groups[i]
+	}
+	for i := range legacy {
+		index[objectKey(kindLegacy, &legacy[i])] = &legacy[i]
+	}
+	if f.pending(kindPolicy) {
+		for i := range policies {
+			index[objectKey(kindPolicy, &policies[i])] = &policies[i]
+		}
+	}
+	return func(k string) (client.Object, bool) {
+		o, ok := index[k]
+		return o, ok
+	}
+}
+
+// confirmDown reads, from the API server, the Lease of every node that was Up at the
+// last pass and looks Down now: the cache may lag behind a renewal that reached the API
+// server in time, and a node must not be declared Down while it holds its grant.
+func (r *Reconciler) confirmDown(ctx context.Context, leases []coordinationv1.Lease) error {
+	up := map[string]bool{}
+	for i := range leases {
+		node, ok := strings.CutPrefix(leases[i].Name, LeasePrefix)
+		if !ok {
+			continue
+		}
+		if !r.tracker.Up(node) && r.upBefore[node] && r.live != nil {
+			var fresh coordinationv1.Lease
+			if err := r.live.Get(ctx, client.ObjectKeyFromObject(&leases[i]), &fresh); err != nil {
+				return fmt.Errorf("confirming that node %s is Down: %w", node, err)
+			}
+			if fresh.ResourceVersion != leases[i].ResourceVersion {
+				observeLeases(r.tracker, []coordinationv1.Lease{fresh}, nil)
+			}
+		}
+		up[node] = r.tracker.Up(node)
+	}
+	r.upBefore = up
+	return nil
 }

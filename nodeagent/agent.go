@@ -11,9 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
 	"github.com/egressgw/egressgw/apiserver/egress"
 )
 
@@ -23,12 +25,16 @@ type Agent struct {
 	caches *caches
 	beat   *heartbeat
 	beats  *beater // nil without the direct channel to the leader
-	dp     dataplane
-	fips   floatingIPs
-	host   host
-	report reporter
-	now    func() time.Duration
-	m      *metrics
+	// readGrants and readLeader ask directReads for a read that skips the informers.
+	readGrants, readLeader chan struct{}
+	kube                   kubernetes.Interface
+	net                    versioned.Interface
+	dp                     dataplane
+	fips                   floatingIPs
+	host                   host
+	report                 reporter
+	now                    func() time.Duration
+	m                      *metrics
 
 	tables  *egress.TableBuilder
 	snatIDs *egress.IDs
@@ -364,7 +370,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 		if !answered || now-a.beat.lastWritten() >= a.opts.LeaseRefresh {
 			rctx, cancel := context.WithTimeout(ctx, a.opts.RenewInterval)
 			lapsed := a.beat.grantExpiry() <= a.now()
-			err := a.beat.renew(rctx)
+			err := a.beat.renew(rctx, a.beats == nil)
 			cancel()
 			a.m.leaseWrites.Inc()
 			if err != nil {

@@ -29,7 +29,10 @@ type beater struct {
 	generation func() int64
 	// extended is called after every extension, with whether the grant had lapsed.
 	extended func(lapsed bool)
-	m        *metrics
+	// behind is called when an answer vouches for grants newer than the agent's cache
+	// holds; unanswered when answers stop (the leader may have changed). Neither blocks.
+	behind, unanswered func()
+	m                  *metrics
 
 	conn *net.UDPConn
 
@@ -59,6 +62,9 @@ func (b *beater) run(ctx context.Context) error {
 	defer t.Stop()
 	var buf []byte
 	for {
+		if v := b.beat.lastVouched(); b.now()-v > 3*b.interval {
+			b.unanswered()
+		}
 		if to, ok := b.leader(); ok {
 			b.mu.Lock()
 			b.seq++
@@ -115,6 +121,9 @@ func (b *beater) handle(ans hb.Answer) {
 	if s.seq != ans.Seq || s.at == 0 {
 		b.m.beats.WithLabelValues("unknown-seq").Inc()
 		return // too old to know when it was sent
+	}
+	if ans.Vouched > b.generation() {
+		b.behind()
 	}
 	if ans.Vouched == 0 || ans.Vouched != b.generation() {
 		b.m.beats.WithLabelValues("not-vouched").Inc()

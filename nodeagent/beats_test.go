@@ -16,11 +16,13 @@ func TestBeatAnswers(t *testing.T) {
 	clock := func() time.Duration { return now }
 	gen := int64(4)
 	var lapsedSeen []bool
+	behind := 0
 	b := &beater{
 		node: "worker1", lease: 600 * time.Millisecond, now: clock,
 		beat:       &heartbeat{duration: 600 * time.Millisecond, now: clock},
 		generation: func() int64 { return gen },
 		extended:   func(lapsed bool) { lapsedSeen = append(lapsedSeen, lapsed) },
+		behind:     func() { behind++ },
 		m:          &metrics{beats: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "x"}, []string{"event"})},
 	}
 	send := func() uint64 { // what run does for one beat
@@ -50,6 +52,13 @@ func TestBeatAnswers(t *testing.T) {
 	b.handle(hb.Answer{Node: "worker1", Seq: seq, Term: 3, Vouched: 4})
 	if got, want := b.beat.grantExpiry(), 10*time.Second+750*time.Millisecond; got != want {
 		t.Errorf("grant expiry %v, want %v", got, want)
+	}
+	if behind != 0 {
+		t.Errorf("%d reads of the grants asked for; no answer vouched for a newer generation", behind)
+	}
+	b.handle(hb.Answer{Node: "worker1", Seq: seq, Term: 3, Vouched: 5})
+	if behind != 1 {
+		t.Errorf("an answer vouching for generation 5 while the cache holds 4 asked for %d direct reads, want 1", behind)
 	}
 	if b.term != 3 {
 		t.Errorf("term %d, want 3 (the newest leader's)", b.term)

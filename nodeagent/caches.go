@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -18,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
+	netv1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
 	netinformers "github.com/egressgw/egressgw/apiserver/client/informers/externalversions"
 	v1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1"
@@ -43,6 +47,12 @@ type caches struct {
 	leader     informers.SharedInformerFactory
 	leaderList coordinationlisters.LeaseLister
 	leaderName string
+
+	// Objects read straight from the API server because an informer was behind (it
+	// reconnects with a backoff after an API server restart); used while newer.
+	mu           sync.Mutex
+	ownDirect    *netv1.NetworkGatewayNode
+	leaderDirect *coordinationv1.Lease
 }
 
 func newCaches(kube kubernetes.Interface, net versioned.Interface, node string, onChange cache.ResourceEventHandler) (*caches, error) {
@@ -102,32 +112,94 @@ func (c *caches) leaderAddr() (netip.AddrPort, bool) {
 	if c.leaderList == nil {
 		return netip.AddrPort{}, false
 	}
-	leases, err := c.leaderList.List(labels.Everything())
-	if err != nil {
+	var lease *coordinationv1.Lease
+	if leases, err := c.leaderList.List(labels.Everything()); err == nil {
+		for _, l := range leases {
+			if l.Name == c.leaderName {
+				lease = l
+			}
+		}
+	}
+	c.mu.Lock()
+	if newer(c.leaderDirect, lease) {
+		lease = c.leaderDirect
+	}
+	c.mu.Unlock()
+	if lease == nil || lease.Spec.HolderIdentity == nil {
 		return netip.AddrPort{}, false
 	}
-	for _, l := range leases {
-		if l.Name != c.leaderName || l.Spec.HolderIdentity == nil {
-			continue
-		}
-		id := *l.Spec.HolderIdentity
-		at := strings.LastIndexByte(id, '@')
-		if at < 0 {
-			return netip.AddrPort{}, false
-		}
-		ap, err := netip.ParseAddrPort(id[at+1:])
-		return ap, err == nil
+	id := *lease.Spec.HolderIdentity
+	at := strings.LastIndexByte(id, '@')
+	if at < 0 {
+		return netip.AddrPort{}, false
 	}
-	return netip.AddrPort{}, false
+	ap, err := netip.ParseAddrPort(id[at+1:])
+	return ap, err == nil
 }
 
-// grantGeneration is the generation of this node's grants in the cache; 0 if none.
-func (c *caches) grantGeneration(node string) int64 {
+// own is this node's NetworkGatewayNode: the informer's, or a newer one read directly.
+func (c *caches) ownReport(node string) *netv1.NetworkGatewayNode {
 	own, err := c.grants.NetworkGatewayNodes(networking.NodeNamespace).Get(node)
 	if err != nil {
-		return 0
+		own = nil
 	}
-	return own.Generation
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ownDirect != nil && (own == nil || c.ownDirect.Generation > own.Generation) {
+		return c.ownDirect
+	}
+	return own
+}
+
+// grantGeneration is the generation of this node's grants; 0 if none.
+func (c *caches) grantGeneration(node string) int64 {
+	if own := c.ownReport(node); own != nil {
+		return own.Generation
+	}
+	return 0
+}
+
+// readOwn reads this node's NetworkGatewayNode from the API server, and reports whether
+// it is newer than what the agent had.
+func (c *caches) readOwn(ctx context.Context, net versioned.Interface, node string) (bool, error) {
+	before := c.grantGeneration(node)
+	own, err := net.NetworkingV1().NetworkGatewayNodes(networking.NodeNamespace).Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	c.ownDirect = own
+	c.mu.Unlock()
+	return own.Generation > before, nil
+}
+
+// readLeader reads the controller's leader election Lease from the API server, and
+// reports whether its holder differs from the one the agent sent heartbeats to.
+func (c *caches) readLeader(ctx context.Context, kube kubernetes.Interface, lease string) (bool, error) {
+	ns, name, _ := strings.Cut(lease, "/")
+	before, _ := c.leaderAddr()
+	l, err := kube.CoordinationV1().Leases(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	c.leaderDirect = l
+	c.mu.Unlock()
+	after, _ := c.leaderAddr()
+	return after != before, nil
+}
+
+// newer says whether a is a later version of the Lease than b.
+func newer(a, b *coordinationv1.Lease) bool {
+	if a == nil {
+		return false
+	}
+	if b == nil {
+		return true
+	}
+	av, aerr := strconv.ParseUint(a.ResourceVersion, 10, 64)
+	bv, berr := strconv.ParseUint(b.ResourceVersion, 10, 64)
+	return aerr == nil && berr == nil && av > bv
 }
 
 func (c *caches) start(ctx context.Context, timeout time.Duration) error {
@@ -198,7 +270,7 @@ func (c *caches) snapshot(o Options) (snapshot, error) {
 		s.gateways = append(s.gateways, gateway{namespace: g.Namespace, name: g.Name, floatingIPs: g.Spec.FloatingIPs, placed: g.Status.FloatingIPs})
 	}
 	// The controller grants this node its floating IPs in its NetworkGatewayNode's spec.
-	if own, err := c.grants.NetworkGatewayNodes(networking.NodeNamespace).Get(o.NodeName); err == nil {
+	if own := c.ownReport(o.NodeName); own != nil {
 		s.granted, s.generation = own.Spec.FloatingIPs, own.Generation
 	}
 	// Every node's pod CIDRs are in-cluster destinations, never steered.

@@ -78,8 +78,11 @@ func (h *heartbeat) grantExpiry() time.Duration {
 }
 
 // renew writes one renewal. Only a renewal the API server acknowledged extends the grant,
-// and the extension counts from before the request was sent.
-func (h *heartbeat) renew(ctx context.Context) error {
+// and the extension counts from before the request was sent. Unless mayRevive, it only
+// keeps a grant that was still valid when the request was sent: a node that lost its
+// grant takes IPs again only on the leader's word (a vouched heartbeat answer), since its
+// cached grants may be older than the moves the controller made while it was Down.
+func (h *heartbeat) renew(ctx context.Context, mayRevive bool) error {
 	start := h.now()
 	h.mu.Lock()
 	lease := h.lease
@@ -116,7 +119,10 @@ func (h *heartbeat) renew(ctx context.Context) error {
 		return fmt.Errorf("renewing heartbeat Lease: %w", err)
 	}
 	h.lease, h.written = lease, start
+	live := h.expiry > start
 	h.mu.Unlock()
-	h.extend(start)
+	if live || mayRevive {
+		h.extend(start)
+	}
 	return nil
 }

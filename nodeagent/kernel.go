@@ -20,6 +20,8 @@ type dataplane interface {
 	SetGrant(ip netip.Addr, snatID uint32, expires time.Duration) error
 	DeleteGrant(ip netip.Addr) error
 	Grants() (map[netip.Addr]uint32, error)
+	// Numbering is the set id of each pod and the IP of each egress id in the maps now.
+	Numbering() (map[netip.Addr]uint32, map[uint32]netip.Addr, error)
 	AttachPod(ifindex int) error
 	DetachPod(ifindex int) error
 	AttachedPods() ([]int, error)

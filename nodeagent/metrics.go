@@ -15,6 +15,7 @@ type metrics struct {
 	grantExpiry   prometheus.Gauge
 	beats         *prometheus.CounterVec
 	leaseWrites   prometheus.Counter
+	directReads   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, a *Agent) *metrics {
@@ -37,6 +38,10 @@ func newMetrics(reg prometheus.Registerer, a *Agent) *metrics {
 			Name: "egressgw_agent_heartbeats_total",
 			Help: "UDP heartbeats to the controller's leader: sent, and answers by outcome (vouched extends the grant).",
 		}, []string{"event"}),
+		directReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressgw_agent_direct_reads_total",
+			Help: "Reads straight from the API server because an informer was behind: the node's grants (an answer vouched for newer ones) or the leader's Lease (answers stopped).",
+		}, []string{"object", "outcome"}),
 		leaseWrites: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "egressgw_agent_lease_writes_total",
 			Help: "Heartbeat Lease writes to the API server (every --lease-refresh while heartbeats are answered, every --renew-interval otherwise).",
@@ -45,7 +50,7 @@ func newMetrics(reg prometheus.Registerer, a *Agent) *metrics {
 			Name: "egressgw_agent_grant_seconds_left", Help: "Seconds left on the node's grant after the last renewal.",
 		}),
 	}
-	reg.MustRegister(m.passSeconds, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, m.beats, m.leaseWrites, &kernelCollector{a: a})
+	reg.MustRegister(m.passSeconds, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, m.beats, m.leaseWrites, m.directReads, &kernelCollector{a: a})
 	return m
 }
 

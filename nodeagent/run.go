@@ -67,7 +67,11 @@ func newAgent(opts Options, cfg *rest.Config, k kernel, reg prometheus.Registere
 			beat: a.beat, leader: a.caches.leaderAddr, m: a.m,
 			generation: func() int64 { return a.caches.grantGeneration(opts.NodeName) },
 			extended:   a.extended,
+			behind:     func() { signal(a.readGrants) },
+			unanswered: func() { signal(a.readLeader) },
 		}
+		a.readGrants, a.readLeader = make(chan struct{}, 1), make(chan struct{}, 1)
+		a.kube, a.net = kube, net
 	}
 	return a, nil
 }
@@ -87,6 +91,12 @@ func (a *Agent) run(ctx context.Context) error {
 		return fmt.Errorf("attaching to %s: %w", a.opts.TunnelName, err)
 	}
 	a.tunnel = ifindex
+	// A restarted agent numbers its tables as before, so its first Sync changes nothing.
+	if pods, egressIDs, err := a.dp.Numbering(); err != nil {
+		klog.ErrorS(err, "Reading the dataplane's numbering; numbering afresh")
+	} else {
+		a.tables.Seed(pods, egressIDs)
+	}
 	// A restarted agent numbers the IPs it still grants as before: the nft table it
 	// left behind maps those numbers.
 	granted, err := a.dp.Grants()
@@ -102,15 +112,29 @@ func (a *Agent) run(ctx context.Context) error {
 		a.snat[id] = ip
 	}
 	// Renew once before the first pass: a restarted agent on a gateway node keeps its IPs
-	// only if it can show a fresh grant; without one, the first pass drops them.
+	// only if it can show a fresh grant; without one, the first pass drops them. With
+	// the direct channel, the fresh grant is the leader's vouched answer (the Lease write
+	// creates the Lease, and cannot revive a grant).
+	if a.beats != nil {
+		go a.directReads(ctx)
+		go func() {
+			if err := a.beats.run(ctx); err != nil {
+				klog.ErrorS(err, "UDP heartbeats stopped; renewing the Lease instead", "node", a.opts.NodeName)
+			}
+		}()
+	}
 	deadline := time.Now().Add(a.opts.LeaseDuration / 2)
-	for attempt := 1; ; attempt++ {
-		rctx, cancel := context.WithTimeout(ctx, a.opts.RenewInterval)
-		err := a.beat.renew(rctx)
-		cancel()
-		if err == nil || time.Now().After(deadline) || attempt >= 10 {
-			if err != nil {
-				klog.ErrorS(err, "No heartbeat yet; holding no floating IPs until one succeeds", "node", a.opts.NodeName)
+	for attempt, written := 1, false; ; attempt++ {
+		if !written {
+			rctx, cancel := context.WithTimeout(ctx, a.opts.RenewInterval)
+			err = a.beat.renew(rctx, a.beats == nil)
+			cancel()
+			written = err == nil
+		}
+		vouched := a.beats == nil || a.beat.lastVouched() != 0
+		if err == nil && vouched || time.Now().After(deadline) || attempt >= 40 {
+			if err != nil || !vouched {
+				klog.ErrorS(err, "No heartbeat answered yet; holding no floating IPs until one is", "node", a.opts.NodeName)
 			}
 			break
 		}
@@ -119,13 +143,6 @@ func (a *Agent) run(ctx context.Context) error {
 	klog.InfoS("Node agent started", "node", a.opts.NodeName, "tunnel", a.opts.TunnelName,
 		"leaseDuration", a.opts.LeaseDuration, "renewInterval", a.opts.RenewInterval)
 	go a.heartbeatLoop(ctx)
-	if a.beats != nil {
-		go func() {
-			if err := a.beats.run(ctx); err != nil {
-				klog.ErrorS(err, "UDP heartbeats stopped; renewing the Lease instead", "node", a.opts.NodeName)
-			}
-		}()
-	}
 	a.loop(ctx)
 	return nil
 }
@@ -164,4 +181,62 @@ func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
+}
+
+// signal wakes whoever waits on c, without blocking.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// directReads reads the node's grants, or the leader's Lease, straight from the API
+// server when the heartbeats show the informers behind: after an API server restart
+// they reconnect with a backoff of seconds, and a failover must not wait for it. The
+// grants are read at most every 200 ms; the Lease from every 250 ms, slowing down to
+// every 10 s while it names the same holder (the leader may just be unreachable).
+func (a *Agent) directReads(ctx context.Context) {
+	const every = 200 * time.Millisecond
+	leaderEvery := 250 * time.Millisecond
+	var lastGrants, lastLeader time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.readGrants:
+			if wait := every - time.Since(lastGrants); wait > 0 {
+				time.Sleep(wait)
+			}
+			lastGrants = time.Now()
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			newer, err := a.caches.readOwn(rctx, a.net, a.opts.NodeName)
+			cancel()
+			a.m.directReads.WithLabelValues("grants", outcome(err)).Inc()
+			if newer {
+				a.kick()
+			}
+		case <-a.readLeader:
+			if time.Since(lastLeader) < leaderEvery {
+				continue
+			}
+			lastLeader = time.Now()
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			changed, err := a.caches.readLeader(rctx, a.kube, a.opts.ControllerLease)
+			cancel()
+			a.m.directReads.WithLabelValues("leader", outcome(err)).Inc()
+			if changed {
+				leaderEvery = 250 * time.Millisecond
+			} else {
+				leaderEvery = min(2*leaderEvery, 10*time.Second)
+			}
+		}
+	}
+}
+
+func outcome(err error) string {
+	if err != nil {
+		return "failed"
+	}
+	return "ok"
 }

@@ -109,6 +109,15 @@ func (ids *IDs) Sweep() {
 // TableBuilder builds a node's tables, keeping set and egress ids stable between builds.
 type TableBuilder struct {
 	sets, egress *IDs
+	// seed is the numbering a previous process left in the dataplane, for the first build.
+	seedPods   map[netip.Addr]uint32
+	seedEgress map[uint32]netip.Addr
+}
+
+// Seed makes the next build keep the ids the dataplane already uses, where they still
+// mean the same: a restarted agent's first tables then change nothing in the maps.
+func (b *TableBuilder) Seed(pods map[netip.Addr]uint32, egress map[uint32]netip.Addr) {
+	b.seedPods, b.seedEgress = pods, egress
 }
 
 // MaxEgressIDs is how many egress IPs one node's tables can steer to: the id travels in
@@ -130,6 +139,7 @@ type LocalPod struct {
 // host-network pods are left out: their traffic is not steered.
 func (b *TableBuilder) Build(ps *Policies, pods []LocalPod, cluster []netip.Prefix) (Table, error) {
 	t := Table{Pods: map[netip.Addr]uint32{}, Sets: map[uint32][]TableRoute{}, Egress: map[uint32]netip.Addr{}}
+	b.keepSeed(ps, pods)
 	if err := b.addSet(&t, UnknownSet, UnknownPodRoutes(ps, cluster)); err != nil {
 		return Table{}, err
 	}
@@ -153,6 +163,37 @@ func (b *TableBuilder) Build(ps *Policies, pods []LocalPod, cluster []netip.Pref
 	b.sets.Sweep()
 	b.egress.Sweep()
 	return t, nil
+}
+
+// keepSeed gives every key the id the seed gave it, before any id is handed out. An id
+// that two keys claim (a pod's policies changed while no agent ran) goes to neither:
+// they get new ones, which is correct, if not free.
+func (b *TableBuilder) keepSeed(ps *Policies, pods []LocalPod) {
+	if b.seedPods == nil && b.seedEgress == nil {
+		return
+	}
+	for id, ip := range b.seedEgress {
+		_ = b.egress.Keep(ip.String(), id) // taken or out of range: numbered afresh
+	}
+	keys := map[uint32]string{}
+	clash := map[uint32]bool{}
+	for _, pod := range pods {
+		old, ok := b.seedPods[pod.IP]
+		if !ok || old == UnknownSet || !pod.IP.Is4() || pod.HostNetwork {
+			continue
+		}
+		key := setKey(ps.Selecting(pod.Pod, pod.NamespaceLabels))
+		if k, seen := keys[old]; seen && k != key {
+			clash[old] = true
+		}
+		keys[old] = key
+	}
+	for id, key := range keys {
+		if !clash[id] {
+			_ = b.sets.Keep(key, id)
+		}
+	}
+	b.seedPods, b.seedEgress = nil, nil
 }
 
 func (b *TableBuilder) addSet(t *Table, id uint32, routes []Route) error {

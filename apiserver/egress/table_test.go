@@ -120,6 +120,45 @@ func TestTableBuild(t *testing.T) {
 	})
 }
 
+// TestTableSeed: a builder seeded with another builder's numbering (a restarted agent,
+// reading the pinned maps) numbers the same tables the same, even when it meets the pods
+// in another order, so its first Sync writes nothing.
+func TestTableSeed(t *testing.T) {
+	alice := map[string]string{"user": "alice"}
+	objs := []*v1.EgressNATPolicy{
+		policy("egress", 10, []string{"8.8.8.0/24"}, [2]string{"user=alice", "role=frontend"}),
+		policy("other", 5, []string{"203.0.113.0/24"}, [2]string{"user=alice", "role=db"}),
+	}
+	res := resolver(map[string]string{"egress": "198.51.100.100", "other": "198.51.100.101"},
+		map[string]string{"198.51.100.100": "worker1", "198.51.100.101": "worker2"})
+	pods := []LocalPod{
+		localPod("fe", "198.18.1.10", alice, "role", "frontend"),
+		localPod("db", "198.18.1.12", alice, "role", "db"),
+		localPod("plain", "198.18.1.13", alice),
+	}
+	first, err := NewTableBuilder().Build(Compile(objs, res), pods, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reversed := []LocalPod{pods[2], pods[1], pods[0]}
+	fresh, err := NewTableBuilder().Build(Compile(objs, res), reversed, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(fresh.Pods) == fmt.Sprint(first.Pods) && fmt.Sprint(fresh.Egress) == fmt.Sprint(first.Egress) {
+		t.Fatal("an unseeded builder numbered the reversed pods the same: the test shows nothing")
+	}
+	b := NewTableBuilder()
+	b.Seed(first.Pods, first.Egress)
+	again, err := b.Build(Compile(objs, res), reversed, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(again.Pods) != fmt.Sprint(first.Pods) || fmt.Sprint(again.Egress) != fmt.Sprint(first.Egress) {
+		t.Errorf("seeded numbering differs:\npods %v, want %v\negress %v, want %v", again.Pods, first.Pods, again.Egress, first.Egress)
+	}
+}
+
 func egressID(tbl Table, ip string) uint32 {
 	for id, a := range tbl.Egress {
 		if a.String() == ip {
