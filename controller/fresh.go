@@ -16,13 +16,13 @@ import (
 
 // freshness keeps passes from acting on a cache that is behind: informers reconnect
 // with a backoff after an API server restart, and a new leader's cache may be seconds
-// old. A pass decides only once the cache shows
+// old. A pass decides from the cache only if it shows
 //
 //   - every object this controller wrote, at the version its write returned; and
 //   - after it wins the leadership, every node report and gateway at the version a
 //     direct read from the API server returned.
 //
-// Until then it waits. Every write also carries the resourceVersion it was computed from,
+// Otherwise it reads everything from the API server. Every write also carries the resourceVersion it was computed from,
 // so a write from a stale object fails instead of undoing a newer one.
 type freshness struct {
 	mu   sync.Mutex

@@ -32,7 +32,7 @@ var (
 		Name: "egressgw_heartbeats_dropped_total", Help: "UDP heartbeats not answered, by reason (not answering: not the leader, or past the hold).",
 	}, []string{"reason"})
 	staleCachePasses = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "egressgw_placement_stale_cache_waits_total", Help: "Passes put off because the cache did not yet show the controller's own writes, or, after winning the leadership, the API server's current objects.",
+		Name: "egressgw_placement_stale_cache_passes_total", Help: "Passes that read the API server directly because the cache did not yet show the controller's own writes, or, after winning the leadership, the API server's current objects.",
 	})
 	leading = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "egressgw_controller_leader", Help: "1 while this replica leads (places IPs), by role; answering: it answers heartbeats, with its term as the value.",

@@ -65,18 +65,39 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		leases   coordinationv1.LeaseList
 		policies v1.EgressNATPolicyList
 	)
-	// The cache's own objects, not copies: nothing here changes them (writes copy first),
-	// and copying 10,000 policies every pass would cost more than deciding.
-	for _, l := range []struct {
+	lists := []struct {
 		list client.ObjectList
 		opts []client.ListOption
 	}{
 		{&groups, nil}, {&legacy, nil}, {&nodes, nil}, {&policies, nil},
 		{&reports, []client.ListOption{client.InNamespace(NodeReportNamespace)}},
 		{&leases, []client.ListOption{client.InNamespace(LeaseNamespace)}},
-	} {
-		if err := r.client.List(ctx, l.list, append(l.opts, client.UnsafeDisableDeepCopy)...); err != nil {
-			return reconcile.Result{}, fmt.Errorf("reading the caches: %w", err)
+	}
+	read := func(reader client.Reader, extra ...client.ListOption) error {
+		for _, l := range lists {
+			if err := reader.List(ctx, l.list, append(l.opts, extra...)...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// The cache's own objects, not copies: nothing here changes them (writes copy first),
+	// and copying 10,000 policies every pass would cost more than deciding.
+	if err := read(r.client, client.UnsafeDisableDeepCopy); err != nil {
+		return reconcile.Result{}, fmt.Errorf("reading the caches: %w", err)
+	}
+	if r.fresh != nil {
+		if err := r.fresh.readLive(ctx, r.live); err != nil {
+			return reconcile.Result{}, err
+		}
+		// A cache behind (its informers reconnecting after an API server restart, say)
+		// is not waited for: this pass reads everything from the API server instead.
+		if what, stale := r.fresh.behind(cacheLookup(r.fresh, reports.Items, groups.Items, legacy.Items, policies.Items)); stale {
+			klog.V(2).InfoS("The cache is behind; this pass reads the API server", "behind", what)
+			staleCachePasses.Inc()
+			if err := read(r.live); err != nil {
+				return reconcile.Result{}, fmt.Errorf("reading the API server, as the cache is behind: %w", err)
+			}
 		}
 	}
 	if r.answers != nil {
@@ -87,16 +108,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		r.answers.passStarted(gens)
 	}
 	observeLeases(r.tracker, leases.Items, r.leaseSet)
-	if r.fresh != nil {
-		if err := r.fresh.readLive(ctx, r.live); err != nil {
-			return reconcile.Result{}, err
-		}
-		if what, stale := r.fresh.behind(cacheLookup(r.fresh, reports.Items, groups.Items, legacy.Items, policies.Items)); stale {
-			klog.V(2).InfoS("Waiting for the cache to catch up before deciding", "behind", what)
-			staleCachePasses.Inc()
-			return reconcile.Result{RequeueAfter: 50 * time.Millisecond}, nil
-		}
-	}
 	r.leaseSet = map[string]bool{}
 	for _, l := range leases.Items {
 		if node, ok := strings.CutPrefix(l.Name, LeasePrefix); ok {
