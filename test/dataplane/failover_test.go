@@ -21,7 +21,9 @@ import (
 func TestAgentRestartKeepsFlows(t *testing.T) {
 	c, ex := setupExample(t)
 	ctx := context.Background()
-	conn, err := ex.paul.DialTCP(ctx, netip.AddrPortFrom(topology.ExternalIP, topology.ServicePort))
+	gw := currentGateway(t, c) // earlier tests may have moved the IP
+	src := selectedPodAwayFrom(ex, gw)
+	conn, err := src.DialTCP(ctx, netip.AddrPortFrom(topology.ExternalIP, topology.ServicePort))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func TestAgentRestartKeepsFlows(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	for _, node := range []string{ex.paul.Node.Name, ex.gateway.Name} {
+	for _, node := range []string{src.Node.Name, gw.Name} {
 		if err := c.Agent(node).Stop(); err != nil {
 			t.Error(err)
 		}
@@ -85,7 +87,7 @@ func TestAgentRestartKeepsFlows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Status.GatewayNode != ex.gateway.Name {
+	if p.Status.GatewayNode != gw.Name {
 		t.Errorf("the egress IP moved to %s across an agent restart", p.Status.GatewayNode)
 	}
 }
