@@ -162,24 +162,28 @@ func (a *Agent) pass(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	nft := nftState{PodCIDRs: snap.podCIDRs, Cluster: snap.cluster, Destinations: want.destinations}
-	snat, err := a.numberGrants(want.assigned)
+	// The interfaces that can hold floating IPs: they bound what is staged, they are
+	// guarded, and they are reported.
+	ifaces, ifacesErr := a.fips.Interfaces()
+	if ifacesErr != nil {
+		errs = append(errs, fmt.Errorf("listing interfaces: %w", ifacesErr))
+	}
+	snat, staged, err := a.numberGrants(want.assigned, candidates(snap.gateways, ifaces))
 	if err != nil {
 		errs = append(errs, err)
 	}
 	// The nft table learns of an egress IP before the dataplane may mark packets for it,
 	// and forgets it only after: a marked packet always finds its SNAT address. (Were the
 	// map entry missing, the CNI's masquerade would NAT the flow's first packet, and
-	// conntrack would keep the flow on the node IP.)
+	// conntrack would keep the flow on the node IP.) Every floating IP this node could be
+	// granted is staged in the map ahead of time, so that a grant, in a handover, needs no
+	// nft transaction before the address goes up; an entry is inert until BPF marks for it.
 	nft.SNAT = map[uint32]netip.Addr{}
+	maps.Copy(nft.SNAT, staged)
 	maps.Copy(nft.SNAT, a.snat)
 	maps.Copy(nft.SNAT, snat)
 	if err := a.applyNftables(nft); err != nil {
 		errs = append(errs, err)
-	}
-	// The interfaces that can hold floating IPs: guarded here, reported below.
-	ifaces, ifacesErr := a.fips.Interfaces()
-	if ifacesErr != nil {
-		errs = append(errs, fmt.Errorf("listing interfaces: %w", ifacesErr))
 	}
 	if err := a.guardARP(ifaces); err != nil {
 		errs = append(errs, err)
@@ -198,7 +202,14 @@ func (a *Agent) pass(ctx context.Context) error {
 			a.snat[id] = ip
 		}
 	}
-	nft.SNAT = a.snat
+	a.m.heldIPs.Set(float64(len(held)))
+	// The report goes first: a controller handing an IP over waits for it. The nft map
+	// entries of IPs let go are inert meanwhile: nothing marks packets for them once
+	// their BPF grant is gone.
+	a.writeReport(ctx, ifaces, held, errors.Join(errs...))
+	nft.SNAT = map[uint32]netip.Addr{}
+	maps.Copy(nft.SNAT, staged)
+	maps.Copy(nft.SNAT, a.snat)
 	if err := a.applyNftables(nft); err != nil {
 		errs = append(errs, err)
 	}
@@ -206,8 +217,6 @@ func (a *Agent) pass(ctx context.Context) error {
 	a.mu.Lock()
 	a.held, a.synced, a.lastSync = held, err == nil, time.Now()
 	a.mu.Unlock()
-	a.m.heldIPs.Set(float64(len(held)))
-	a.writeReport(ctx, ifaces, held, err)
 	return err
 }
 
@@ -225,12 +234,13 @@ func (a *Agent) applyNftables(n nftState) error {
 }
 
 // numberGrants gives each floating IP the gateways place here its SNAT id, while the
-// node's grant is valid; with no valid grant it wants nothing held.
-func (a *Agent) numberGrants(assigned []netip.Addr) (map[uint32]netip.Addr, error) {
+// node's grant is valid; with no valid grant it wants nothing held. It numbers the
+// candidates too (staged: IPs this node could be granted), which keep their ids.
+func (a *Agent) numberGrants(assigned, candidates []netip.Addr) (snat, staged map[uint32]netip.Addr, err error) {
 	if a.beat.grantExpiry()-a.now() <= 0 {
 		assigned = nil
 	}
-	snat := map[uint32]netip.Addr{}
+	snat, staged = map[uint32]netip.Addr{}, map[uint32]netip.Addr{}
 	var errs []error
 	for _, ip := range assigned {
 		id, err := a.snatIDs.Get(ip.String())
@@ -240,8 +250,41 @@ func (a *Agent) numberGrants(assigned []netip.Addr) (map[uint32]netip.Addr, erro
 		}
 		snat[id] = ip
 	}
+	if len(candidates) > maxStaged {
+		candidates = nil // the ids are for grants first: no staging beyond this many
+	}
+	for _, ip := range candidates {
+		if id, err := a.snatIDs.Get(ip.String()); err == nil {
+			staged[id] = ip
+		}
+	}
 	a.snatIDs.Sweep()
-	return snat, errors.Join(errs...)
+	return snat, staged, errors.Join(errs...)
+}
+
+// maxStaged is the most floating IPs staged in the SNAT map: half the ids.
+const maxStaged = egress.MaxEgressIDs / 2
+
+// candidates are the floating IPs of every gateway that fall in a subnet of this node's
+// interfaces: those the controller could grant it.
+func candidates(gateways []gateway, ifaces []Interface) []netip.Addr {
+	var out []netip.Addr
+	for _, g := range gateways {
+		for _, raw := range g.floatingIPs {
+			ip, err := netip.ParseAddr(raw)
+			if err != nil || !ip.Is4() {
+				continue
+			}
+			for _, i := range ifaces {
+				if slices.ContainsFunc(i.Subnets, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+					out = append(out, ip)
+					break
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
 }
 
 // guardARP puts the ARP guard on every interface that can hold floating IPs, before

@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "closing the cluster:", err)
 			code = 1
 		}
-		if code == 0 {
+		if code == 0 && os.Getenv("KEEP_LOGS") == "" {
 			os.RemoveAll(sys.Logs)
 		}
 	}
