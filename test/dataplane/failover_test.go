@@ -7,11 +7,13 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/egressgw/egressgw/test/cluster"
 	"github.com/egressgw/egressgw/test/topology"
 )
 
@@ -151,6 +153,60 @@ func TestPartitionedGatewayLetsGo(t *testing.T) {
 	w.check(t, c, ex.egressIP)
 }
 
+// connection is one TCP connection to the external host, opened at a time.
+type connection struct {
+	at   time.Time
+	took time.Duration
+	seen netip.AddrPort
+	err  error
+}
+
+// connections opens a TCP connection from a pod every 50 ms, each in its own goroutine
+// with a 5 s limit, until stop; at most 500.
+type connections struct {
+	quit chan struct{}
+	done chan struct{}
+	mu   sync.Mutex
+	all  []connection
+}
+
+func openConnections(p *cluster.Pod) *connections {
+	cs := &connections{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(cs.done)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		for i := 0; i < 500; i++ {
+			select {
+			case <-cs.quit:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				start := time.Now()
+				seen, err := p.WhoTCP(ctx, topology.ExternalIP)
+				cs.mu.Lock()
+				cs.all = append(cs.all, connection{at: start, took: time.Since(start), seen: seen, err: err})
+				cs.mu.Unlock()
+			}()
+		}
+	}()
+	return cs
+}
+
+// stop opens no more and waits for those under way.
+func (cs *connections) stop() []connection {
+	close(cs.quit)
+	<-cs.done
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.all
+}
+
 // partition cuts node n off from the control plane's address (the API server and the
 // controller's heartbeats), with its link up; heal undoes it.
 func partition(n *topology.Node) (heal func() error, err error) {
@@ -168,12 +224,15 @@ func partition(n *topology.Node) (heal func() error, err error) {
 
 // TestCordonHandsOver: cordoning the gateway node is a planned move. The node lets go
 // of the IP first, then the next node is granted it: no split-brain, no leak, and the
-// gap is only the handover (logged; the target is 200 ms). Uncordoning moves nothing.
+// gap is only the handover (target 200 ms). New TCP connections, opened every 50 ms
+// from before the cordon until after the handover, all succeed, each seen with the
+// egress IP (one whose SYN falls in the gap is retransmitted). Uncordoning moves nothing.
 func TestCordonHandsOver(t *testing.T) {
 	c, ex := setupExample(t)
 	ctx := context.Background()
 	w := watchFault(t, c, ex, "cordon")
 	old := w.old
+	conns := openConnections(selectedPodAwayFrom(ex, old))
 	if _, err := c.Kubectl(nil, "cordon", old.Name); err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +247,25 @@ func TestCordonHandsOver(t *testing.T) {
 	}
 	gap, lost := w.resumed(t, c, ex.egressIP, gw)
 	t.Logf("cordoned %s: answers with %s stopped for %s; %d datagrams lost; now on %s", old.Name, ex.egressIP, gap.Round(time.Millisecond), lost, gw)
+	if gap > 200*time.Millisecond {
+		t.Errorf("the planned handover interrupted traffic for %s, over the 200 ms target", gap.Round(time.Millisecond))
+	}
+	time.Sleep(200 * time.Millisecond)
+	results := conns.stop()
+	slowest := time.Duration(0)
+	for _, r := range results {
+		switch {
+		case r.err != nil:
+			t.Errorf("a new connection opened %s after the watch started failed: %v", r.at.Sub(w.start).Round(time.Millisecond), r.err)
+		case r.seen.Addr() != ex.egressIP:
+			t.Errorf("a new connection was seen from %s, not %s: a leak", r.seen.Addr(), ex.egressIP)
+		}
+		slowest = max(slowest, r.took)
+	}
+	if len(results) < 5 {
+		t.Errorf("only %d connections were opened during the handover: the check shows nothing", len(results))
+	}
+	t.Logf("%d new connections during the handover: all seen with %s; the slowest took %s", len(results), ex.egressIP, slowest.Round(time.Millisecond))
 	if _, err := c.Kubectl(nil, "uncordon", old.Name); err != nil {
 		t.Fatal(err)
 	}
