@@ -2,9 +2,7 @@ package controller
 
 import (
 	"net/netip"
-	"strconv"
 	"strings"
-	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -46,16 +44,7 @@ func observeLeases(tracker *liveness.Tracker, leases []coordinationv1.Lease, kno
 			continue
 		}
 		seen[node] = true
-		duration := 2 * time.Second
-		if d := l.Spec.LeaseDurationSeconds; d != nil && *d > 0 {
-			duration = time.Duration(*d) * time.Second
-		}
-		// A finer duration, which must not exceed the whole seconds: a Lease whose
-		// annotation claims longer than its spec is read by its spec.
-		if ms, err := strconv.ParseInt(l.Annotations[networking.LeaseDurationAnnotation], 10, 64); err == nil && ms > 0 {
-			duration = min(duration, time.Duration(ms)*time.Millisecond)
-		}
-		tracker.Observe(node, l.ResourceVersion, duration)
+		tracker.Observe(node, l.ResourceVersion, networking.HeartbeatDuration(&l))
 	}
 	for node := range known {
 		if !seen[node] {

@@ -3,7 +3,6 @@ package nodeagent
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 )
@@ -100,13 +98,7 @@ func (h *heartbeat) renew(ctx context.Context, mayRevive bool) error {
 		}
 	}
 	lease = lease.DeepCopy()
-	lease.Spec.HolderIdentity = ptr.To(h.node)
-	lease.Spec.LeaseDurationSeconds = ptr.To(int32((h.duration + time.Second - 1) / time.Second))
-	if lease.Annotations == nil {
-		lease.Annotations = map[string]string{}
-	}
-	lease.Annotations[networking.LeaseDurationAnnotation] = strconv.FormatInt(h.duration.Milliseconds(), 10)
-	lease.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+	networking.StampHeartbeat(lease, h.node, h.duration)
 	if lease.ResourceVersion == "" {
 		lease, err = h.leases.Leases(networking.NodeNamespace).Create(ctx, lease, metav1.CreateOptions{})
 	} else {

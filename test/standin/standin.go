@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
@@ -169,9 +167,8 @@ func (a *Agents) run(node string, stop <-chan struct{}) {
 	}
 }
 
-// renew writes the node's heartbeat Lease as the agent does: its holder, its duration in
-// whole seconds rounded up and, exactly, in networking.LeaseDurationAnnotation, and the
-// time of renewal. It creates the Lease if there is none.
+// renew writes the node's heartbeat Lease as the agent does (networking.StampHeartbeat).
+// It creates the Lease if there is none.
 func (a *Agents) renew(ctx context.Context, node string) error {
 	leases := a.kube.CoordinationV1().Leases(networking.NodeNamespace)
 	l, err := leases.Get(ctx, networking.HeartbeatLeaseName(node), metav1.GetOptions{})
@@ -181,13 +178,7 @@ func (a *Agents) renew(ctx context.Context, node string) error {
 	if err != nil {
 		return fmt.Errorf("reading the heartbeat Lease: %w", err)
 	}
-	l.Spec.HolderIdentity = ptr.To(node)
-	l.Spec.LeaseDurationSeconds = ptr.To(int32((a.lease + time.Second - 1) / time.Second))
-	if l.Annotations == nil {
-		l.Annotations = map[string]string{}
-	}
-	l.Annotations[networking.LeaseDurationAnnotation] = strconv.FormatInt(a.lease.Milliseconds(), 10)
-	l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+	networking.StampHeartbeat(l, node, a.lease)
 	if l.ResourceVersion == "" {
 		_, err = leases.Create(ctx, l, metav1.CreateOptions{})
 	} else {
