@@ -65,12 +65,7 @@ type reporter interface {
 }
 
 // kick asks for a pass soon; many kicks before the pass make one pass.
-func (a *Agent) kick() {
-	select {
-	case a.trigger <- struct{}{}:
-	default:
-	}
-}
+func (a *Agent) kick() { signal(a.trigger) }
 
 // extended follows every extension of the grant: a grant that had lapsed needs a pass
 // to take its IPs again; otherwise the kernel's copies of the expiry move forward.
@@ -80,10 +75,7 @@ func (a *Agent) extended(lapsed bool) {
 		a.kick()
 		return
 	}
-	select {
-	case a.refresh <- struct{}{}:
-	default:
-	}
+	signal(a.refresh)
 }
 
 func (a *Agent) handler() cache.ResourceEventHandler {

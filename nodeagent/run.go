@@ -193,45 +193,57 @@ func signal(c chan struct{}) {
 
 // directReads reads the node's grants, or the leader's Lease, straight from the API
 // server when the heartbeats show the informers behind: after an API server restart
-// they reconnect with a backoff of seconds, and a failover must not wait for it. The
-// grants are read at most every 200 ms; the Lease from every 250 ms, slowing down to
-// every 10 s while it names the same holder (the leader may just be unreachable).
+// they reconnect with a backoff of seconds, and a failover must not wait for it. A read
+// asked for too soon after the last one is skipped: the next heartbeat answer asks again.
+// The grants are read at most every 200 ms; the Lease at most every 250 ms, slowing down
+// to every 10 s while it names the same holder (the leader may just be unreachable).
 func (a *Agent) directReads(ctx context.Context) {
-	const every = 200 * time.Millisecond
-	leaderEvery := 250 * time.Millisecond
-	var lastGrants, lastLeader time.Time
+	grants := pace{every: 200 * time.Millisecond}
+	leader := pace{every: 250 * time.Millisecond}
+	read := func(p *pace, object string, do func(context.Context) (bool, error)) bool {
+		if !p.due() {
+			return false
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		changed, err := do(rctx)
+		a.m.directReads.WithLabelValues(object, outcome(err)).Inc()
+		return changed
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.readGrants:
-			if wait := every - time.Since(lastGrants); wait > 0 {
-				time.Sleep(wait)
-			}
-			lastGrants = time.Now()
-			rctx, cancel := context.WithTimeout(ctx, time.Second)
-			newer, err := a.caches.readOwn(rctx, a.net, a.opts.NodeName)
-			cancel()
-			a.m.directReads.WithLabelValues("grants", outcome(err)).Inc()
-			if newer {
+			if read(&grants, "grants", func(ctx context.Context) (bool, error) {
+				return a.caches.readOwn(ctx, a.net, a.opts.NodeName)
+			}) {
 				a.kick()
 			}
 		case <-a.readLeader:
-			if time.Since(lastLeader) < leaderEvery {
-				continue
-			}
-			lastLeader = time.Now()
-			rctx, cancel := context.WithTimeout(ctx, time.Second)
-			changed, err := a.caches.readLeader(rctx, a.kube, a.opts.ControllerLease)
-			cancel()
-			a.m.directReads.WithLabelValues("leader", outcome(err)).Inc()
-			if changed {
-				leaderEvery = 250 * time.Millisecond
+			if read(&leader, "leader", func(ctx context.Context) (bool, error) {
+				return a.caches.readLeader(ctx, a.kube, a.opts.ControllerLease)
+			}) {
+				leader.every = 250 * time.Millisecond
 			} else {
-				leaderEvery = min(2*leaderEvery, 10*time.Second)
+				leader.every = min(2*leader.every, 10*time.Second)
 			}
 		}
 	}
+}
+
+// pace lets something happen at most once per every.
+type pace struct {
+	every time.Duration
+	last  time.Time
+}
+
+func (p *pace) due() bool {
+	if time.Since(p.last) < p.every {
+		return false
+	}
+	p.last = time.Now()
+	return true
 }
 
 func outcome(err error) string {
