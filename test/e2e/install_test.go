@@ -1,15 +1,9 @@
 package e2e
 
 import (
-	"bufio"
-	"errors"
-	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/egressgw/egressgw/test/controlplane"
 )
@@ -30,7 +24,7 @@ import (
 func TestInstallManifests(t *testing.T) {
 	c := need(t)
 	rendered := kubectl(t, c, "", "kustomize", filepath.Join(controlplane.RepoRoot(), "artifacts"))
-	docs, err := renderedObjects(rendered)
+	docs, err := controlplane.ManifestObjects(rendered)
 	if err != nil {
 		t.Fatalf("kubectl kustomize rendered what does not decode: %v", err)
 	}
@@ -43,10 +37,10 @@ func TestInstallManifests(t *testing.T) {
 	}
 	var fresh, existing []string
 	for _, d := range docs {
-		if present[d.ref] {
-			existing = append(existing, d.yaml)
+		if present[d.Ref] {
+			existing = append(existing, d.YAML)
 		} else {
-			fresh = append(fresh, d.yaml)
+			fresh = append(fresh, d.YAML)
 		}
 	}
 	accepted := map[string]bool{}
@@ -68,52 +62,10 @@ func TestInstallManifests(t *testing.T) {
 		}
 	}
 	for _, d := range docs {
-		if !accepted[d.ref] {
-			t.Errorf("the server-side dry run did not accept %s", d.ref)
+		if !accepted[d.Ref] {
+			t.Errorf("the server-side dry run did not accept %s", d.Ref)
 		}
 	}
 	t.Logf("the API server accepted all %d objects of artifacts/: %d new (apply), %d already installed by the harness (replace)",
 		len(docs), len(fresh), len(existing))
-}
-
-// renderedDoc is one object of a rendered stream: its YAML, and its name as kubectl
-// prints it.
-type renderedDoc struct {
-	ref, yaml string
-}
-
-// renderedObjects splits a multi-document YAML stream into its objects, each named as
-// kubectl prints it: kind.group/name in lower case, without the group for the core API.
-func renderedObjects(stream string) ([]renderedDoc, error) {
-	r := yaml.NewYAMLReader(bufio.NewReader(strings.NewReader(stream)))
-	var out []renderedDoc
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		} else if err != nil {
-			return nil, err
-		}
-		var obj struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-			Metadata   struct {
-				Name string `json:"name"`
-			} `json:"metadata"`
-		}
-		if err := yaml.Unmarshal(doc, &obj); err != nil {
-			return nil, err
-		}
-		if obj.Kind == "" {
-			continue // an empty document
-		}
-		if obj.Metadata.Name == "" {
-			return nil, fmt.Errorf("a %s without a name", obj.Kind)
-		}
-		ref := strings.ToLower(obj.Kind)
-		if group, _, ok := strings.Cut(obj.APIVersion, "/"); ok {
-			ref += "." + group
-		}
-		out = append(out, renderedDoc{ref: ref + "/" + obj.Metadata.Name, yaml: string(doc)})
-	}
 }

@@ -266,23 +266,13 @@ func TestInstallManifests(t *testing.T) {
 // kind.group/name, or kind/name for the core group.
 func objectNames(t *testing.T, manifests string) []string {
 	t.Helper()
+	objs, err := controlplane.ManifestObjects(manifests)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var names []string
-	for _, doc := range strings.Split(manifests, "\n---\n") {
-		var obj struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-			Metadata   struct {
-				Name string `json:"name"`
-			} `json:"metadata"`
-		}
-		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
-			t.Fatal(err)
-		}
-		kind := strings.ToLower(obj.Kind)
-		if group, _, ok := strings.Cut(obj.APIVersion, "/"); ok {
-			kind += "." + group
-		}
-		names = append(names, kind+"/"+obj.Metadata.Name)
+	for _, o := range objs {
+		names = append(names, o.Ref)
 	}
 	if len(names) == 0 {
 		t.Fatal("the kustomize build has no objects")
