@@ -134,10 +134,9 @@ func (f *freshness) behind(cached func(key string) (client.Object, bool)) (strin
 	return "", false
 }
 
-// pending says whether any object of the kind is awaited.
-func (f *freshness) pending(kind string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+// pendingLocked says whether any object of the kind is awaited; f.mu is held (it is
+// called from within behind, through the lookup).
+func (f *freshness) pendingLocked(kind string) bool {
 	for k := range f.want {
 		if strings.HasPrefix(k, kind+"/") {
 			return true

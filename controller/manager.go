@@ -125,9 +125,13 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		if err != nil {
 			return nil, fmt.Errorf("setting up the leader election: %w", err)
 		}
+		placing := leading.WithLabelValues("placing")
 		r.leading = func() bool {
 			l := e.leading.Load()
-			leading.WithLabelValues("placing").Set(map[bool]float64{true: 1}[l])
+			placing.Set(0)
+			if l {
+				placing.Set(1)
+			}
 			return l
 		}
 		term = e.answering

@@ -340,25 +340,29 @@ func conditionsEqual(a, b []metav1.Condition) bool {
 	})
 }
 
-// cacheLookup finds cached objects by freshness key; the policies are indexed only if
-// one is awaited.
+// cacheLookup finds cached objects by freshness key. It indexes the objects on its first
+// call, which behind makes only when something is awaited: most passes index nothing.
+// The policies are indexed only if one is awaited.
 func cacheLookup(f *freshness, reports []v1.NetworkGatewayNode, groups []v1.NetworkGatewayGroup, legacy []v1alpha1.AnthosNetworkGateway, policies []v1.EgressNATPolicy) func(string) (client.Object, bool) {
-	index := map[string]client.Object{}
-	for i := range reports {
-		index[objectKey(kindReport, &reports[i])] = &reports[i]
-	}
-	for i := range groups {
-		index[objectKey(kindGroup, &groups[i])] = &groups[i]
-	}
-	for i := range legacy {
-		index[objectKey(kindLegacy, &legacy[i])] = &legacy[i]
-	}
-	if f.pending(kindPolicy) {
-		for i := range policies {
-			index[objectKey(kindPolicy, &policies[i])] = &policies[i]
-		}
-	}
+	var index map[string]client.Object
 	return func(k string) (client.Object, bool) {
+		if index == nil {
+			index = map[string]client.Object{}
+			for i := range reports {
+				index[objectKey(kindReport, &reports[i])] = &reports[i]
+			}
+			for i := range groups {
+				index[objectKey(kindGroup, &groups[i])] = &groups[i]
+			}
+			for i := range legacy {
+				index[objectKey(kindLegacy, &legacy[i])] = &legacy[i]
+			}
+			if f.pendingLocked(kindPolicy) {
+				for i := range policies {
+					index[objectKey(kindPolicy, &policies[i])] = &policies[i]
+				}
+			}
+		}
 		o, ok := index[k]
 		return o, ok
 	}

@@ -38,20 +38,21 @@ type heartbeat struct {
 func (h *heartbeat) extend(start time.Duration) (lapsed bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.extendLocked(start)
+}
+
+func (h *heartbeat) extendLocked(start time.Duration) (lapsed bool) {
 	lapsed = h.expiry <= h.now()
-	if e := start + h.duration; e > h.expiry {
-		h.expiry = e
-	}
+	h.expiry = max(h.expiry, start+h.duration)
 	return lapsed
 }
 
 // vouch notes an answer over the direct channel that extended the grant from start.
 func (h *heartbeat) vouch(start time.Duration) (lapsed bool) {
-	lapsed = h.extend(start)
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.vouched = h.now()
-	h.mu.Unlock()
-	return lapsed
+	return h.extendLocked(start)
 }
 
 // lastVouched and lastWritten are when the leader last vouched, and when the Lease was
