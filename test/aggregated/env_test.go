@@ -4,13 +4,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,7 +41,8 @@ const (
 )
 
 // env is a real etcd and kube-apiserver with its aggregation layer on, and this project's
-// aggregated API server running in this process, listening inside a network namespace:
+// aggregated API server running in this process (start) or in its own (startProcess),
+// listening inside a network namespace:
 // kube-apiserver refuses to proxy to loopback endpoints, so the server sits at
 // topology.ControlIP, which the host reaches through its leg into the test segment. It is
 // registered the way artifacts/apiserver registers it, with the endpoint of a Service
@@ -46,10 +51,134 @@ type env struct {
 	cp   *controlplane.ControlPlane
 	kube kubernetes.Interface
 	net  versioned.Interface
-	srv  *server.Server
 }
 
 func start(t testing.TB, clusterCIDRs ...string) *env {
+	t.Helper()
+	e, ln := prepare(t)
+	config, err := serverConfig(ln, e.cp.Kubeconfig, clusterCIDRs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := config.Complete().New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("the aggregated API server: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Error("the aggregated API server did not stop within a minute")
+		}
+	})
+	e.waitAvailable(t, done, srv.Ready)
+	return e
+}
+
+// startProcess is start with the aggregated API server in a process of its own, as it
+// is deployed: a copy of this test binary that runs only the server (TestMain), on the
+// listener this process opened inside the network namespace. Its heap, garbage
+// collector and memory are its own, not shared with the test's clients.
+func startProcess(t testing.TB, clusterCIDRs ...string) (*env, *exec.Cmd) {
+	t.Helper()
+	e, ln := prepare(t)
+	file, err := ln.(*net.TCPListener).File()
+	ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	args, err := json.Marshal(childArgs{Kubeconfig: e.cp.Kubeconfig, ClusterCIDRs: clusterCIDRs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "apiserver.log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), serverChildEnv+"="+string(args))
+	cmd.ExtraFiles = []*os.File{file} // fd 3
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("the aggregated API server: %v; its log: %s", err, logPath)
+			}
+		case <-time.After(time.Minute):
+			_ = cmd.Process.Kill()
+			t.Error("the aggregated API server did not stop within a minute of SIGTERM")
+		}
+	})
+	e.waitAvailable(t, done, func() error { return nil })
+	return e, cmd
+}
+
+// serverChildEnv, in the environment of a copy of the test binary, makes it run only the
+// aggregated API server, with the childArgs it holds in JSON, on the listener at fd 3.
+const serverChildEnv = "EGRESSGW_TEST_AGGREGATED_SERVER"
+
+type childArgs struct {
+	Kubeconfig   string
+	ClusterCIDRs []string
+}
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(serverChildEnv); args != "" {
+		if err := runChild(args); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runChild runs the aggregated API server until SIGTERM.
+func runChild(raw string) error {
+	var args childArgs
+	if err := json.Unmarshal([]byte(raw), &args); err != nil {
+		return fmt.Errorf("%s: %w", serverChildEnv, err)
+	}
+	ln, err := net.FileListener(os.NewFile(3, "listener"))
+	if err != nil {
+		return fmt.Errorf("the listener at fd 3: %w", err)
+	}
+	config, err := serverConfig(ln, args.Kubeconfig, args.ClusterCIDRs)
+	if err != nil {
+		return err
+	}
+	srv, err := config.Complete().New()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := srv.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// prepare starts the control plane and a network namespace, registers the server with
+// kube-apiserver, and opens the server's listener at ControlIP inside the namespace.
+func prepare(t testing.TB) (*env, net.Listener) {
 	t.Helper()
 	testenv.RequireRoot(t, "the aggregated API server listens in a network namespace")
 	cp := controlplane.StartForTestWith(t, controlplane.Options{Aggregation: true})
@@ -70,43 +199,26 @@ func start(t testing.TB, clusterCIDRs ...string) *env {
 	cfg.QPS, cfg.Burst = 5000, 5000
 	e := &env{cp: cp, kube: kubernetes.NewForConfigOrDie(cfg), net: versioned.NewForConfigOrDie(cfg)}
 	e.register(t)
+	return e, ln
+}
 
+// serverConfig is the server's configuration, as the flags in artifacts/ make it, with
+// kube-apiserver's admin kubeconfig for its clients and delegated authentication.
+func serverConfig(ln net.Listener, kubeconfig string, clusterCIDRs []string) (*server.Config, error) {
 	opts := server.NewOptions()
 	opts.SecureServing.Listener = ln
-	opts.Kubeconfig = cp.Kubeconfig
-	opts.Authentication.RemoteKubeConfigFile = cp.Kubeconfig
-	opts.Authorization.RemoteKubeConfigFile = cp.Kubeconfig
+	opts.Kubeconfig = kubeconfig
+	opts.Authentication.RemoteKubeConfigFile = kubeconfig
+	opts.Authorization.RemoteKubeConfigFile = kubeconfig
 	opts.Namespace = namespace
 	opts.ClusterCIDRs = clusterCIDRs
 	if err := opts.Validate(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := opts.Complete(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	config, err := opts.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.srv, err = config.Complete().New(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("the aggregated API server: %v", err)
-			}
-		case <-time.After(time.Minute):
-			t.Error("the aggregated API server did not stop within a minute")
-		}
-	})
-	e.waitAvailable(t, done)
-	return e
+	return opts.Config()
 }
 
 // register creates the Service (without a selector), its endpoints at ControlIP, the
@@ -138,7 +250,7 @@ func (e *env) register(t testing.TB) {
 
 // waitAvailable waits for kube-apiserver to call the APIService Available: it reached the
 // server and verified it with the caBundle the server published.
-func (e *env) waitAvailable(t testing.TB, done <-chan error) {
+func (e *env) waitAvailable(t testing.TB, done <-chan error, ready func() error) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	var last string
@@ -151,12 +263,12 @@ func (e *env) waitAvailable(t testing.TB, done <-chan error) {
 		out, err := e.cp.Kubectl(nil, "get", "apiservice", apiService, "-o",
 			`jsonpath={.status.conditions[?(@.type=="Available")].status} {.status.conditions[?(@.type=="Available")].message}`)
 		last = strings.TrimSpace(out)
-		if err == nil && strings.HasPrefix(last, "True") && e.srv.Ready() == nil {
+		if err == nil && strings.HasPrefix(last, "True") && ready() == nil {
 			return
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	t.Fatalf("the APIService was not Available within 2 minutes: %q; server: %v", last, e.srv.Ready())
+	t.Fatalf("the APIService was not Available within 2 minutes: %q; server: %v", last, ready())
 }
 
 // directClient reaches the server without kube-apiserver, as the administrator (a client
