@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	"github.com/egressgw/egressgw/test/controlplane"
-	"github.com/egressgw/egressgw/test/topology"
 )
 
 // TestAggregatedAPI runs the spec's example through kube-apiserver's aggregation layer:
@@ -194,7 +192,7 @@ func TestAggregatedAPI(t *testing.T) {
 			"/livez":          "ok",
 			"/metrics":        `egressgw_preview_duration_seconds_bucket{verdict="SNAT",le=`,
 		} {
-			resp, err := client.Get("https://" + net.JoinHostPort(topology.ControlIP.String(), fmt.Sprint(port)) + path)
+			resp, err := client.Get(serverURL + path)
 			if err != nil {
 				t.Fatal(err)
 			}

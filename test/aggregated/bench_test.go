@@ -28,8 +28,8 @@ const (
 // server) and the server's own authorization of the pods, with 10,000 pods and 1,000
 // policies in its caches, all written through the real API server. Target: p99 <= 20 ms.
 // The server runs in a process of its own, as deployed (startProcess), and the benchmark
-// reports that process's resident set: its caches and views (target <= 250 MB). Addresses are in 198.18.0.0/15, the benchmarking range; nothing carries
-// traffic.
+// reports that process's resident set: its caches and views (target <= 250 MB).
+// Addresses are in 198.18.0.0/15, the benchmarking range; nothing carries traffic.
 func BenchmarkListNamespace(b *testing.B) {
 	e, server := startProcess(b, "198.51.100.0/24")
 	ctx := context.Background()

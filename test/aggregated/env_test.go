@@ -40,6 +40,9 @@ const (
 	port       = 8443
 )
 
+// serverURL is where the server listens, for clients that bypass kube-apiserver.
+var serverURL = "https://" + net.JoinHostPort(topology.ControlIP.String(), fmt.Sprint(port))
+
 // env is a real etcd and kube-apiserver with its aggregation layer on, and this project's
 // aggregated API server running in this process (start) or in its own (startProcess),
 // listening inside a network namespace:
@@ -113,20 +116,37 @@ func startProcess(t testing.TB, clusterCIDRs ...string) (*env, *exec.Cmd) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		if err != nil {
+			out, _ := os.ReadFile(logPath)
+			err = fmt.Errorf("%w; the end of its log:\n%s", err, out[max(0, len(out)-2000):])
+		}
+		done <- err
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("the aggregated API server: %v; its log: %s", err, logPath)
+				t.Errorf("the aggregated API server: %v", err)
 			}
 		case <-time.After(time.Minute):
 			_ = cmd.Process.Kill()
 			t.Error("the aggregated API server did not stop within a minute of SIGTERM")
 		}
 	})
-	e.waitAvailable(t, done, func() error { return nil })
+	e.waitAvailable(t, done, func() error {
+		resp, err := e.directClient(t).Get(serverURL + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET /readyz: %s", resp.Status)
+		}
+		return nil
+	})
 	return e, cmd
 }
 
