@@ -71,7 +71,15 @@ func (s *Store) PodEgresses(namespace string, match Matcher) (*v1alpha1.PodEgres
 	}
 	list := &v1alpha1.PodEgressList{}
 	list.ResourceVersion = strconv.FormatUint(s.rv, 10)
-	for _, ns := range s.namespacesOf(namespace) {
+	namespaces := s.namespacesOf(namespace)
+	if match == nil { // Every view is wanted: one allocation for the copies.
+		n := 0
+		for _, ns := range namespaces {
+			n += len(s.in.pods[ns])
+		}
+		list.Items = make([]v1alpha1.PodEgress, 0, n)
+	}
+	for _, ns := range namespaces {
 		names := make([]string, 0, len(s.in.pods[ns]))
 		for name := range s.in.pods[ns] {
 			names = append(names, name)
@@ -172,6 +180,7 @@ func (s *Store) PolicyViews() (*v1alpha1.EgressPolicyViewList, error) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	list.Items = make([]v1alpha1.EgressPolicyView, 0, len(names))
 	for _, name := range names {
 		list.Items = append(list.Items, *s.policyView(name))
 	}
@@ -190,6 +199,7 @@ func (s *Store) PolicyPods(name string) (*v1alpha1.PodEgressList, error) {
 	}
 	list := &v1alpha1.PodEgressList{}
 	list.ResourceVersion = strconv.FormatUint(s.rv, 10)
+	list.Items = make([]v1alpha1.PodEgress, 0, len(s.d.selected[name]))
 	for e := range s.d.selected[name] {
 		if e.view != nil {
 			list.Items = append(list.Items, *e.view)

@@ -43,6 +43,7 @@ func (TableConvertor) ConvertToTable(_ context.Context, obj runtime.Object, _ ru
 		add(o)
 		t.ResourceVersion = o.ResourceVersion
 	case *v1alpha1.PodEgressList:
+		t.Rows = make([]metav1.TableRow, 0, len(o.Items))
 		for i := range o.Items {
 			add(&o.Items[i])
 		}
