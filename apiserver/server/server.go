@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/klog/v2"
@@ -34,13 +35,9 @@ func (c CompletedConfig) New() (*Server, error) {
 	}
 	authz := c.Generic.Authorization.Authorizer
 	group := genericapiserver.NewDefaultAPIGroupInfo(egress.GroupName, c.scheme, runtime.NewParameterCodec(c.scheme), c.codecs)
-	// The generic server encodes lists item by item, which spares memory on lists of
-	// thousands of stored objects. A namespace's views are a hundred or so, and in many
-	// small writes the response writer grows a buffer of its own for each list (it holds
-	// them back in case the response is long enough to compress). Encoded whole, a list
-	// is one write from encoding/json's pooled buffer: a quarter of the garbage, and
-	// fewer pauses of the collector, which set the tail of list latency.
-	group.NegotiatedSerializer = c.codecs
+	// Short lists are encoded whole, long ones item by item (see streamListsFrom).
+	group.NegotiatedSerializer = listSizedSerializer(c.codecs,
+		serializer.NewCodecFactory(c.scheme, serializer.WithStreamingCollectionEncodingToJSON()))
 	group.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
 		"podegresses":            podegress.NewREST(c.Store, authz),
 		"podegresses/preview":    egresspreview.NewPodREST(c.Store, authz),
