@@ -2,6 +2,7 @@ package server
 
 import (
 	"io"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -18,33 +19,26 @@ import (
 // latency. Encoded whole, a short list is one write from encoding/json's pooled buffer.
 const streamListsFrom = 500
 
-// listSizedSerializer serves JSON with whole from the whole codecs, encoding lists of
-// streamListsFrom items or more with the streaming codecs instead. Other media types
-// (YAML) are as whole has them.
-func listSizedSerializer(whole, streaming serializer.CodecFactory) runtime.NegotiatedSerializer {
-	return sizedCodecs{CodecFactory: whole, streaming: streaming}
+// listSizedSerializer is whole, except that JSON lists of streamListsFrom items or more
+// are encoded by streaming's JSON serializer.
+func listSizedSerializer(whole serializer.CodecFactory, streaming runtime.NegotiatedSerializer) runtime.NegotiatedSerializer {
+	infos := slices.Clone(whole.SupportedMediaTypes())
+	stream, ok := runtime.SerializerInfoForMediaType(streaming.SupportedMediaTypes(), runtime.ContentTypeJSON)
+	for i, info := range infos {
+		if ok && info.MediaType == runtime.ContentTypeJSON {
+			infos[i].Serializer = sizedSerializer{Serializer: info.Serializer, streaming: stream.Serializer}
+		}
+	}
+	return sizedCodecs{CodecFactory: whole, infos: infos}
 }
 
+// sizedCodecs answers content negotiation, once per request, from a slice made once.
 type sizedCodecs struct {
 	serializer.CodecFactory
-	streaming serializer.CodecFactory
+	infos []runtime.SerializerInfo
 }
 
-func (c sizedCodecs) SupportedMediaTypes() []runtime.SerializerInfo {
-	streaming := map[string]runtime.Serializer{}
-	for _, info := range c.streaming.SupportedMediaTypes() {
-		streaming[info.MediaType] = info.Serializer
-	}
-	infos := c.CodecFactory.SupportedMediaTypes()
-	out := make([]runtime.SerializerInfo, len(infos))
-	for i, info := range infos {
-		if s, ok := streaming[info.MediaType]; ok && info.MediaType == runtime.ContentTypeJSON {
-			info.Serializer = sizedSerializer{Serializer: info.Serializer, streaming: s}
-		}
-		out[i] = info
-	}
-	return out
-}
+func (c sizedCodecs) SupportedMediaTypes() []runtime.SerializerInfo { return c.infos }
 
 // sizedSerializer encodes long lists with streaming and everything else whole; it
 // decodes as whole does.

@@ -7,8 +7,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
+	genericapiserver "k8s.io/apiserver/pkg/server"
 
+	"github.com/egressgw/egressgw/apiserver/apis/egress"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 )
 
@@ -29,7 +30,9 @@ func TestShortListsAreOneWriteLongOnesStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sized := listSizedSerializer(codecs, serializer.NewCodecFactory(scheme, serializer.WithStreamingCollectionEncodingToJSON()))
+	// As the server does: the generic server's default codecs stream every list.
+	streaming := genericapiserver.NewDefaultAPIGroupInfo(egress.GroupName, scheme, runtime.NewParameterCodec(scheme), codecs).NegotiatedSerializer
+	sized := listSizedSerializer(codecs, streaming)
 	info, ok := runtime.SerializerInfoForMediaType(sized.SupportedMediaTypes(), runtime.ContentTypeJSON)
 	if !ok {
 		t.Fatal("no JSON serializer")

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/klog/v2"
@@ -35,9 +34,9 @@ func (c CompletedConfig) New() (*Server, error) {
 	}
 	authz := c.Generic.Authorization.Authorizer
 	group := genericapiserver.NewDefaultAPIGroupInfo(egress.GroupName, c.scheme, runtime.NewParameterCodec(c.scheme), c.codecs)
-	// Short lists are encoded whole, long ones item by item (see streamListsFrom).
-	group.NegotiatedSerializer = listSizedSerializer(c.codecs,
-		serializer.NewCodecFactory(c.scheme, serializer.WithStreamingCollectionEncodingToJSON()))
+	// Short lists are encoded whole, long ones item by item, as the generic server's
+	// codecs encode every list (see streamListsFrom).
+	group.NegotiatedSerializer = listSizedSerializer(c.codecs, group.NegotiatedSerializer)
 	group.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
 		"podegresses":            podegress.NewREST(c.Store, authz),
 		"podegresses/preview":    egresspreview.NewPodREST(c.Store, authz),
