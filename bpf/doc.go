@@ -1,6 +1,7 @@
 // Package bpf is the egressgw dataplane in the kernel: the eBPF programs that classify
-// packets leaving local pods, carry steered ones through egw0 to the node holding their
-// egress IP, and let that node SNAT them only while its grant is valid; and the loader
+// packets leaving local pods, send steered ones, unencapsulated, to the virtual MAC of
+// their egress IP on the node network, and let the node holding that IP SNAT them only
+// while its grant is valid; and the loader
 // that programs their maps from an egress.Table and keeps their links pinned across
 // agent restarts.
 //

@@ -4,9 +4,10 @@
  * Copyright The egressgw Authors.
  * SPDX-License-Identifier: Apache-2.0
  *
- * The egressgw dataplane: classify packets leaving local pods, carry steered ones to
- * the node holding their egress IP, and let that node SNAT them only while its grant
- * is valid. docs/dataplane.md walks a packet through all three programs.
+ * The egressgw dataplane: classify packets leaving local pods, send steered ones, as
+ * they are, to the virtual MAC of their egress IP, and let the node holding that IP
+ * SNAT them only while its grant is valid. docs/dataplane.md walks a packet through all
+ * three programs.
  */
 #include "egw.h"
 
@@ -33,7 +34,7 @@ static __always_inline int egw_local_grant(__u32 egress_id, __u32 *snat_id)
  * tcx ingress on the host side of each local pod's veth: packets from the pod.
  *
  * Marks only. The packet then goes through the node's FORWARD chain, where the CNI
- * enforces network policy, before routing by mark takes a steered packet to egw0.
+ * enforces network policy, before routing by mark takes a steered packet to an uplink.
  */
 SEC("tcx/ingress")
 int egw_from_pod(struct __sk_buff *skb)
@@ -75,8 +76,9 @@ int egw_from_pod(struct __sk_buff *skb)
 		/* An id that does not fit the mark would alias another egress IP. */
 		if (!egw_valid_id(route->egress_id))
 			break;
-		/* This node holds the egress IP: SNAT here, without the tunnel, which would
-		 * hand the frame back to the device that sent it. */
+		/* This node holds the egress IP: SNAT here. Sent to its own virtual MAC, the
+		 * frame would never come back: a switch does not send a frame out of the
+		 * port it came in by. */
 		if (egw_local_grant(route->egress_id, &snat_id)) {
 			egw_set_mark(skb, EGW_MARK_SNAT, snat_id);
 			return egw_count(skb, EGW_STAT_FROM_POD_LOCAL_SNAT, TCX_NEXT);
@@ -91,75 +93,40 @@ int egw_from_pod(struct __sk_buff *skb)
 }
 
 /*
- * tcx egress on egw0 (ipip, external mode): the outer destination is the egress IP
- * itself, so the node holding it answers ARP for it and decapsulates.
+ * A steered packet, routed by its mark to the uplink: address it to the virtual MAC of
+ * its egress IP, which the switch delivers to the node that holds the IP. The kernel
+ * wrote the uplink's own MAC as the source. The packet itself is not touched: no tunnel
+ * header, no MTU lost, no offload given up. Should nobody on the segment hold the IP,
+ * the switch floods the frame and every node drops it, as addressed to another host.
  */
-SEC("tcx/egress")
-int egw_tunnel_out(struct __sk_buff *skb)
+static __always_inline int egw_steer_out(struct __sk_buff *skb)
 {
-	struct bpf_tunnel_key key = {};
+	__u8 vmac[ETH_ALEN];
 	__be32 *egress_ip;
 	__u32 id;
-
-	/* Only steered packets belong on egw0. */
-	if ((skb->mark & EGW_MARK_CLASS) != EGW_MARK_STEER)
-		return egw_count(skb, EGW_STAT_TUNNEL_OUT_NOT_MARKED, TCX_DROP);
 
 	id = (skb->mark >> EGW_MARK_ID_SHIFT) & EGW_MARK_ID_MAX;
 	egress_ip = bpf_map_lookup_elem(&egw_egress, &id);
 	if (!egress_ip)
-		return egw_count(skb, EGW_STAT_TUNNEL_OUT_NO_EGRESS_IP, TCX_DROP);
-
-	key.remote_ipv4 = bpf_ntohl(*egress_ip);
-	key.tunnel_ttl = 64;
-	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), 0) < 0)
-		return egw_count(skb, EGW_STAT_TUNNEL_OUT_KEY_FAILED, TCX_DROP);
-
-	/* The outer packet inherits the mark: left set, it would be routed into egw0 again. */
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_NO_EGRESS_IP, TCX_DROP);
+	egw_vmac(vmac, *egress_ip);
+	if (bpf_skb_store_bytes(skb, 0, vmac, ETH_ALEN, 0) < 0)
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_STORE_FAILED, TCX_DROP);
 	egw_write_mark(skb, skb->mark & EGW_MARK_KEEP);
-	return egw_count(skb, EGW_STAT_TUNNEL_OUT_ENCAP, TCX_NEXT);
+	return egw_count(skb, EGW_STAT_UPLINK_OUT_STEER, TCX_NEXT);
 }
 
 /*
- * tcx ingress on egw0, after decapsulation on the node holding the egress IP. The
- * outer destination names the egress IP; SNAT to it only while this node's grant for
- * it is valid, so that two nodes never SNAT to one IP.
+ * ARP leaving an uplink. No ARP claims a floating IP whose grant has lapsed: the agent
+ * removes the address when the grant lapses, and the kernel's address lifetime backs it
+ * up, but both can be late: a killed agent removes nothing, and the kernel counts
+ * lifetimes in whole seconds. The grant's expiry here is exact, so this node stops
+ * answering for the IP before the controller can grant it to another (it waits for the
+ * lease and a grace to pass). While the grant is valid, the claim is made with the IP's
+ * virtual MAC, in the ARP header and as the frame's source, so that the switch learns
+ * which port holds the IP.
  */
-SEC("tcx/ingress")
-int egw_tunnel_in(struct __sk_buff *skb)
-{
-	struct bpf_tunnel_key key = {};
-	struct egw_grant *grant;
-	__be32 egress_ip;
-
-	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)
-		return egw_count(skb, EGW_STAT_TUNNEL_IN_NO_TUNNEL_KEY, TCX_DROP);
-
-	egress_ip = bpf_htonl(key.local_ipv4);
-	grant = bpf_map_lookup_elem(&egw_grants, &egress_ip);
-	if (!grant || !egw_valid_id(grant->snat_id))
-		return egw_count(skb, EGW_STAT_TUNNEL_IN_NO_GRANT, TCX_DROP);
-	if (grant->expires_ns <= bpf_ktime_get_ns())
-		return egw_count(skb, EGW_STAT_TUNNEL_IN_EXPIRED, TCX_DROP);
-
-	egw_set_mark(skb, EGW_MARK_SNAT, grant->snat_id);
-	/* Every node's tunnel device has its own MAC (VXLAN drops frames from its own
-	 * address as loops) and does no ARP, so the inner frame is addressed to the
-	 * sender's device: take it as ours, or IP would not forward it. */
-	bpf_skb_change_type(skb, PACKET_HOST);
-	return egw_count(skb, EGW_STAT_TUNNEL_IN_SNAT, TCX_NEXT);
-}
-
-/*
- * tcx egress on every interface that can hold floating IPs: no ARP packet leaves that
- * claims a floating IP whose grant has lapsed. The agent removes the address when the
- * grant lapses, and the kernel's address lifetime backs it up, but both can be late: a
- * killed agent removes nothing, and the kernel counts lifetimes in whole seconds. The
- * grant's expiry here is exact, so this node stops answering for the IP before the
- * controller can grant it to another (it waits for the lease and a grace to pass).
- */
-SEC("tcx/egress")
-int egw_arp_guard(struct __sk_buff *skb)
+static __always_inline int egw_arp_out(struct __sk_buff *skb)
 {
 	struct {
 		__be16 htype, ptype;
@@ -169,17 +136,81 @@ int egw_arp_guard(struct __sk_buff *skb)
 		__be32 sip;
 	} __attribute__((packed)) arp;
 	struct egw_grant *grant;
+	__u8 vmac[ETH_ALEN];
 
-	if (skb->protocol != bpf_htons(ETH_P_ARP))
-		return TCX_NEXT;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, &arp, sizeof(arp)) < 0)
 		return TCX_NEXT;
 	if (arp.ptype != bpf_htons(ETH_P_IP) || arp.hlen != ETH_ALEN || arp.plen != 4)
 		return TCX_NEXT;
 	grant = bpf_map_lookup_elem(&egw_grants, &arp.sip);
-	if (grant && grant->expires_ns <= bpf_ktime_get_ns())
+	if (!grant)
+		return TCX_NEXT;
+	if (grant->expires_ns <= bpf_ktime_get_ns())
 		return egw_count(skb, EGW_STAT_ARP_LAPSED_GRANT, TCX_DROP);
+	egw_vmac(vmac, arp.sip);
+	if (bpf_skb_store_bytes(skb, ETH_ALEN, vmac, ETH_ALEN, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + 8, vmac, ETH_ALEN, 0) < 0)
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_STORE_FAILED, TCX_DROP);
+	return egw_count(skb, EGW_STAT_ARP_VIRTUAL_MAC, TCX_NEXT);
+}
+
+/*
+ * tcx egress on every interface that can hold floating IPs (the uplinks): steered
+ * packets get their egress IP's virtual MAC, and ARP claims for floating IPs are
+ * guarded. Everything else passes untouched.
+ */
+SEC("tcx/egress")
+int egw_uplink_out(struct __sk_buff *skb)
+{
+	if (skb->protocol == bpf_htons(ETH_P_ARP))
+		return egw_arp_out(skb);
+	if ((skb->mark & EGW_MARK_CLASS) == EGW_MARK_STEER && skb->protocol == bpf_htons(ETH_P_IP))
+		return egw_steer_out(skb);
 	return TCX_NEXT;
+}
+
+/*
+ * tcx ingress on the uplinks. A frame addressed to the virtual MAC of a floating IP
+ * this node holds is ours: the stack saw another host's MAC (PACKET_OTHERHOST) and would
+ * drop it. Addressed to the floating IP itself (a reply to a SNATed flow, a ping), it is
+ * taken in as it is. Addressed elsewhere, it was steered here: SNAT it to the IP, only
+ * while this node's grant for the IP is valid, so that two nodes never SNAT to one IP.
+ */
+SEC("tcx/ingress")
+int egw_uplink_in(struct __sk_buff *skb)
+{
+	struct egw_grant *grant;
+	__be32 egress_ip, saddr, daddr;
+	__u8 dst[ETH_ALEN];
+
+	if (bpf_skb_load_bytes(skb, 0, dst, sizeof(dst)) < 0)
+		return TCX_NEXT;
+	if (dst[0] != EGW_VMAC_0 || dst[1] != EGW_VMAC_1)
+		return TCX_NEXT;
+	__builtin_memcpy(&egress_ip, &dst[2], sizeof(egress_ip));
+	grant = bpf_map_lookup_elem(&egw_grants, &egress_ip);
+	/* Not held here (a switch floods a MAC it has not learnt): the stack drops it. */
+	if (!grant)
+		return egw_count(skb, EGW_STAT_UPLINK_IN_NOT_HELD, TCX_NEXT);
+
+	if (skb->protocol == bpf_htons(ETH_P_ARP)) {
+		bpf_skb_change_type(skb, PACKET_HOST);
+		return TCX_NEXT;
+	}
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return TCX_NEXT;
+	if (egw_ipv4_addrs(skb, &saddr, &daddr) < 0)
+		return egw_count(skb, EGW_STAT_UPLINK_IN_MALFORMED, TCX_DROP);
+	if (daddr == egress_ip) {
+		bpf_skb_change_type(skb, PACKET_HOST);
+		return TCX_NEXT;
+	}
+	if (!egw_valid_id(grant->snat_id) || grant->expires_ns <= bpf_ktime_get_ns())
+		return egw_count(skb, EGW_STAT_UPLINK_IN_EXPIRED, TCX_DROP);
+
+	egw_set_mark(skb, EGW_MARK_SNAT, grant->snat_id);
+	bpf_skb_change_type(skb, PACKET_HOST);
+	return egw_count(skb, EGW_STAT_UPLINK_IN_SNAT, TCX_NEXT);
 }
 
 /* No GPL-only helper is used. */

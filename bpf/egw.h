@@ -30,7 +30,7 @@
 #define EGW_MARK_CLASS		0xF0000000U
 #define EGW_MARK_CLASSIFIED	0xC0000000U	/* egw_from_pod looked, did not steer */
 #define EGW_MARK_STEER		0xE0000000U	/* egw_from_pod: steer to egress id */
-#define EGW_MARK_SNAT		0xD0000000U	/* egw_tunnel_in: SNAT to snat id */
+#define EGW_MARK_SNAT		0xD0000000U	/* egw_uplink_in: SNAT to snat id */
 #define EGW_MARK_KEEP		0x0000FFFFU
 #define EGW_MARK_ID_SHIFT	16
 #define EGW_MARK_ID_MAX		0xFFFU
@@ -56,18 +56,36 @@ enum egw_stat_id {
 	EGW_STAT_FROM_POD_STEER,
 	EGW_STAT_FROM_POD_DROP_POLICY,
 	EGW_STAT_FROM_POD_DROP_UNKNOWN_POD,
-	EGW_STAT_TUNNEL_OUT_ENCAP,
-	EGW_STAT_TUNNEL_OUT_NO_EGRESS_IP,
-	EGW_STAT_TUNNEL_OUT_NOT_MARKED,
-	EGW_STAT_TUNNEL_OUT_KEY_FAILED,
-	EGW_STAT_TUNNEL_IN_SNAT,
-	EGW_STAT_TUNNEL_IN_NO_GRANT,
-	EGW_STAT_TUNNEL_IN_EXPIRED,
-	EGW_STAT_TUNNEL_IN_NO_TUNNEL_KEY,
+	/* Slots 8 to 15 held the VXLAN tunnel's counters before; the pinned map keeps its
+	 * size, so that an upgrade reuses it. */
+	EGW_STAT_UPLINK_OUT_STEER,
+	EGW_STAT_UPLINK_OUT_NO_EGRESS_IP,
+	EGW_STAT_UPLINK_OUT_STORE_FAILED,
+	EGW_STAT_ARP_VIRTUAL_MAC,
+	EGW_STAT_UPLINK_IN_SNAT,
+	EGW_STAT_UPLINK_IN_NOT_HELD,
+	EGW_STAT_UPLINK_IN_EXPIRED,
+	EGW_STAT_UPLINK_IN_MALFORMED,
 	EGW_STAT_FROM_POD_LOCAL_SNAT,
 	EGW_STAT_ARP_LAPSED_GRANT,
 	EGW_STAT_MAX,
 };
+
+/*
+ * The virtual MAC of a floating IP: 02:65 and the IP's four bytes (locally administered,
+ * unicast). Whichever node holds the IP answers ARP for it with this MAC, and steered
+ * frames are addressed to it, so the destination MAC names the egress IP. apiserver/egress
+ * (VirtualMAC) computes the same.
+ */
+#define EGW_VMAC_0		0x02
+#define EGW_VMAC_1		0x65
+
+static __always_inline void egw_vmac(__u8 mac[ETH_ALEN], __be32 ip)
+{
+	mac[0] = EGW_VMAC_0;
+	mac[1] = EGW_VMAC_1;
+	__builtin_memcpy(&mac[2], &ip, sizeof(ip));
+}
 
 /* The set of pods the node does not know yet: its routes never steer. */
 #define EGW_UNKNOWN_SET		0

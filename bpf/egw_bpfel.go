@@ -21,10 +21,9 @@ const (
 	egwMapEgwPods       = "egw_pods"
 	egwMapEgwSetRoutes  = "egw_set_routes"
 	egwMapEgwStats      = "egw_stats"
-	egwProgEgwArpGuard  = "egw_arp_guard"
 	egwProgEgwFromPod   = "egw_from_pod"
-	egwProgEgwTunnelIn  = "egw_tunnel_in"
-	egwProgEgwTunnelOut = "egw_tunnel_out"
+	egwProgEgwUplinkIn  = "egw_uplink_in"
+	egwProgEgwUplinkOut = "egw_uplink_out"
 )
 
 // loadEgw returns the embedded CollectionSpec for egw.
@@ -69,10 +68,9 @@ type egwSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egwProgramSpecs struct {
-	EgwArpGuard  *ebpf.ProgramSpec `ebpf:"egw_arp_guard"`
 	EgwFromPod   *ebpf.ProgramSpec `ebpf:"egw_from_pod"`
-	EgwTunnelIn  *ebpf.ProgramSpec `ebpf:"egw_tunnel_in"`
-	EgwTunnelOut *ebpf.ProgramSpec `ebpf:"egw_tunnel_out"`
+	EgwUplinkIn  *ebpf.ProgramSpec `ebpf:"egw_uplink_in"`
+	EgwUplinkOut *ebpf.ProgramSpec `ebpf:"egw_uplink_out"`
 }
 
 // egwMapSpecs contains maps before they are loaded into the kernel.
@@ -139,18 +137,16 @@ type egwVariables struct {
 //
 // It can be passed to loadEgwObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egwPrograms struct {
-	EgwArpGuard  *ebpf.Program `ebpf:"egw_arp_guard"`
 	EgwFromPod   *ebpf.Program `ebpf:"egw_from_pod"`
-	EgwTunnelIn  *ebpf.Program `ebpf:"egw_tunnel_in"`
-	EgwTunnelOut *ebpf.Program `ebpf:"egw_tunnel_out"`
+	EgwUplinkIn  *ebpf.Program `ebpf:"egw_uplink_in"`
+	EgwUplinkOut *ebpf.Program `ebpf:"egw_uplink_out"`
 }
 
 func (p *egwPrograms) Close() error {
 	return _EgwClose(
-		p.EgwArpGuard,
 		p.EgwFromPod,
-		p.EgwTunnelIn,
-		p.EgwTunnelOut,
+		p.EgwUplinkIn,
+		p.EgwUplinkOut,
 	)
 }
 

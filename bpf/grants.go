@@ -9,7 +9,7 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// SetGrant lets egw_tunnel_in mark packets that arrive for ip with snatID (the nft
+// SetGrant lets egw_uplink_in mark packets steered to ip with snatID (the nft
 // table's key for SNAT to ip) until expires, an instant on CLOCK_MONOTONIC as
 // bpf_ktime_get_ns reads it. An expires in the past writes a grant that is already over.
 func (d *Dataplane) SetGrant(ip netip.Addr, snatID uint32, expires time.Duration) error {

@@ -14,14 +14,23 @@ import (
 )
 
 // Links are pinned under pinDir/links, one file per attachment, named for what it is
-// attached to: pod-<ifindex>, arp-<ifindex>, tunnel-in and tunnel-out. The pin keeps the program
-// attached when the agent exits, and lets the next agent update it in place.
+// attached to: pod-<ifindex>, uplink-in-<ifindex> and uplink-out-<ifindex>. The pin keeps
+// the program attached when the agent exits, and lets the next agent update it in place.
 const (
-	linksDir      = "links"
-	podLinkPrefix = "pod-"
-	arpLinkPrefix = "arp-"
-	tunnelIn      = "tunnel-in"
-	tunnelOut     = "tunnel-out"
+	linksDir        = "links"
+	podLinkPrefix   = "pod-"
+	uplinkInPrefix  = "uplink-in-"
+	uplinkOutPrefix = "uplink-out-"
+)
+
+// Links that earlier builds pinned: the VXLAN tunnel's programs (tunnel-in, tunnel-out),
+// and the ARP guard on its own (arp-<ifindex>), which egw_uplink_out now is. Load
+// detaches the tunnel's, whose device the agent removes; AttachUplink replaces an
+// interface's ARP guard, so that the interface is never unguarded.
+const (
+	obsoleteTunnelIn  = "tunnel-in"
+	obsoleteTunnelOut = "tunnel-out"
+	obsoleteARPPrefix = "arp-"
 )
 
 // attachment is a program and where it goes.
@@ -33,21 +42,16 @@ type attachment struct {
 
 // attachmentFor says what the link pinned as name runs; false for a file we did not make.
 func (d *Dataplane) attachmentFor(name string) (attachment, bool) {
-	switch {
-	case name == tunnelIn:
-		return attachment{prog: d.objs.EgwTunnelIn, typ: ebpf.AttachTCXIngress}, true
-	case name == tunnelOut:
-		return attachment{prog: d.objs.EgwTunnelOut, typ: ebpf.AttachTCXEgress}, true
-	case strings.HasPrefix(name, arpLinkPrefix):
-		if _, err := strconv.Atoi(strings.TrimPrefix(name, arpLinkPrefix)); err != nil {
-			return attachment{}, false
-		}
+	switch _, err := strconv.Atoi(name[strings.LastIndexByte(name, '-')+1:]); {
+	case err != nil:
+		return attachment{}, false
+	case strings.HasPrefix(name, uplinkOutPrefix):
 		// Last in the chain: what leaves is what counts.
-		return attachment{prog: d.objs.EgwArpGuard, typ: ebpf.AttachTCXEgress, anchor: link.Tail()}, true
+		return attachment{prog: d.objs.EgwUplinkOut, typ: ebpf.AttachTCXEgress, anchor: link.Tail()}, true
+	case strings.HasPrefix(name, uplinkInPrefix):
+		// First: a program after ours sees the frame as the stack will, addressed to us.
+		return attachment{prog: d.objs.EgwUplinkIn, typ: ebpf.AttachTCXIngress, anchor: link.Head()}, true
 	case strings.HasPrefix(name, podLinkPrefix):
-		if _, err := strconv.Atoi(strings.TrimPrefix(name, podLinkPrefix)); err != nil {
-			return attachment{}, false
-		}
 		// First in the chain: a CNI program after ours still runs (we return TCX_NEXT),
 		// and sees the mark.
 		return attachment{prog: d.objs.EgwFromPod, typ: ebpf.AttachTCXIngress, anchor: link.Head()}, true
@@ -59,8 +63,9 @@ func (d *Dataplane) linkPath(name string) string { return filepath.Join(d.pinDir
 
 func podLinkName(ifindex int) string { return podLinkPrefix + strconv.Itoa(ifindex) }
 
-// updateLinks moves every live pinned link onto this Load's programs. A link whose
-// interface is gone is left for DetachPod (AttachedPods reports it) or AttachTunnel.
+// updateLinks moves every live pinned link onto this Load's programs, and detaches the
+// tunnel's links of an earlier build. A link whose interface is gone is left for
+// DetachPod (AttachedPods reports it) or AttachUplink.
 func (d *Dataplane) updateLinks() error {
 	names, err := pinnedLinks(filepath.Join(d.pinDir, linksDir))
 	if err != nil {
@@ -68,6 +73,10 @@ func (d *Dataplane) updateLinks() error {
 	}
 	var errs []error
 	for _, name := range names {
+		if name == obsoleteTunnelIn || name == obsoleteTunnelOut {
+			errs = append(errs, detach(d.linkPath(name)))
+			continue
+		}
 		a, ok := d.attachmentFor(name)
 		if !ok {
 			continue
@@ -106,21 +115,23 @@ func (d *Dataplane) AttachPod(ifindex int) error {
 	return d.attach(podLinkName(ifindex), ifindex)
 }
 
-// AttachTunnel attaches egw_tunnel_out to the tcx egress and egw_tunnel_in to the tcx
-// ingress of the tunnel device, replacing attachments to a tunnel device that is gone.
-func (d *Dataplane) AttachTunnel(ifindex int) error {
+// AttachUplink attaches egw_uplink_out to the tcx egress and egw_uplink_in to the tcx
+// ingress of an interface that can hold floating IPs: steered packets leave it for the
+// virtual MAC of their egress IP, it sends no ARP for an IP whose grant has lapsed, and
+// it takes in what is steered to the IPs it holds. It is a no-op if they are attached
+// there already.
+func (d *Dataplane) AttachUplink(ifindex int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return errors.Join(d.attach(tunnelOut, ifindex), d.attach(tunnelIn, ifindex))
-}
-
-// AttachARPGuard attaches egw_arp_guard to the tcx egress of an interface that can hold
-// floating IPs, so that it sends no ARP for an IP whose grant has lapsed. It is a no-op
-// if it is attached there already.
-func (d *Dataplane) AttachARPGuard(ifindex int) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.attach(arpLinkPrefix+strconv.Itoa(ifindex), ifindex)
+	n := strconv.Itoa(ifindex)
+	if err := errors.Join(d.attach(uplinkOutPrefix+n, ifindex), d.attach(uplinkInPrefix+n, ifindex)); err != nil {
+		return err
+	}
+	// The uplink program guards ARP now: an earlier build's guard can go.
+	if err := detach(d.linkPath(obsoleteARPPrefix + n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 func (d *Dataplane) attach(name string, ifindex int) error {

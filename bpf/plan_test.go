@@ -90,7 +90,7 @@ func (s *state) apply(o op) {
 	}
 }
 
-// outcome is what egw_from_pod and egw_tunnel_out do with the maps the model holds.
+// outcome is what egw_from_pod and egw_uplink_out do with the maps the model holds.
 func (s *state) outcome(src, dst netip.Addr) string {
 	set, ok := s.pods[src.As4()]
 	if !ok {

@@ -166,7 +166,7 @@ func TestSyncNeverMisSteers(t *testing.T) {
 		}
 		var ip ipv4
 		if err := d.objs.EgwEgress.Lookup(mark>>markIDShift&markIDMax, &ip); err != nil {
-			return "drop" // egw_tunnel_out drops it
+			return "drop" // egw_uplink_out drops it
 		}
 		return "steer " + ip.addr().String()
 	}

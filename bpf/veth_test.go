@@ -121,8 +121,8 @@ func TestRestart(t *testing.T) {
 	ns := newNetns(t, "restart")
 	const index = 4243
 	podVeth(t, ns, index)
-	sh(t, "ip", "-n", ns, "link", "add", "tun", "type", "veth", "peer", "name", "tunpeer")
-	tunnel := ifindex(t, ns, "tun")
+	sh(t, "ip", "-n", ns, "link", "add", "uplink", "type", "veth", "peer", "name", "uplinkpeer")
+	uplink := ifindex(t, ns, "uplink")
 	dir := newPinDir(t)
 
 	first, err := Load(dir)
@@ -142,7 +142,7 @@ func TestRestart(t *testing.T) {
 		if err := first.AttachPod(index); err != nil {
 			t.Fatal(err)
 		}
-		if err := first.AttachTunnel(tunnel); err != nil {
+		if err := first.AttachUplink(uplink); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -169,8 +169,8 @@ func TestRestart(t *testing.T) {
 		prog *ebpf.Program
 	}{
 		{index, ebpf.AttachTCXIngress, second.objs.EgwFromPod},
-		{tunnel, ebpf.AttachTCXIngress, second.objs.EgwTunnelIn},
-		{tunnel, ebpf.AttachTCXEgress, second.objs.EgwTunnelOut},
+		{uplink, ebpf.AttachTCXIngress, second.objs.EgwUplinkIn},
+		{uplink, ebpf.AttachTCXEgress, second.objs.EgwUplinkOut},
 	} {
 		if got, want := attached(t, ns, c.dev, c.typ), []ebpf.ProgramID{programID(t, c.prog)}; !slices.Equal(got, want) {
 			t.Errorf("interface %d %s runs %v, want the new %s %v", c.dev, c.typ, got, c.prog, want)
@@ -197,7 +197,7 @@ func TestRestart(t *testing.T) {
 	for _, c := range []struct {
 		dev int
 		typ ebpf.AttachType
-	}{{index, ebpf.AttachTCXIngress}, {tunnel, ebpf.AttachTCXIngress}, {tunnel, ebpf.AttachTCXEgress}} {
+	}{{index, ebpf.AttachTCXIngress}, {uplink, ebpf.AttachTCXIngress}, {uplink, ebpf.AttachTCXEgress}} {
 		if got := attached(t, ns, c.dev, c.typ); len(got) != 0 {
 			t.Errorf("interface %d %s still runs %v after Uninstall", c.dev, c.typ, got)
 		}
@@ -225,7 +225,7 @@ func pinnedLinkIDs(t *testing.T, dir string) map[string]link.ID {
 		out[name] = info.ID
 	}
 	if len(out) != 3 {
-		t.Fatalf("pinned links %v, want a pod's, tunnel-in and tunnel-out", out)
+		t.Fatalf("pinned links %v, want a pod's, uplink-in and uplink-out", out)
 	}
 	return out
 }

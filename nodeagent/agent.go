@@ -42,7 +42,6 @@ type Agent struct {
 	// refresh asks the loop to extend the held grants in the kernel: cheaper than a
 	// pass, and it comes with every heartbeat answered.
 	refresh chan struct{}
-	tunnel  int
 	lastNft string
 	// snat is the SNAT id of each floating IP the dataplane may SNAT to.
 	snat map[uint32]netip.Addr
@@ -51,7 +50,8 @@ type Agent struct {
 	// observedGen is the generation of the node's grants that the floating IPs match.
 	observedGen int64
 	attached    map[int]netip.Addr // pod ifindex → pod IP
-	guarded     map[string]int     // interface name → ifindex its ARP guard is attached to
+	uplinks     map[string]int     // interface name → ifindex its uplink programs are attached to
+	steering    []int              // the uplinks EnsureSteering was last given
 
 	mu       sync.Mutex
 	synced   bool
@@ -147,6 +147,16 @@ func (a *Agent) pass(ctx context.Context) error {
 		return fmt.Errorf("building dataplane tables: %w", err)
 	}
 	var errs []error
+	// The interfaces that can hold floating IPs: they get the uplink programs and carry
+	// steered packets, they bound what is staged, and they are reported. The routing
+	// rules go in before the first pod is marked for steering.
+	ifaces, ifacesErr := a.fips.Interfaces()
+	if ifacesErr != nil {
+		errs = append(errs, fmt.Errorf("listing interfaces: %w", ifacesErr))
+	}
+	if err := a.attachUplinks(ifaces, candidates(snap.gateways, ifaces)); err != nil {
+		errs = append(errs, err)
+	}
 	if err := a.dp.Sync(want.table); err != nil {
 		errs = append(errs, fmt.Errorf("programming BPF maps: %w", err))
 	}
@@ -154,12 +164,6 @@ func (a *Agent) pass(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	nft := nftState{PodCIDRs: snap.podCIDRs, Cluster: snap.cluster, Destinations: want.destinations}
-	// The interfaces that can hold floating IPs: they bound what is staged, they are
-	// guarded, and they are reported.
-	ifaces, ifacesErr := a.fips.Interfaces()
-	if ifacesErr != nil {
-		errs = append(errs, fmt.Errorf("listing interfaces: %w", ifacesErr))
-	}
 	snat, staged, err := a.numberGrants(want.assigned, candidates(snap.gateways, ifaces))
 	if err != nil {
 		errs = append(errs, err)
@@ -175,9 +179,6 @@ func (a *Agent) pass(ctx context.Context) error {
 	maps.Copy(nft.SNAT, a.snat)
 	maps.Copy(nft.SNAT, snat)
 	if err := a.applyNftables(nft); err != nil {
-		errs = append(errs, err)
-	}
-	if err := a.guardARP(ifaces); err != nil {
 		errs = append(errs, err)
 	}
 	held, err := a.holdGrants(snat)
@@ -214,7 +215,7 @@ func (a *Agent) pass(ctx context.Context) error {
 
 // applyNftables writes the nft table if it changed.
 func (a *Agent) applyNftables(n nftState) error {
-	text := n.render(a.opts.TunnelName, a.opts.TunnelPort)
+	text := n.render()
 	if text == a.lastNft {
 		return nil
 	}
@@ -279,27 +280,49 @@ func candidates(gateways []gateway, ifaces []Interface) []netip.Addr {
 	return slices.Compact(out)
 }
 
-// guardARP puts the ARP guard on every interface that can hold floating IPs, before
-// any IP is added there.
-func (a *Agent) guardARP(ifaces []Interface) error {
-	if a.guarded == nil {
-		a.guarded = map[string]int{}
+// attachUplinks puts the uplink programs on every interface that can hold floating IPs,
+// before any IP is added there (they guard its ARP), and routes steered packets out of
+// the first one on whose subnet the gateways' floating IPs are (egressIPs), or the
+// first one if none is.
+func (a *Agent) attachUplinks(ifaces []Interface, egressIPs []netip.Addr) error {
+	if a.uplinks == nil {
+		a.uplinks = map[string]int{}
 	}
 	var errs []error
+	var indexes []int
+	steer := -1
 	for _, i := range ifaces {
 		ifi, err := net.InterfaceByName(i.Name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("finding interface %s: %w", i.Name, err))
 			continue
 		}
-		if a.guarded[i.Name] == ifi.Index {
-			continue // attached by an earlier pass; passes run on every renewal
+		if a.uplinks[i.Name] != ifi.Index {
+			if err := a.dp.AttachUplink(ifi.Index); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			a.uplinks[i.Name] = ifi.Index
 		}
-		if err := a.dp.AttachARPGuard(ifi.Index); err != nil {
-			errs = append(errs, err)
-			continue
+		if steer < 0 && slices.ContainsFunc(egressIPs, func(ip netip.Addr) bool {
+			return slices.ContainsFunc(i.Subnets, func(p netip.Prefix) bool { return p.Contains(ip) })
+		}) {
+			steer = len(indexes)
 		}
-		a.guarded[i.Name] = ifi.Index
+		indexes = append(indexes, ifi.Index)
+	}
+	if len(indexes) == 0 {
+		return errors.Join(append(errs, errors.New("no interface can hold floating IPs, so steered packets have no way out and are dropped"))...)
+	}
+	// Passes run on every renewal: the kernel is asked again only when the uplinks change.
+	if steer > 0 {
+		indexes[0], indexes[steer] = indexes[steer], indexes[0]
+	}
+	if !slices.Equal(indexes, a.steering) {
+		if err := a.host.EnsureSteering(indexes[0], indexes); err != nil {
+			return errors.Join(append(errs, fmt.Errorf("routing steered packets: %w", err))...)
+		}
+		a.steering = indexes
 	}
 	return errors.Join(errs...)
 }
@@ -346,7 +369,7 @@ func (a *Agent) attachPods(t egress.Table) error {
 	seen := map[int]bool{}
 	for ip := range t.Pods {
 		ifindex, ok := a.host.PodLink(ip)
-		if !ok || ifindex == a.tunnel {
+		if !ok {
 			continue
 		}
 		seen[ifindex] = true

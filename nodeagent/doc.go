@@ -1,6 +1,6 @@
 // Package nodeagent runs on every node. It turns the cluster's policies, gateways and the
 // node's own pods into the node's dataplane (BPF maps and programs, an nft table, a
-// tunnel device and a routing rule), holds the floating IPs the controller grants the
+// routing rule and table), holds the floating IPs the controller grants the
 // node, and reports the node's interfaces and held IPs on its NetworkGatewayNode.
 //
 // It decides nothing about which pod egresses how: that is package egress, shared with

@@ -15,91 +15,112 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// linuxHost is the node's network outside BPF: the VXLAN device, the rule and table that
-// lead steered packets to it, and the nft table.
+// linuxHost is the node's network outside BPF: the rule and table that lead steered
+// packets to an uplink, and the nft table. obsoleteTunnel names the VXLAN device that
+// versions before L2 steering made, which EnsureSteering removes.
 type linuxHost struct {
-	tunnel string
-	port   int
+	obsoleteTunnel string
 }
 
 var steerMask uint32 = markClassMask
 
-// vxlanOverhead is what VXLAN adds to an IPv4 packet: outer IPv4, UDP, VXLAN, Ethernet.
-const vxlanOverhead = 20 + 8 + 8 + 14
+// SteerNexthop is the next hop of table 2640's route: a link-local address that no host
+// has, with a permanent neighbour entry, so that the kernel sends a steered packet out
+// of the uplink without asking ARP for its external destination. egw_uplink_out then
+// addresses the frame to its egress IP's virtual MAC. steerNexthopMAC is the virtual MAC
+// of 0.0.0.0, which no node holds: a frame that left with it would be dropped by all.
+var (
+	SteerNexthop    = netip.MustParseAddr("169.254.88.2")
+	steerNexthopMAC = net.HardwareAddr{0x02, 0x65, 0, 0, 0, 0}
+)
 
-// EnsureTunnel creates egw0 (VXLAN in external mode: the BPF program sets each packet's
-// outer destination; every node's egw0 has its own random MAC, as VXLAN drops frames
-// from its own address as loops, and the gateway's BPF program takes the decapsulated
-// frame as addressed to it), turns ARP off and rp_filter to loose on it (decapsulated packets
-// carry pod IPs of other nodes), and routes marked packets into it, with a blackhole behind so that
-// a missing device drops rather than leaks.
-func (h linuxHost) EnsureTunnel() (int, error) {
-	link, err := netlink.LinkByName(h.tunnel)
-	if err != nil {
-		var notFound netlink.LinkNotFoundError
-		if !errors.As(err, &notFound) {
-			return 0, fmt.Errorf("looking up %s: %w", h.tunnel, err)
-		}
-		dev := &netlink.Vxlan{
-			LinkAttrs: netlink.LinkAttrs{Name: h.tunnel, MTU: uplinkMTU() - vxlanOverhead},
-			FlowBased: true, Port: h.port, Learning: false,
-		}
-		if err := netlink.LinkAdd(dev); err != nil {
-			return 0, fmt.Errorf("creating VXLAN device %s on UDP port %d: %w", h.tunnel, h.port, err)
-		}
-		if link, err = netlink.LinkByName(h.tunnel); err != nil {
-			return 0, err
-		}
-	}
-	if vx, ok := link.(*netlink.Vxlan); !ok || !vx.FlowBased || vx.Port != h.port {
-		return 0, fmt.Errorf("%s exists but is not an external-mode VXLAN device on port %d: delete it (ip link del %s) or pick another --tunnel-name", h.tunnel, h.port, h.tunnel)
-	}
-	if err := netlink.LinkSetARPOff(link); err != nil {
-		return 0, fmt.Errorf("turning ARP off on %s: %w", h.tunnel, err)
-	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return 0, fmt.Errorf("setting %s up: %w", h.tunnel, err)
-	}
-	if err := ensureTunnelAddr(link); err != nil {
-		return 0, err
-	}
-	// Loose, not off: the kernel applies the larger of "all" and the device's value, and
-	// many nodes set all to strict, which would drop every decapsulated packet.
-	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+h.tunnel+"/rp_filter", []byte("2"), 0o644); err != nil {
-		return 0, fmt.Errorf("setting rp_filter to loose on %s: %w", h.tunnel, err)
-	}
-	route := &netlink.Route{Table: TunnelTable, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)},
-		LinkIndex: link.Attrs().Index, Scope: netlink.SCOPE_LINK}
-	if err := netlink.RouteReplace(route); err != nil {
-		return 0, fmt.Errorf("routing table %d to %s: %w", TunnelTable, h.tunnel, err)
-	}
+// EnsureSteering routes steered packets (by mark, table 2640) out of uplink, with a
+// blackhole behind, so that a missing route drops rather than leaks; sets rp_filter to
+// loose on the uplinks (steered packets from other nodes arrive there with pod IPs that
+// the node may route through an overlay device); and removes the tunnel device of
+// earlier versions.
+func (h linuxHost) EnsureSteering(uplink int, uplinks []int) error {
+	// The rules first: with the blackhole, a steered packet drops until the route is in.
 	for _, r := range steerRules() {
 		if err := ensureRule(r); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	return link.Attrs().Index, nil
+	var errs []error
+	for _, i := range uplinks {
+		if err := looseRPFilter(i); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	neighs, err := netlink.NeighList(0, unix.AF_INET)
+	if err != nil {
+		return fmt.Errorf("listing neighbours: %w", err)
+	}
+	for _, n := range neighs {
+		if n.LinkIndex != uplink && n.IP.Equal(SteerNexthop.AsSlice()) {
+			if err := netlink.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("deleting the steering neighbour from interface %d: %w", n.LinkIndex, err))
+			}
+		}
+	}
+	neigh := &netlink.Neigh{LinkIndex: uplink, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
+		IP: SteerNexthop.AsSlice(), HardwareAddr: steerNexthopMAC}
+	if err := netlink.NeighSet(neigh); err != nil {
+		return fmt.Errorf("adding neighbour %s on interface %d: %w", SteerNexthop, uplink, err)
+	}
+	route := &netlink.Route{Table: SteerTable, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)},
+		LinkIndex: uplink, Gw: SteerNexthop.AsSlice(), Flags: int(netlink.FLAG_ONLINK)}
+	if err := netlink.RouteReplace(route); err != nil {
+		return fmt.Errorf("routing table %d to interface %d: %w", SteerTable, uplink, err)
+	}
+	if err := h.removeObsoleteTunnel(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
-// TunnelAddr is egw0's own address. Nothing is sent from it; it exists because the
-// kernel's reverse-path filter refuses every packet that arrives on a device without an
-// IPv4 address, and decapsulated packets arrive on egw0.
-var TunnelAddr = netip.MustParseAddr("169.254.88.1")
-
-func ensureTunnelAddr(link netlink.Link) error {
-	addr := &netlink.Addr{IPNet: &net.IPNet{IP: TunnelAddr.AsSlice(), Mask: net.CIDRMask(32, 32)}, Scope: unix.RT_SCOPE_LINK}
-	if err := netlink.AddrReplace(link, addr); err != nil {
-		return fmt.Errorf("adding %s to %s: %w", TunnelAddr, link.Attrs().Name, err)
+// looseRPFilter sets rp_filter to loose (2) on an interface that has it strict. Loose,
+// not off: the kernel applies the larger of "all" and the device's value.
+func looseRPFilter(ifindex int) error {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		return fmt.Errorf("finding interface %d: %w", ifindex, err)
+	}
+	path := "/proc/sys/net/ipv4/conf/" + l.Attrs().Name + "/rp_filter"
+	if v, err := os.ReadFile(path); err == nil && string(bytes.TrimSpace(v)) != "1" {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte("2"), 0o644); err != nil {
+		return fmt.Errorf("setting rp_filter to loose on %s: %w", l.Attrs().Name, err)
 	}
 	return nil
 }
 
-// steerRules send steered packets to the tunnel's table, and drop them if that table
+// removeObsoleteTunnel deletes the external-mode VXLAN device that earlier versions
+// steered through, and nothing else of that name.
+func (h linuxHost) removeObsoleteTunnel() error {
+	if h.obsoleteTunnel == "" {
+		return nil
+	}
+	l, err := netlink.LinkByName(h.obsoleteTunnel)
+	if err != nil {
+		return nil
+	}
+	if vx, ok := l.(*netlink.Vxlan); !ok || !vx.FlowBased {
+		return nil
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		return fmt.Errorf("deleting %s, the tunnel device of an earlier version: %w", h.obsoleteTunnel, err)
+	}
+	return nil
+}
+
+// steerRules send steered packets to the steering table, and drop them if that table
 // has no route.
 func steerRules() []*netlink.Rule {
 	lookup, blackhole := netlink.NewRule(), netlink.NewRule()
-	lookup.Priority, lookup.Table = TunnelTable, TunnelTable
-	blackhole.Priority, blackhole.Type = TunnelTable+1, unix.RTN_BLACKHOLE
+	lookup.Priority, lookup.Table = SteerTable, SteerTable
+	blackhole.Priority, blackhole.Type = SteerTable+1, unix.RTN_BLACKHOLE
 	for _, r := range []*netlink.Rule{lookup, blackhole} {
 		r.Family, r.Mark, r.Mask = unix.AF_INET, markSteer, &steerMask
 	}
@@ -122,25 +143,12 @@ func ensureRule(want *netlink.Rule) error {
 	return nil
 }
 
-// uplinkMTU is the MTU of the interface the default route uses, or 1500.
-func uplinkMTU() int {
-	routes, err := netlink.RouteGet(net.IPv4(203, 0, 113, 1))
-	if err != nil || len(routes) == 0 {
-		return 1500
-	}
-	link, err := netlink.LinkByIndex(routes[0].LinkIndex)
-	if err != nil {
-		return 1500
-	}
-	return link.Attrs().MTU
-}
-
 // ApplyNftables replaces the table in one nft transaction.
 func (h linuxHost) ApplyNftables(n nftState) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
-	cmd.Stdin = bytes.NewBufferString(n.render(h.tunnel, h.port))
+	cmd.Stdin = bytes.NewBufferString(n.render())
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("nft -f: %w: %s", err, bytes.TrimSpace(out))
 	}
@@ -177,8 +185,9 @@ func (h linuxHost) SNATConnections() (map[netip.Addr]int, error) {
 	return out, nil
 }
 
-// RemoveHost undoes EnsureTunnel and the nft table: the agent's uninstall.
-func RemoveHost(tunnel string) error {
+// RemoveHost undoes EnsureSteering and the nft table: the agent's uninstall. It leaves
+// rp_filter as it is.
+func RemoveHost(obsoleteTunnel string) error {
 	var errs []error
 	if out, err := exec.Command("nft", "delete", "table", "ip", nftTable).CombinedOutput(); err != nil && !bytes.Contains(out, []byte("No such file")) {
 		errs = append(errs, fmt.Errorf("deleting nft table: %w: %s", err, out))
@@ -188,10 +197,21 @@ func RemoveHost(tunnel string) error {
 			errs = append(errs, fmt.Errorf("deleting routing rule %d: %w", r.Priority, err))
 		}
 	}
-	if link, err := netlink.LinkByName(tunnel); err == nil {
-		if err := netlink.LinkDel(link); err != nil {
-			errs = append(errs, fmt.Errorf("deleting %s: %w", tunnel, err))
+	route := &netlink.Route{Table: SteerTable, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}}
+	if err := netlink.RouteDel(route); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+		errs = append(errs, fmt.Errorf("deleting table %d's route: %w", SteerTable, err))
+	}
+	if neighs, err := netlink.NeighList(0, unix.AF_INET); err == nil {
+		for _, n := range neighs {
+			if n.IP.Equal(SteerNexthop.AsSlice()) {
+				if err := netlink.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
+					errs = append(errs, fmt.Errorf("deleting the steering neighbour: %w", err))
+				}
+			}
 		}
+	}
+	if err := (linuxHost{obsoleteTunnel: obsoleteTunnel}).removeObsoleteTunnel(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -52,37 +53,62 @@ func run(t *testing.T, ns string, args ...string) string {
 	return string(out)
 }
 
-func TestHostTunnelAndRules(t *testing.T) {
+// TestHostSteering: the rules lead steered packets to table 2640 (a blackhole behind),
+// whose route leaves by the chosen uplink through a next hop with a permanent neighbour;
+// moving to another uplink moves the neighbour; the VXLAN device of earlier versions is
+// removed; RemoveHost leaves none of it.
+func TestHostSteering(t *testing.T) {
 	inNetns(t, func(ns string) {
-		h := linuxHost{tunnel: "egw0", port: 4788}
+		for _, args := range [][]string{
+			{"link", "add", "up1", "type", "veth", "peer", "name", "up2"},
+			{"link", "set", "up1", "up"}, {"link", "set", "up2", "up"}, {"link", "set", "lo", "up"},
+			{"addr", "add", "198.51.100.11/24", "dev", "up1"},
+			{"link", "add", "egw0", "type", "vxlan", "external", "dstport", "4788"},
+		} {
+			run(t, ns, append([]string{"ip"}, args...)...)
+		}
+		run(t, ns, "sysctl", "-qw", "net.ipv4.conf.up1.rp_filter=1", "net.ipv4.conf.up2.rp_filter=0")
+		up1, up2 := linkIndex(t, "up1"), linkIndex(t, "up2")
+		h := linuxHost{obsoleteTunnel: "egw0"}
 		for range 2 { // idempotent
-			if _, err := h.EnsureTunnel(); err != nil {
-				t.Errorf("EnsureTunnel: %v", err)
+			if err := h.EnsureSteering(up1, []int{up1, up2}); err != nil {
+				t.Errorf("EnsureSteering: %v", err)
 				return
 			}
 		}
 		if err := h.ApplyNftables(nftState{SNAT: map[uint32]netip.Addr{1: netip.MustParseAddr("198.51.100.100")}}); err != nil {
 			t.Errorf("ApplyNftables: %v", err)
 		}
-		link := run(t, ns, "ip", "-d", "addr", "show", "egw0")
-		for _, want := range []string{"vxlan", "external", "dstport 4788", "NOARP", "UP", "169.254.88.1/32"} {
-			if !strings.Contains(link, want) {
-				t.Errorf("egw0 lacks %q: %s", want, link)
-			}
-		}
 		rules := run(t, ns, "ip", "rule")
 		if !strings.Contains(rules, "2640:\tfrom all fwmark 0xe0000000/0xf0000000 lookup 2640") ||
 			!strings.Contains(rules, "2641:\tfrom all fwmark 0xe0000000/0xf0000000 blackhole") {
 			t.Errorf("rules: %s", rules)
 		}
-		if got := run(t, ns, "ip", "route", "show", "table", "2640"); !strings.Contains(got, "default dev egw0") {
+		if got := run(t, ns, "ip", "route", "show", "table", "2640"); !strings.Contains(got, "default via 169.254.88.2 dev up1 onlink") {
 			t.Errorf("table 2640: %s", got)
 		}
-		if got := run(t, ns, "cat", "/proc/sys/net/ipv4/conf/egw0/rp_filter"); strings.TrimSpace(got) != "2" {
-			t.Errorf("rp_filter on egw0 is %s", got)
+		if got := run(t, ns, "ip", "neigh", "show", "169.254.88.2"); !strings.Contains(got, "dev up1 lladdr 02:65:00:00:00:00 PERMANENT") {
+			t.Errorf("the next hop's neighbour: %q", got)
+		}
+		for dev, want := range map[string]string{"up1": "2", "up2": "0"} { // strict becomes loose; off stays off
+			if got := run(t, ns, "cat", "/proc/sys/net/ipv4/conf/"+dev+"/rp_filter"); strings.TrimSpace(got) != want {
+				t.Errorf("rp_filter on %s is %s, want %s", dev, got, want)
+			}
+		}
+		if out, err := exec.Command("ip", "netns", "exec", ns, "ip", "link", "show", "egw0").CombinedOutput(); err == nil {
+			t.Errorf("the old VXLAN device is still there: %s", out)
 		}
 		if got := run(t, ns, "nft", "list", "map", "ip", "egressgw", "snat_ips"); !strings.Contains(got, "0xd0010000 : 198.51.100.100") {
 			t.Errorf("snat map: %s", got)
+		}
+		if err := h.EnsureSteering(up2, []int{up1, up2}); err != nil {
+			t.Errorf("EnsureSteering on another uplink: %v", err)
+		}
+		if got := run(t, ns, "ip", "neigh", "show", "169.254.88.2"); !strings.Contains(got, "dev up2") || strings.Contains(got, "dev up1") {
+			t.Errorf("after moving to up2, the next hop's neighbour: %q", got)
+		}
+		if got := run(t, ns, "ip", "route", "show", "table", "2640"); !strings.Contains(got, "dev up2") {
+			t.Errorf("after moving to up2, table 2640: %s", got)
 		}
 		if err := RemoveHost("egw0"); err != nil {
 			t.Errorf("RemoveHost: %v", err)
@@ -90,11 +116,23 @@ func TestHostTunnelAndRules(t *testing.T) {
 		if got := run(t, ns, "ip", "rule"); strings.Contains(got, "2640") {
 			t.Errorf("rules left after removal: %s", got)
 		}
+		if got := run(t, ns, "ip", "route", "show", "table", "2640"); strings.TrimSpace(got) != "" {
+			t.Errorf("table 2640 left after removal: %s", got)
+		}
+		if got := run(t, ns, "ip", "neigh", "show", "169.254.88.2"); strings.TrimSpace(got) != "" {
+			t.Errorf("the next hop's neighbour left after removal: %s", got)
+		}
 		if out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "ip", "egressgw").CombinedOutput(); err == nil {
 			t.Errorf("nft table left after removal: %s", out)
 		}
-		if out, err := exec.Command("ip", "netns", "exec", ns, "ip", "link", "show", "egw0").CombinedOutput(); err == nil {
-			t.Errorf("egw0 left after removal: %s", out)
-		}
 	})
+}
+
+func linkIndex(t *testing.T, name string) int {
+	t.Helper()
+	l, err := net.InterfaceByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Index
 }

@@ -25,9 +25,10 @@ type dataplane interface {
 	AttachPod(ifindex int) error
 	DetachPod(ifindex int) error
 	AttachedPods() ([]int, error)
-	AttachTunnel(ifindex int) error
-	// AttachARPGuard stops the interface sending ARP for IPs whose grant has lapsed.
-	AttachARPGuard(ifindex int) error
+	// AttachUplink lets steered packets leave the interface for their egress IP's
+	// virtual MAC, takes in those steered to the IPs this node holds, and stops it
+	// sending ARP for IPs whose grant has lapsed.
+	AttachUplink(ifindex int) error
 	// Stats are packet counts per verdict.
 	Stats() (map[string]uint64, error)
 }
@@ -43,12 +44,12 @@ type floatingIPs interface {
 // Interface is a node interface as the NetworkGatewayNode reports it.
 type Interface = floatingip.Interface
 
-// host is the rest of the node's network: the tunnel device, the routing rule, the nft
-// table, and finding a pod's veth.
+// host is the rest of the node's network: the routing rule and table, the nft table, and
+// finding a pod's veth.
 type host interface {
-	// EnsureTunnel creates the tunnel device and the routing rule that leads steered
-	// packets to it, and returns the device's ifindex.
-	EnsureTunnel() (int, error)
+	// EnsureSteering routes steered packets out of uplink, one of uplinks, the
+	// interfaces that can hold floating IPs.
+	EnsureSteering(uplink int, uplinks []int) error
 	// ApplyNftables replaces the agent's nft table in one transaction.
 	ApplyNftables(n nftState) error
 	// PodLink finds the interface the node routes the pod IP through.

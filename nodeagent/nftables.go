@@ -14,17 +14,17 @@ const (
 	markClassified = 0xC0000000
 	markSteer      = 0xE0000000
 	markSNAT       = 0xD0000000
-	// ctZone keeps the gateway's view of decapsulated traffic apart from the source
-	// node's, for the gateway's own pods, whose packets cross conntrack twice.
+	// ctZone keeps the gateway's view of steered traffic apart from the source node's,
+	// for the gateway's own pods, whose packets cross conntrack twice.
 	ctZone = 2640
-	// TunnelTable is the routing table steered packets use; its rule has the same
+	// SteerTable is the routing table steered packets use; its rule has the same
 	// preference.
-	TunnelTable = 2640
-	nftTable    = "egressgw"
+	SteerTable = 2640
+	nftTable   = "egressgw"
 )
 
 // render writes the agent's nft table. Applying it replaces the previous one atomically.
-func (n nftState) render(tunnel string, port int) string {
+func (n nftState) render() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip %s\ndelete table ip %s\ntable ip %s {\n", nftTable, nftTable, nftTable)
 	set(&b, "pod_cidrs", n.PodCIDRs)
@@ -47,30 +47,24 @@ func (n nftState) render(tunnel string, port int) string {
 	fmt.Fprintf(&b, "\t}\n")
 	fmt.Fprintf(&b, `	chain raw {
 		type filter hook prerouting priority raw; policy accept;
-		udp dport %[7]d notrack comment "the tunnel's outer packets: conntrack has nothing to add, and they are many"
-		meta mark & 0x%08[4]x == 0x%08[6]x ct zone set %[2]d comment "to SNAT here (decapsulated, or a local pod): the gateway's own conntrack zone"
-		ip daddr @egress_ips ct zone set %[2]d comment "replies to an egress IP: the same zone"
-	}
-	chain raw_output {
-		type filter hook output priority raw; policy accept;
-		udp dport %[7]d notrack comment "the tunnel's outer packets, sent"
+		meta mark & 0x%08[3]x == 0x%08[5]x ct zone set %[1]d comment "to SNAT here (steered here, or a local pod): the gateway's own conntrack zone"
+		ip daddr @egress_ips ct zone set %[1]d comment "replies to an egress IP: the same zone"
 	}
 	chain forward {
 		type filter hook forward priority filter + 10; policy accept;
-		meta mark & 0x%08[3]x != 0x%08[3]x ip saddr @pod_cidrs ip daddr != @cluster_cidrs ip daddr @policy_destinations counter drop comment "fail closed: a pod whose veth has no egressgw program yet"
-		oifname %[1]q tcp flags syn tcp option maxseg size set rt mtu comment "room for the tunnel header"
+		meta mark & 0x%08[2]x != 0x%08[2]x ip saddr @pod_cidrs ip daddr != @cluster_cidrs ip daddr @policy_destinations counter drop comment "fail closed: a pod whose veth has no egressgw program yet"
 	}
 	chain postrouting {
 		type nat hook postrouting priority srcnat - 1; policy accept;
-		meta mark & 0x%08[4]x == 0x%08[5]x counter snat ip to ip saddr comment "keep the pod's IP to the gateway: the CNI's masquerade is skipped"
-		meta mark & 0x%08[4]x == 0x%08[6]x counter snat ip to meta mark & 0xffff0000 map @snat_ips comment "the gateway: SNAT to the egress IP"
+		meta mark & 0x%08[3]x == 0x%08[4]x counter snat ip to ip saddr comment "keep the pod's IP to the gateway: the CNI's masquerade is skipped"
+		meta mark & 0x%08[3]x == 0x%08[5]x counter snat ip to meta mark & 0xffff0000 map @snat_ips comment "the gateway: SNAT to the egress IP"
 	}
 	chain guard {
 		type filter hook postrouting priority srcnat + 10; policy accept;
-		meta mark & 0x%08[4]x == 0x%08[6]x ip saddr != @egress_ips counter drop comment "fail closed: a packet meant for an egress IP never leaves with another source"
+		meta mark & 0x%08[3]x == 0x%08[5]x ip saddr != @egress_ips counter drop comment "fail closed: a packet meant for an egress IP never leaves with another source"
 	}
 }
-`, tunnel, ctZone, markClassified, markClassMask, markSteer, markSNAT, port)
+`, ctZone, markClassified, markClassMask, markSteer, markSNAT)
 	return b.String()
 }
 

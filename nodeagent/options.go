@@ -12,9 +12,9 @@ type Options struct {
 	NodeName string
 	// BPFDir is a directory on a bpffs mount where maps and program links are pinned.
 	BPFDir string
-	// TunnelName is the VXLAN device steered packets leave through; TunnelPort its UDP port.
-	TunnelName string
-	TunnelPort int
+	// ObsoleteTunnel is the name of the VXLAN device that versions before L2 steering
+	// made; the agent deletes it if it is there. Empty: nothing to delete.
+	ObsoleteTunnel string
 	// Interfaces are glob patterns for the interfaces that may hold floating IPs; none
 	// means any interface whose subnet contains the IP.
 	Interfaces []string
@@ -61,11 +61,8 @@ func (o *Options) Validate() error {
 	if o.ControllerLease != "" && o.LeaseRefresh < o.RenewInterval {
 		errs = append(errs, fmt.Errorf("--lease-refresh %s must be at least --renew-interval %s", o.LeaseRefresh, o.RenewInterval))
 	}
-	if len(o.TunnelName) == 0 || len(o.TunnelName) > 15 {
-		errs = append(errs, fmt.Errorf("--tunnel-name %q must be 1 to 15 characters", o.TunnelName))
-	}
-	if o.TunnelPort < 1 || o.TunnelPort > 65535 {
-		errs = append(errs, fmt.Errorf("--tunnel-port %d must be a UDP port, 1 to 65535", o.TunnelPort))
+	if len(o.ObsoleteTunnel) > 15 {
+		errs = append(errs, fmt.Errorf("--tunnel-name %q is longer than an interface name (15 characters)", o.ObsoleteTunnel))
 	}
 	if o.BPFDir == "" {
 		errs = append(errs, errors.New("--bpf-dir is required (a directory on a bpffs mount)"))

@@ -76,21 +76,13 @@ func newAgent(opts Options, cfg *rest.Config, k kernel, reg prometheus.Registere
 	return a, nil
 }
 
-// run starts the caches, creates the tunnel, and runs the heartbeat and the passes until
+// run starts the caches, and runs the heartbeat and the passes until
 // ctx ends. It leaves the kernel state in place when it returns: programs stay attached
 // and IPs stay until their grant lapses, so a restart interrupts nothing.
 func (a *Agent) run(ctx context.Context) error {
 	if err := a.caches.start(ctx, time.Minute); err != nil {
 		return err
 	}
-	ifindex, err := a.host.EnsureTunnel()
-	if err != nil {
-		return err
-	}
-	if err := a.dp.AttachTunnel(ifindex); err != nil {
-		return fmt.Errorf("attaching to %s: %w", a.opts.TunnelName, err)
-	}
-	a.tunnel = ifindex
 	// A restarted agent numbers its tables as before, so its first Sync changes nothing.
 	if pods, egressIDs, err := a.dp.Numbering(); err != nil {
 		klog.ErrorS(err, "Reading the dataplane's numbering; numbering afresh")
@@ -140,7 +132,7 @@ func (a *Agent) run(ctx context.Context) error {
 		}
 		time.Sleep(a.opts.RenewInterval / 4)
 	}
-	klog.InfoS("Node agent started", "node", a.opts.NodeName, "tunnel", a.opts.TunnelName,
+	klog.InfoS("Node agent started", "node", a.opts.NodeName,
 		"leaseDuration", a.opts.LeaseDuration, "renewInterval", a.opts.RenewInterval)
 	go a.heartbeatLoop(ctx)
 	a.loop(ctx)

@@ -28,7 +28,7 @@ func Run(ctx context.Context, opts Options, cfg *rest.Config) error {
 	defer dp.Close()
 	fips := floatingip.New(floatingip.Options{Interfaces: opts.Interfaces})
 	reg := newRegistry()
-	a, err := newAgent(opts, cfg, kernel{dp: dp, fips: fips, host: linuxHost{tunnel: opts.TunnelName, port: opts.TunnelPort}}, reg)
+	a, err := newAgent(opts, cfg, kernel{dp: dp, fips: fips, host: linuxHost{obsoleteTunnel: opts.ObsoleteTunnel}}, reg)
 	if err != nil {
 		return err
 	}
@@ -40,7 +40,7 @@ func Run(ctx context.Context, opts Options, cfg *rest.Config) error {
 }
 
 // Uninstall removes everything an agent put on this node: floating IPs, BPF programs and
-// pinned maps, the nft table, the tunnel device and the routing rules.
+// pinned maps, the nft table, and the routing rules and table.
 func Uninstall(opts Options) error {
 	var errs []error
 	if err := floatingip.New(floatingip.Options{Interfaces: opts.Interfaces}).ReleaseAll(); err != nil {
@@ -49,7 +49,7 @@ func Uninstall(opts Options) error {
 	if err := bpf.Uninstall(opts.BPFDir); err != nil {
 		errs = append(errs, fmt.Errorf("removing BPF programs and maps: %w", err))
 	}
-	if err := RemoveHost(opts.TunnelName); err != nil {
+	if err := RemoveHost(opts.ObsoleteTunnel); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {

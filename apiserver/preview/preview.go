@@ -112,8 +112,8 @@ func (p *path) snat(d egress.Decision, dst netip.Addr, heldBy []string) {
 	p.status.SourceIP, p.status.GatewayNode = egressIP, gw
 	p.status.Overlap = overlapAt(d, dst)
 	p.add(v1alpha1.StageEgressNATPolicy, "Steer", p.pod.Node, "EgressNATPolicy "+d.Policy.Name,
-		fmt.Sprintf("EgressNATPolicy %s selects the pod for %s: node %s tunnels the packet (VXLAN) to the egress IP %s",
-			d.Policy.Name, winningPrefix(d, dst), p.pod.Node, egressIP))
+		fmt.Sprintf("EgressNATPolicy %s selects the pod for %s: node %s sends the packet, unchanged, to %s, the virtual MAC of the egress IP %s",
+			d.Policy.Name, winningPrefix(d, dst), p.pod.Node, egress.VirtualMAC(d.EgressIP), egressIP))
 	msg := fmt.Sprintf("node %s holds %s, SNATs the packet to it, and it leaves the cluster from there", gw, egressIP)
 	if !slices.Contains(heldBy, gw) {
 		msg += fmt.Sprintf("; but node %s's agent does not report %s configured yet, and until it does the packet is dropped (fail closed)", gw, egressIP)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/mdlayher/arp"
 	"k8s.io/klog/v2"
+
+	"github.com/egressgw/egressgw/apiserver/egress"
 )
 
 var broadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
@@ -53,7 +55,9 @@ func (h *Holder) announce(o op) {
 // burst sends the announcements at the schedule's delays after added, until ctx ends
 // (the IP was released). It logs once, at the end, never per packet.
 func (h *Holder) burst(ctx context.Context, l link, ip netip.Addr, added time.Time) {
-	pkts, err := announcements(l.MAC, ip)
+	// The IP's virtual MAC, not the interface's: it is what source nodes send steered
+	// packets to, and the announcement's Ethernet source teaches the switch its port.
+	pkts, err := announcements(egress.VirtualMAC(ip), ip)
 	var conn arpConn
 	if err == nil {
 		conn, err = h.k.OpenARP(l)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/egressgw/egressgw/apiserver/egress"
 )
 
 // These tests run the real kernel: a node netns "n" whose eth0 (198.51.100.11/24) is a
@@ -290,19 +292,21 @@ func TestGARPUpdatesPeerNeighbour(t *testing.T) {
 				t.Fatalf("Reconcile: %v", err)
 			}
 			returned := time.Since(start)
+			// The announcement carries the IP's virtual MAC, not the interface's.
+			vmac := egress.VirtualMAC(ip("198.51.100.100"))
 			var mac net.HardwareAddr
 			var polls int
 			for ; polls < 2000 && time.Since(start) < 300*time.Millisecond; polls++ {
-				if mac = peerNeighbour(t, tn.peerNL, peerEth0.Attrs().Index, "198.51.100.100"); mac.String() == tn.nodeMAC.String() {
+				if mac = peerNeighbour(t, tn.peerNL, peerEth0.Attrs().Index, "198.51.100.100"); mac.String() == vmac.String() {
 					break
 				}
 				time.Sleep(500 * time.Microsecond)
 			}
 			took := time.Since(start)
-			updated := mac.String() == tn.nodeMAC.String()
+			updated := mac.String() == vmac.String()
 			if updated != tt.wantUpdated {
-				t.Fatalf("after %v the peer's entry for 198.51.100.100 is %s (node eth0 is %s, stale was %s); want updated: %v",
-					took, mac, tn.nodeMAC, wrong, tt.wantUpdated)
+				t.Fatalf("after %v the peer's entry for 198.51.100.100 is %s (its virtual MAC is %s, stale was %s); want updated: %v",
+					took, mac, vmac, wrong, tt.wantUpdated)
 			}
 			if updated {
 				t.Logf("peer's neighbour entry updated %v after Reconcile began (Reconcile took %v, seen at poll %d)", took, returned, polls+1)

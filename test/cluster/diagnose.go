@@ -11,8 +11,9 @@ import (
 )
 
 // Diagnose returns what a person debugging a failed dataplane test looks at first: each
-// node's addresses, neighbours, rules, tunnel routes, nft counters, conntrack entries
-// and the agent's dataplane counters.
+// node's addresses, neighbours, rules, routes (the steering table's among them), nft
+// counters, conntrack entries and the agent's dataplane counters; the router's
+// neighbours; and which bridge port each MAC was learnt on (virtual MACs included).
 func (c *Cluster) Diagnose() string {
 	var b strings.Builder
 	for _, n := range c.Topo.Nodes {
@@ -35,6 +36,8 @@ func (c *Cluster) Diagnose() string {
 	}
 	out, _ := topology.Exec(c.Topo.Router, "ip", "neigh")
 	fmt.Fprintf(&b, "===== router neighbours\n%s", out)
+	out, _ = topology.Exec(c.Topo.L2, "bridge", "fdb", "show", "br", "br0", "dynamic")
+	fmt.Fprintf(&b, "===== bridge: learnt MACs\n%s", out)
 	return b.String()
 }
 

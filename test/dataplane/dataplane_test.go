@@ -164,14 +164,14 @@ func TestNetworkPolicyFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = node.ClearPolicy() })
-	before, err := agentMetric(ex.gateway, "egressgw_agent_packets_total", `verdict="tunnel_in_snat"`)
+	before, err := agentMetric(ex.gateway, "egressgw_agent_packets_total", `verdict="uplink_in_snat"`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ex.paul.WhoUDP(ctx, topology.ExternalIP); err == nil {
 		t.Error("the denied packet reached the external host")
 	}
-	after, err := agentMetric(ex.gateway, "egressgw_agent_packets_total", `verdict="tunnel_in_snat"`)
+	after, err := agentMetric(ex.gateway, "egressgw_agent_packets_total", `verdict="uplink_in_snat"`)
 	if err != nil {
 		t.Fatal(err)
 	}

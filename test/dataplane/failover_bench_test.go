@@ -11,6 +11,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/egressgw/egressgw/apiserver/egress"
 	"github.com/egressgw/egressgw/test/cluster"
 	"github.com/egressgw/egressgw/test/topology"
 )
@@ -165,7 +166,7 @@ func watchFault(t testing.TB, c *cluster.Cluster, ex example, tag string) *fault
 	if _, err := w.probe.WaitAnswer(ex.egressIP, time.Now().Add(-time.Second), 10*time.Second); err != nil {
 		t.Fatalf("before the fault: %v", err)
 	}
-	if w.arp, err = topology.StartARPWatch(c.Topo.Router, "eth0", ex.egressIP, 10*time.Millisecond, 2*time.Minute); err != nil {
+	if w.arp, err = topology.StartARPWatch(c.Topo, ex.egressIP, 10*time.Millisecond, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.arp.Stop)
@@ -173,20 +174,28 @@ func watchFault(t testing.TB, c *cluster.Cluster, ex example, tag string) *fault
 	return w
 }
 
-// announced checks gratuitous ARP once traffic resumed: the router's entry for ip, and
-// the last claim the ARP watch saw, are node gw's MAC.
+// announced checks gratuitous ARP once traffic resumed: the last claim the ARP watch
+// saw came in by node gw's bridge port, with the IP's virtual MAC; the bridge has
+// learnt that MAC on gw's port; and the router's entry for ip is that MAC.
 func (w *faultWatch) announced(t testing.TB, c *cluster.Cluster, ip netip.Addr, gw string) {
 	t.Helper()
-	want := c.Node(gw).MAC.String()
+	vmac := egress.VirtualMAC(ip).String()
 	neigh, err := topology.Exec(c.Topo.Router, "ip", "neigh", "show", ip.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(neigh, want) {
-		t.Errorf("the router's ARP entry for %s is %q, want %s's MAC %s (gratuitous ARP)", ip, strings.TrimSpace(neigh), gw, want)
+	if !strings.Contains(neigh, vmac) {
+		t.Errorf("the router's ARP entry for %s is %q, want its virtual MAC %s", ip, strings.TrimSpace(neigh), vmac)
 	}
-	if claims := w.arp.Claims(); len(claims) == 0 || claims[len(claims)-1].MAC != want {
-		t.Errorf("the ARP watch's last claim of %s is %v, want one from %s", ip, claims[max(0, len(claims)-1):], gw)
+	fdb, err := topology.Exec(c.Topo.L2, "bridge", "fdb", "show", "br", "br0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := vmac + " dev " + c.Node(gw).BridgePort + " "; !strings.Contains(fdb, want) {
+		t.Errorf("the bridge has not learnt %s on %s's port %s:\n%s", vmac, gw, c.Node(gw).BridgePort, fdb)
+	}
+	if claims := w.arp.Claims(); len(claims) == 0 || claims[len(claims)-1].Node != gw || claims[len(claims)-1].MAC != vmac {
+		t.Errorf("the ARP watch's last claim of %s is %v, want one from %s with %s", ip, claims[max(0, len(claims)-1):], gw, vmac)
 	}
 }
 

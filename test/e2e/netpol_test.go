@@ -208,7 +208,7 @@ func gatewayDecapsulated(t *testing.T, n *topology.Node) float64 {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	const series = `egressgw_agent_packets_total{verdict="tunnel_in_snat"} `
+	const series = `egressgw_agent_packets_total{verdict="uplink_in_snat"} `
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {

@@ -26,8 +26,8 @@ func main() {
 	flag.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig; in-cluster config if empty")
 	flag.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
 	flag.StringVar(&opts.BPFDir, "bpf-dir", "/sys/fs/bpf/egressgw", "directory on a bpffs mount for pinned maps and links")
-	flag.StringVar(&opts.TunnelName, "tunnel-name", "egw0", "the VXLAN device steered packets leave through")
-	flag.IntVar(&opts.TunnelPort, "tunnel-port", 4788, "the UDP port of the VXLAN tunnel between nodes; keep it apart from the CNI's VXLAN port")
+	flag.StringVar(&opts.ObsoleteTunnel, "tunnel-name", "egw0", "deprecated: the VXLAN device that earlier versions steered through, which the agent now deletes (steered packets cross the node network unencapsulated)")
+	flag.Int("tunnel-port", 4788, "deprecated and ignored: steered packets no longer use a tunnel")
 	var ifaces string
 	flag.StringVar(&ifaces, "interfaces", "", "comma-separated glob patterns (such as eth*) of the interfaces that may hold floating IPs; default: any whose subnet contains the IP")
 	flag.StringVar(&cluster, "cluster-cidrs", "", "comma-separated in-cluster CIDRs (services, nodes) that are never steered; every Node's pod CIDRs are added")
@@ -39,7 +39,7 @@ func main() {
 	flag.DurationVar(&opts.LeaseRefresh, "lease-refresh", 10*time.Second, "how often the heartbeat Lease is written while the leader answers UDP heartbeats")
 	flag.DurationVar(&opts.Resync, "resync", 30*time.Second, "how often to repair the kernel state with no change seen")
 	flag.StringVar(&opts.ProbeAddr, "probe-bind-address", ":9464", "address of /healthz, /readyz and /metrics")
-	flag.BoolVar(&uninstall, "uninstall", false, "remove everything the agent put on this node (IPs, nft table, tunnel, BPF programs and maps) and exit")
+	flag.BoolVar(&uninstall, "uninstall", false, "remove everything the agent put on this node (IPs, nft table, routing rules, BPF programs and maps) and exit")
 	klog.InitFlags(nil)
 	flag.Parse()
 

@@ -1,0 +1,362 @@
+package bpf
+
+import (
+	"bytes"
+	"encoding/binary"
+	"maps"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/egressgw/egressgw/apiserver/egress"
+)
+
+func monotonicNow() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err)
+	}
+	return time.Duration(ts.Nano())
+}
+
+// runFrame runs prog on one frame with skb->mark set to mark, and returns its return
+// code, the mark and the frame it left.
+func runFrame(t testing.TB, prog *ebpf.Program, pkt []byte, mark uint32) (uint32, uint32, []byte) {
+	t.Helper()
+	ctx := make([]byte, skbSize(t))
+	binary.NativeEndian.PutUint32(ctx[skbMarkOffset:], mark)
+	ctxOut, out := make([]byte, len(ctx)), make([]byte, len(pkt)+256)
+	opts := &ebpf.RunOptions{Data: pkt, DataOut: out, Context: ctx, ContextOut: ctxOut}
+	ret, err := prog.Run(opts)
+	if err != nil {
+		t.Fatalf("running %s: %v", prog, err)
+	}
+	return ret, binary.NativeEndian.Uint32(ctxOut[skbMarkOffset:]), opts.DataOut
+}
+
+// withDst is pkt addressed to mac.
+func withDst(pkt []byte, mac net.HardwareAddr) []byte {
+	out := bytes.Clone(pkt)
+	copy(out[0:6], mac)
+	return out
+}
+
+// TestUplinkOut runs egw_uplink_out on every path: a steered packet leaves for its
+// egress IP's virtual MAC; ARP claims of floating IPs carry the virtual MAC while the
+// grant is valid and do not leave once it lapses; everything else passes untouched.
+func TestUplinkOut(t *testing.T) {
+	d := load(t)
+	tbl := classifyTable(t)
+	if err := d.Sync(tbl); err != nil {
+		t.Fatal(err)
+	}
+	web, db := egressIDOf(t, tbl, "198.51.100.100"), egressIDOf(t, tbl, "198.51.100.101")
+	valid, lapsed := netip.MustParseAddr("198.51.100.100"), netip.MustParseAddr("198.51.100.101")
+	if err := d.SetGrant(valid, 1, monotonicNow()+time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetGrant(lapsed, 2, monotonicNow()-time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	pkt := ipv4Packet("198.18.1.10", "203.0.113.5", protoTCP)
+	arpValid := arpPacket(2, valid)
+	copy(arpValid[6:12], egress.VirtualMAC(valid))  // the frame's source
+	copy(arpValid[22:28], egress.VirtualMAC(valid)) // the sender hardware address
+
+	tests := []struct {
+		name     string
+		pkt      []byte
+		mark     uint32
+		wantRet  uint32
+		wantMark uint32 // checked unless the packet is dropped
+		wantPkt  []byte // nil: unchanged
+		wantStat string
+	}{
+		{name: "steered: to the egress IP's virtual MAC, our mark bits cleared", pkt: pkt, mark: markSteer | web<<16 | 0x1234,
+			wantRet: retNext, wantMark: 0x1234, wantPkt: withDst(pkt, egress.VirtualMAC(valid)), wantStat: "uplink_out_steer"},
+		{name: "steered to another egress id: that IP's virtual MAC", pkt: pkt, mark: markSteer | db<<16,
+			wantRet: retNext, wantPkt: withDst(pkt, egress.VirtualMAC(lapsed)), wantStat: "uplink_out_steer"},
+		{name: "steered to an egress id with no IP: dropped", pkt: pkt, mark: markSteer | 0xFFF<<16,
+			wantRet: retDrop, wantStat: "uplink_out_no_egress_ip"},
+		{name: "unmarked IPv4 passes untouched", pkt: pkt, mark: 0x1234, wantRet: retNext, wantMark: 0x1234},
+		{name: "classified, unsteered IPv4 passes untouched", pkt: pkt, mark: markClassified | web<<16,
+			wantRet: retNext, wantMark: markClassified | web<<16},
+		{name: "SNAT-marked IPv4 passes untouched", pkt: pkt, mark: markSNAT | web<<16,
+			wantRet: retNext, wantMark: markSNAT | web<<16},
+		{name: "IPv6 with a steer mark passes untouched", pkt: ipv6Packet(), mark: markSteer | web<<16,
+			wantRet: retNext, wantMark: markSteer | web<<16},
+		{name: "ARP for a valid grant: claimed with the virtual MAC", pkt: arpPacket(2, valid),
+			wantRet: retNext, wantPkt: arpValid, wantStat: "arp_virtual_mac"},
+		{name: "ARP reply for a lapsed grant: dropped", pkt: arpPacket(2, lapsed),
+			wantRet: retDrop, wantStat: "arp_lapsed_grant"},
+		{name: "gratuitous ARP for a lapsed grant: dropped", pkt: arpPacket(1, lapsed),
+			wantRet: retDrop, wantStat: "arp_lapsed_grant"},
+		{name: "ARP for the node's own address passes untouched", pkt: arpPacket(2, netip.MustParseAddr("198.51.100.2")),
+			wantRet: retNext},
+		{name: "IPv4 from a lapsed floating IP (not ARP) passes", pkt: ipv4Packet(lapsed.String(), "203.0.113.10", protoUDP),
+			wantRet: retNext},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ret, mark uint32
+			var out []byte
+			delta := statsDelta(t, d, func() { ret, mark, out = runFrame(t, d.objs.EgwUplinkOut, tt.pkt, tt.mark) })
+			if ret != tt.wantRet {
+				t.Errorf("returned %#x, want %#x", ret, tt.wantRet)
+			}
+			if tt.wantRet != retDrop && mark != tt.wantMark {
+				t.Errorf("mark %#08x, want %#08x", mark, tt.wantMark)
+			}
+			want := tt.wantPkt
+			if want == nil {
+				want = tt.pkt
+			}
+			if tt.wantRet != retDrop && !bytes.Equal(out, want) {
+				t.Errorf("frame\n%x\nwant\n%x", out, want)
+			}
+			if want := one(tt.wantStat); !maps.Equal(delta, want) {
+				t.Errorf("counters moved %v, want %v", delta, want)
+			}
+		})
+	}
+}
+
+// TestUplinkIn runs egw_uplink_in on every path. Frames to a floating IP's virtual MAC
+// are taken in only for an IP this node holds; steered ones are marked for SNAT only
+// while the grant is valid.
+func TestUplinkIn(t *testing.T) {
+	d := load(t)
+	valid, lapsed, other := netip.MustParseAddr("198.51.100.100"), netip.MustParseAddr("198.51.100.101"), netip.MustParseAddr("198.51.100.102")
+	if err := d.SetGrant(valid, 5, monotonicNow()+time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetGrant(lapsed, 6, monotonicNow()-time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	steered := ipv4Packet("198.18.2.10", "203.0.113.5", protoTCP)
+	reply := ipv4Packet("203.0.113.5", valid.String(), protoTCP)
+	tests := []struct {
+		name     string
+		pkt      []byte
+		wantRet  uint32
+		wantMark uint32
+		wantStat string
+	}{
+		{name: "steered to a valid grant: marked for SNAT", pkt: withDst(steered, egress.VirtualMAC(valid)),
+			wantRet: retNext, wantMark: markSNAT | 5<<16 | 0x1234, wantStat: "uplink_in_snat"},
+		{name: "steered to a lapsed grant: dropped", pkt: withDst(steered, egress.VirtualMAC(lapsed)),
+			wantRet: retDrop, wantStat: "uplink_in_expired"},
+		{name: "steered to an IP another node holds: left to the stack, which drops it", pkt: withDst(steered, egress.VirtualMAC(other)),
+			wantRet: retNext, wantMark: 0x1234, wantStat: "uplink_in_not_held"},
+		{name: "a reply to the floating IP: taken in as it is", pkt: withDst(reply, egress.VirtualMAC(valid)),
+			wantRet: retNext, wantMark: 0x1234},
+		{name: "a reply to a floating IP whose grant lapsed: taken in, for conntrack", pkt: withDst(ipv4Packet("203.0.113.5", lapsed.String(), protoTCP), egress.VirtualMAC(lapsed)),
+			wantRet: retNext, wantMark: 0x1234},
+		{name: "ARP to the virtual MAC: taken in", pkt: withDst(arpPacket(2, netip.MustParseAddr("198.51.100.1")), egress.VirtualMAC(valid)),
+			wantRet: retNext, wantMark: 0x1234},
+		{name: "a frame to another MAC passes untouched", pkt: steered, wantRet: retNext, wantMark: 0x1234},
+		{name: "IPv6 to the virtual MAC passes untouched", pkt: withDst(ipv6Packet(), egress.VirtualMAC(valid)), wantRet: retNext, wantMark: 0x1234},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ret, mark uint32
+			delta := statsDelta(t, d, func() { ret, mark, _ = runFrame(t, d.objs.EgwUplinkIn, tt.pkt, 0x1234) })
+			if ret != tt.wantRet {
+				t.Errorf("returned %#x, want %#x", ret, tt.wantRet)
+			}
+			if tt.wantRet != retDrop && mark != tt.wantMark {
+				t.Errorf("mark %#08x, want %#08x", mark, tt.wantMark)
+			}
+			if want := one(tt.wantStat); !maps.Equal(delta, want) {
+				t.Errorf("counters moved %v, want %v", delta, want)
+			}
+		})
+	}
+}
+
+// TestSteerOverL2 sends packets from a source namespace, routed by their steer mark as
+// the agent routes them, to a gateway namespace on the same segment: egw_uplink_out
+// addresses them to the egress IP's virtual MAC, and the gateway's egw_uplink_in marks
+// them for SNAT only under a valid grant (an nft rule there counts packets carrying
+// exactly that mark). The gateway's kernel answers ARP for the floating IP with its
+// virtual MAC, and not at all once the grant lapses.
+func TestSteerOverL2(t *testing.T) {
+	src, gw := newNetns(t, "src"), newNetns(t, "gw")
+	sh(t, "ip", "link", "add", "uplink", "netns", src, "type", "veth", "peer", "name", "uplink", "netns", gw)
+	sh(t, "ip", "-n", src, "addr", "add", "198.51.100.2/24", "dev", "uplink")
+	sh(t, "ip", "-n", gw, "addr", "add", "198.51.100.1/24", "dev", "uplink")
+	sh(t, "ip", "-n", gw, "addr", "add", "198.51.100.100/24", "dev", "uplink") // the floating IP
+	for _, ns := range []string{src, gw} {
+		sh(t, "ip", "-n", ns, "link", "set", "uplink", "up")
+	}
+	// The agent's steering route: table 2640 by mark, via a next hop whose neighbour
+	// entry is the virtual MAC of 0.0.0.0.
+	sh(t, "ip", "-n", src, "neigh", "add", "169.254.88.2", "lladdr", "02:65:00:00:00:00", "dev", "uplink", "nud", "permanent")
+	sh(t, "ip", "-n", src, "route", "add", "default", "via", "169.254.88.2", "dev", "uplink", "onlink", "table", "2640")
+	sh(t, "ip", "-n", src, "rule", "add", "fwmark", "0xe0000000/0xf0000000", "lookup", "2640")
+	sh(t, "ip", "-n", src, "route", "add", "203.0.113.0/24", "via", "198.51.100.1")
+	const snatID = 5
+	nft := `table ip egwtest {
+		counter granted {}
+		chain pre {
+			type filter hook prerouting priority 0; policy accept;
+			iifname "uplink" meta mark 0xd0050000 counter name "granted"
+		}
+	}`
+	if out, err := runStdin(nft, "ip", "netns", "exec", gw, "nft", "-f", "-"); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+
+	dSrc, dGw := load(t), load(t)
+	inNetns(t, src, func() {
+		if err := dSrc.AttachUplink(ifindex(t, src, "uplink")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	inNetns(t, gw, func() {
+		if err := dGw.AttachUplink(ifindex(t, gw, "uplink")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	tbl := build(t, egress.NewTableBuilder(), compile(pol{name: "web", dests: []string{"203.0.113.0/25"}, egressIP: "198.51.100.100"}), pod("198.18.1.10", "web"))
+	if err := dSrc.Sync(tbl); err != nil {
+		t.Fatal(err)
+	}
+	steer := markSteer | egressIDOf(t, tbl, "198.51.100.100")<<markIDShift
+	floating := netip.MustParseAddr("198.51.100.100")
+	vmac := egress.VirtualMAC(floating).String()
+
+	t.Run("the gateway answers ARP for the floating IP with its virtual MAC", func(t *testing.T) {
+		if err := dGw.SetGrant(floating, snatID, monotonicNow()+time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		inNetns(t, src, func() { sendUDP(t, floating.String(), 0) })
+		if !eventually(func() bool { return strings.Contains(sh(t, "ip", "-n", src, "neigh", "show", floating.String()), vmac) }) {
+			t.Errorf("the source's neighbour entry for %s: %q, want %s", floating, sh(t, "ip", "-n", src, "neigh", "show", floating.String()), vmac)
+		}
+	})
+
+	tests := []struct {
+		name        string
+		grant       func() error
+		mark        uint32
+		wantSrc     string // the counter that moves by one in the source, if any
+		wantGw      string // and in the gateway
+		wantGranted uint64
+	}{
+		{name: "a valid grant: the gateway marks for SNAT",
+			grant: func() error { return dGw.SetGrant(floating, snatID, monotonicNow()+time.Hour) },
+			mark:  steer | 0x42, wantSrc: "uplink_out_steer", wantGw: "uplink_in_snat", wantGranted: 1},
+		{name: "an expired grant drops",
+			grant: func() error { return dGw.SetGrant(floating, snatID, monotonicNow()-time.Second) },
+			mark:  steer, wantSrc: "uplink_out_steer", wantGw: "uplink_in_expired"},
+		{name: "no grant: not taken in",
+			grant: func() error { return dGw.DeleteGrant(floating) },
+			mark:  steer, wantSrc: "uplink_out_steer", wantGw: "uplink_in_not_held"},
+		{name: "an egress id with no IP drops at the source",
+			grant: func() error { return dGw.SetGrant(floating, snatID, monotonicNow()+time.Hour) },
+			mark:  markSteer | 0xFFF<<markIDShift, wantSrc: "uplink_out_no_egress_ip"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.grant(); err != nil {
+				t.Fatal(err)
+			}
+			granted := nftCounter(t, gw, "granted")
+			srcBefore, gwBefore := stats(t, dSrc), stats(t, dGw)
+			inNetns(t, src, func() { sendUDP(t, "203.0.113.5", tt.mark) })
+			moved := func(d *Dataplane, before map[string]uint64, name string) bool {
+				return name == "" || stats(t, d)[name] > before[name]
+			}
+			if !eventually(func() bool { return moved(dSrc, srcBefore, tt.wantSrc) && moved(dGw, gwBefore, tt.wantGw) }) {
+				t.Fatalf("counters did not move within 3s: source %v, gateway %v", diff(srcBefore, stats(t, dSrc)), diff(gwBefore, stats(t, dGw)))
+			}
+			if got, want := diff(srcBefore, stats(t, dSrc)), one(tt.wantSrc); !maps.Equal(got, want) {
+				t.Errorf("source counters moved %v, want %v", got, want)
+			}
+			if got, want := diff(gwBefore, stats(t, dGw)), one(tt.wantGw); !maps.Equal(got, want) {
+				t.Errorf("gateway counters moved %v, want %v", got, want)
+			}
+			if got := nftCounter(t, gw, "granted") - granted; got != tt.wantGranted {
+				t.Errorf("%d packets reached the gateway's netfilter with SNAT mark 0xd0050000, want %d", got, tt.wantGranted)
+			}
+		})
+	}
+
+	t.Run("once the grant lapses, the gateway answers no ARP for the floating IP", func(t *testing.T) {
+		if err := dGw.SetGrant(floating, snatID, monotonicNow()-time.Second); err != nil {
+			t.Fatal(err)
+		}
+		sh(t, "ip", "-n", src, "neigh", "flush", "dev", "uplink", "to", floating.String())
+		before := stats(t, dGw)["arp_lapsed_grant"]
+		inNetns(t, src, func() { sendUDP(t, floating.String(), 0) })
+		if !eventually(func() bool { return stats(t, dGw)["arp_lapsed_grant"] > before }) {
+			t.Fatal("the gateway's ARP reply was not stopped")
+		}
+		if got := sh(t, "ip", "-n", src, "neigh", "show", floating.String()); strings.Contains(got, vmac) {
+			t.Errorf("the source learnt %s after the grant lapsed: %q", vmac, got)
+		}
+	})
+}
+
+func runStdin(stdin string, args ...string) (string, error) {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// sendUDP sends one datagram with the socket mark set, as a steered pod packet leaves
+// the source node's routing: the mark chooses table 2640.
+func sendUDP(t testing.TB, dst string, mark uint32) {
+	t.Helper()
+	dialer := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark)) })
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	conn, err := dialer.Dial("udp4", net.JoinHostPort(dst, "9"))
+	if err != nil {
+		t.Fatalf("dialing %s with mark %#x: %v", dst, mark, err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("egressgw")); err != nil {
+		t.Fatalf("sending to %s with mark %#x: %v", dst, mark, err)
+	}
+}
+
+func stats(t testing.TB, d *Dataplane) map[string]uint64 {
+	t.Helper()
+	s, err := d.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func diff(before, after map[string]uint64) map[string]uint64 {
+	out := map[string]uint64{}
+	for name, n := range after {
+		if n != before[name] {
+			out[name] = n - before[name]
+		}
+	}
+	return out
+}
+
+func one(name string) map[string]uint64 {
+	if name == "" {
+		return map[string]uint64{}
+	}
+	return map[string]uint64{name: 1}
+}
