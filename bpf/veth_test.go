@@ -229,3 +229,68 @@ func pinnedLinkIDs(t *testing.T, dir string) map[string]link.ID {
 	}
 	return out
 }
+
+// TestUpgradeFromTunnel: the links an earlier build pinned go. Load detaches the VXLAN
+// tunnel's (tunnel-in, tunnel-out); AttachUplink replaces an interface's ARP guard
+// (arp-<ifindex>) with the uplink programs, attaching them first, so that the interface
+// is never without one.
+func TestUpgradeFromTunnel(t *testing.T) {
+	ns := newNetns(t, "upgrade")
+	sh(t, "ip", "-n", ns, "link", "add", "uplink", "type", "veth", "peer", "name", "uplinkpeer")
+	sh(t, "ip", "-n", ns, "link", "add", "egw0", "type", "veth", "peer", "name", "egw0peer")
+	uplink, tunnel := ifindex(t, ns, "uplink"), ifindex(t, ns, "egw0")
+	dir := newPinDir(t)
+	old, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The earlier build's links, as it named them (this build's programs stand in for its own).
+	pin := func(name string, ifindex int, prog *ebpf.Program, typ ebpf.AttachType) {
+		l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: typ})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if err := l.Pin(filepath.Join(dir, linksDir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inNetns(t, ns, func() {
+		pin(obsoleteTunnelIn, tunnel, old.objs.EgwUplinkIn, ebpf.AttachTCXIngress)
+		pin(obsoleteTunnelOut, tunnel, old.objs.EgwUplinkOut, ebpf.AttachTCXEgress)
+		pin(obsoleteARPPrefix+strconv.Itoa(uplink), uplink, old.objs.EgwUplinkOut, ebpf.AttachTCXEgress)
+	})
+	old.Close()
+
+	d, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	for _, typ := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+		if got := attached(t, ns, tunnel, typ); len(got) != 0 {
+			t.Errorf("the old tunnel device's %s still runs %v after Load", typ, got)
+		}
+	}
+	inNetns(t, ns, func() {
+		if err := d.AttachUplink(uplink); err != nil {
+			t.Fatal(err)
+		}
+	})
+	names, err := pinnedLinks(filepath.Join(dir, linksDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := strconv.Itoa(uplink)
+	if want := []string{uplinkInPrefix + n, uplinkOutPrefix + n}; !slices.Equal(names, want) {
+		t.Errorf("pinned links %v, want %v", names, want)
+	}
+	for _, c := range []struct {
+		typ  ebpf.AttachType
+		prog *ebpf.Program
+	}{{ebpf.AttachTCXIngress, d.objs.EgwUplinkIn}, {ebpf.AttachTCXEgress, d.objs.EgwUplinkOut}} {
+		if got, want := attached(t, ns, uplink, c.typ), []ebpf.ProgramID{programID(t, c.prog)}; !slices.Equal(got, want) {
+			t.Errorf("the uplink's %s runs %v, want only %s %v", c.typ, got, c.prog, want)
+		}
+	}
+}

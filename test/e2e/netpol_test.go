@@ -37,7 +37,7 @@ func TestNetworkPolicyWinsOverEgressPolicy(t *testing.T) {
 	gateway := c.Node(p.Node)
 	egressIP := netip.MustParseAddr(netpolIP)
 	// Both pods on a node other than the gateway: a packet that reached the gateway would
-	// have crossed the tunnel, which the gateway's counters show.
+	// have been steered there, which the gateway's counters show.
 	node := otherNode(t, c, gateway.Name)
 	denied := addPod(t, c, node.Name, ns, "denied", "client", "netpol", "deny")
 	allowed := addPod(t, c, node.Name, ns, "allowed", "client")
@@ -78,7 +78,7 @@ spec:
 
 	t.Run("the denied packet is dropped on the source node", func(t *testing.T) {
 		dropsBefore := netpolDrops(t, node)
-		tunnelBefore := gatewayDecapsulated(t, gateway)
+		steeredBefore := gatewaySteeredIn(t, gateway)
 		mark := c.Topo.External.Mark()
 		const tag = "e2e-netpol-denied"
 		if answered := sendTagged(t, denied, topology.ExternalIP, tag, 20); answered > 0 {
@@ -90,13 +90,13 @@ spec:
 		if drops := netpolDrops(t, node) - dropsBefore; drops < 20 {
 			t.Errorf("the network-policy rule of %s dropped %d packets, want the 20 sent", node.Name, drops)
 		}
-		if n := gatewayDecapsulated(t, gateway) - tunnelBefore; n != 0 {
-			t.Errorf("the gateway %s SNATed %v packets from the tunnel while only the denied pod sent", gateway.Name, n)
+		if n := gatewaySteeredIn(t, gateway) - steeredBefore; n != 0 {
+			t.Errorf("the gateway %s SNATed %v steered packets while only the denied pod sent", gateway.Name, n)
 		}
 	})
 
 	t.Run("allowed traffic is SNATed", func(t *testing.T) {
-		tunnelBefore := gatewayDecapsulated(t, gateway)
+		steeredBefore := gatewaySteeredIn(t, gateway)
 		for _, tc := range []struct {
 			pod *cluster.Pod
 			dst netip.Addr
@@ -114,8 +114,8 @@ spec:
 			}
 		}
 		// The counter that stayed still above counts: it moved for the allowed packets.
-		if n := gatewayDecapsulated(t, gateway) - tunnelBefore; n == 0 {
-			t.Errorf("the gateway %s counted no packet from the tunnel for the allowed traffic", gateway.Name)
+		if n := gatewaySteeredIn(t, gateway) - steeredBefore; n == 0 {
+			t.Errorf("the gateway %s counted no steered packet for the allowed traffic", gateway.Name)
 		}
 	})
 
@@ -198,9 +198,9 @@ func netpolDrops(t *testing.T, n *topology.Node) int {
 	return sum
 }
 
-// gatewayDecapsulated reads, from the agent's metrics on the node's address, how many
-// packets the node took from the tunnel and SNATed: what reaches a gateway.
-func gatewayDecapsulated(t *testing.T, n *topology.Node) float64 {
+// gatewaySteeredIn reads, from the agent's metrics on the node's address, how many
+// steered packets the node took in and SNATed: what reaches a gateway.
+func gatewaySteeredIn(t *testing.T, n *topology.Node) float64 {
 	t.Helper()
 	client := http.Client{Timeout: 5 * time.Second}
 	resp, err := client.Get(fmt.Sprintf("http://%s:9464/metrics", n.IP))
