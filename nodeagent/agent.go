@@ -52,6 +52,7 @@ type Agent struct {
 	attached    map[int]netip.Addr // pod ifindex → pod IP
 	uplinks     map[string]int     // interface name → ifindex its uplink programs are attached to
 	steering    []int              // the uplinks EnsureSteering was last given
+	steeredAt   time.Duration      // when, on a.now's clock
 
 	mu       sync.Mutex
 	synced   bool
@@ -314,15 +315,17 @@ func (a *Agent) attachUplinks(ifaces []Interface, egressIPs []netip.Addr) error 
 	if len(indexes) == 0 {
 		return errors.Join(append(errs, errors.New("no interface can hold floating IPs, so steered packets have no way out and are dropped"))...)
 	}
-	// Passes run on every renewal: the kernel is asked again only when the uplinks change.
 	if steer > 0 {
 		indexes[0], indexes[steer] = indexes[steer], indexes[0]
 	}
-	if !slices.Equal(indexes, a.steering) {
+	// Passes run on every renewal: the kernel is asked again when the uplinks change, and
+	// once per resync interval, to repair what someone else changed.
+	if !slices.Equal(indexes, a.steering) || a.now()-a.steeredAt >= a.opts.Resync {
 		if err := a.host.EnsureSteering(indexes[0], indexes); err != nil {
+			a.steering = nil
 			return errors.Join(append(errs, fmt.Errorf("routing steered packets: %w", err))...)
 		}
-		a.steering = indexes
+		a.steering, a.steeredAt = indexes, a.now()
 	}
 	return errors.Join(errs...)
 }

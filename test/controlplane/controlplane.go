@@ -339,7 +339,7 @@ func (cp *ControlPlane) Kubectl(stdin []byte, args ...string) (string, error) {
 func (cp *ControlPlane) KubectlOutputs(stdin []byte, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(cp.Assets, "kubectl"), append([]string{"--kubeconfig", cp.Kubeconfig}, args...)...)
+	cmd := cp.KubectlCommand(ctx, args...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
@@ -349,6 +349,15 @@ func (cp *ControlPlane) KubectlOutputs(stdin []byte, args ...string) (stdout, st
 		return out.String(), errOut.String(), &KubectlError{Args: args, Stderr: errOut.String(), Err: err}
 	}
 	return out.String(), errOut.String(), nil
+}
+
+// KubectlCommand is kubectl against the control plane, with a discovery cache of its own.
+// kubectl's default cache is keyed by host and port only: a control plane of another
+// test package that had the same port earlier (and the aggregated API) would otherwise
+// lend this one its resource list for hours.
+func (cp *ControlPlane) KubectlCommand(ctx context.Context, args ...string) *exec.Cmd {
+	cache := filepath.Join(filepath.Dir(cp.Kubeconfig), "kubectl-cache")
+	return exec.CommandContext(ctx, filepath.Join(cp.Assets, "kubectl"), append([]string{"--kubeconfig", cp.Kubeconfig, "--cache-dir", cache}, args...)...)
 }
 
 // KubectlError is a kubectl run that failed.
