@@ -221,7 +221,7 @@ func BenchmarkPolicyChange(b *testing.B) {
 			}
 			time.Sleep(time.Millisecond)
 		}
-		b.Fatalf("no packet left with %s within 10 s of the change", want)
+		b.Fatalf("no packet left with %s within 10 s of the change\n%s", want, c.Diagnose())
 	}
 	for b.Loop() {
 		change(true, ex.egressIP)

@@ -38,6 +38,7 @@ type External struct {
 
 	mu      sync.Mutex
 	packets []Packet
+	dropped int // recorded, then dropped from the front of packets
 	closed  bool
 }
 
@@ -57,7 +58,9 @@ func (p Packet) String() string {
 	return fmt.Sprintf("%s proto %d %s:%d → %s:%d len %d", p.At.Format("15:04:05.000"), p.Proto, p.Src, p.SrcPort, p.Dst, p.DstPort, p.Len)
 }
 
-// maxPackets and payloadPrefix bound the sniffer's memory.
+// maxPackets and payloadPrefix bound the sniffer's memory. Past maxPackets, the oldest
+// half of the record goes: a benchmark's bulk transfer must not stop the recording that
+// later tests read (marks are positions in everything recorded, so they stay valid).
 const (
 	maxPackets    = 500_000
 	payloadPrefix = 24
@@ -151,13 +154,21 @@ func (e *External) sniffLoop(fd int) {
 			continue
 		}
 		if p, ok := parseIPv4(buf[:n]); ok {
-			e.mu.Lock()
-			if len(e.packets) < maxPackets {
-				e.packets = append(e.packets, p)
-			}
-			e.mu.Unlock()
+			e.record(p, maxPackets)
 		}
 	}
+}
+
+// record appends p, first dropping the oldest half of the record if it holds limit.
+func (e *External) record(p Packet, limit int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.packets) >= limit {
+		half := len(e.packets) / 2
+		e.packets = e.packets[:copy(e.packets, e.packets[half:])]
+		e.dropped += half
+	}
+	e.packets = append(e.packets, p)
 }
 
 func parseIPv4(b []byte) (Packet, bool) {
@@ -184,7 +195,8 @@ func parseIPv4(b []byte) (Packet, bool) {
 	return p, true
 }
 
-// Packets returns the packets recorded so far that match keep (all if keep is nil).
+// Packets returns the packets recorded so far (the last maxPackets at most) that match
+// keep (all if keep is nil).
 func (e *External) Packets(keep func(Packet) bool) []Packet {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -201,7 +213,7 @@ func (e *External) Packets(keep func(Packet) bool) []Packet {
 func (e *External) Mark() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.packets)
+	return e.dropped + len(e.packets)
 }
 
 // PacketsSince returns the packets recorded after mark that match keep.
@@ -209,7 +221,7 @@ func (e *External) PacketsSince(mark int, keep func(Packet) bool) []Packet {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var out []Packet
-	for _, p := range e.packets[min(mark, len(e.packets)):] {
+	for _, p := range e.packets[min(max(mark-e.dropped, 0), len(e.packets)):] {
 		if keep == nil || keep(p) {
 			out = append(out, p)
 		}
