@@ -26,10 +26,10 @@ import (
 // Targets: gap <= 1.0 s at the median, <= 1.5 s at the worst (20 trials:
 // -benchtime 20x). Any answer or packet with another source than the egress IP fails
 // the benchmark: drops are acceptable, leaks are not. So does a split-brain: an ARP
-// watch on the router asks who has the egress IP every 10 ms, from before the fault
-// until the failed node is back, and two MACs must never claim it at once, nor the old
-// one again after the new one. The router's ARP entry must point at the new node as
-// soon as traffic resumes (gratuitous ARP).
+// watch asks who has the egress IP every 10 ms from the router, from before the fault
+// until the failed node is back, and two nodes must never claim it at once, nor the old
+// one again after the new one. As soon as traffic resumes, the bridge must have learnt
+// the IP's virtual MAC on the new node's port (gratuitous ARP).
 func BenchmarkFailover(b *testing.B) {
 	c, ex := setupExample(b)
 	ctx := context.Background()
