@@ -34,7 +34,7 @@ type Dataplane struct {
 // pinnedMaps are the maps egw.h pins by name, and obsoletePins those that earlier
 // builds pinned: Uninstall removes exactly these, and Load the obsolete ones.
 var (
-	pinnedMaps   = []string{egwMapEgwPods, egwMapEgwSetRoutes, egwMapEgwEgress, egwMapEgwGrants, egwMapEgwStats}
+	pinnedMaps   = []string{egwMapEgwPods, egwMapEgwSetRoutes, egwMapEgwEgress, egwMapEgwGrants, egwMapEgwUplinks, egwMapEgwStats}
 	obsoletePins = []string{"egw_routes"} // one trie for every set, before egw_set_routes
 )
 

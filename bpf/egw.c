@@ -93,14 +93,16 @@ int egw_from_pod(struct __sk_buff *skb)
 }
 
 /*
- * A steered packet, routed by its mark to the uplink: address it to the virtual MAC of
- * its egress IP, which the switch delivers to the node that holds the IP. The kernel
- * wrote the uplink's own MAC as the source. The packet itself is not touched: no tunnel
- * header, no MTU lost, no offload given up. Should nobody on the segment hold the IP,
- * the switch floods the frame and every node drops it, as addressed to another host.
+ * A steered packet, routed by its mark to an uplink: address it to the virtual MAC of
+ * its egress IP, which the switch delivers to the node that holds the IP, and send it
+ * out of the uplink on the IP's subnet (egw_uplinks), moving it there if the route chose
+ * another. The packet itself is not touched: no tunnel header, no MTU lost, no offload
+ * given up. Should nobody on the segment hold the IP, the switch floods the frame and
+ * every node drops it, as addressed to another host.
  */
 static __always_inline int egw_steer_out(struct __sk_buff *skb)
 {
+	struct egw_uplink *uplink;
 	__u8 vmac[ETH_ALEN];
 	__be32 *egress_ip;
 	__u32 id;
@@ -109,11 +111,21 @@ static __always_inline int egw_steer_out(struct __sk_buff *skb)
 	egress_ip = bpf_map_lookup_elem(&egw_egress, &id);
 	if (!egress_ip)
 		return egw_count(skb, EGW_STAT_UPLINK_OUT_NO_EGRESS_IP, TCX_DROP);
+	/* Not on a subnet of this node: no switch here can reach its holder. */
+	uplink = bpf_map_lookup_elem(&egw_uplinks, egress_ip);
+	if (!uplink)
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_NO_UPLINK, TCX_DROP);
 	egw_vmac(vmac, *egress_ip);
 	if (bpf_skb_store_bytes(skb, 0, vmac, ETH_ALEN, 0) < 0)
-		return egw_count(skb, EGW_STAT_UPLINK_OUT_STORE_FAILED, TCX_DROP);
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_NO_UPLINK, TCX_DROP);
+	/* Ours no more: the other uplink's program, after the redirect, lets it pass. */
 	egw_write_mark(skb, skb->mark & EGW_MARK_KEEP);
-	return egw_count(skb, EGW_STAT_UPLINK_OUT_STEER, TCX_NEXT);
+	if (uplink->ifindex == skb->ifindex)
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_STEER, TCX_NEXT);
+	if (bpf_skb_store_bytes(skb, ETH_ALEN, uplink->mac, ETH_ALEN, 0) < 0)
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_NO_UPLINK, TCX_DROP);
+	egw_count(skb, EGW_STAT_UPLINK_OUT_STEER, TCX_NEXT);
+	return bpf_redirect(uplink->ifindex, 0);
 }
 
 /*
@@ -148,9 +160,10 @@ static __always_inline int egw_arp_out(struct __sk_buff *skb)
 	if (grant->expires_ns <= bpf_ktime_get_ns())
 		return egw_count(skb, EGW_STAT_ARP_LAPSED_GRANT, TCX_DROP);
 	egw_vmac(vmac, arp.sip);
-	if (bpf_skb_store_bytes(skb, ETH_ALEN, vmac, ETH_ALEN, 0) < 0 ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + 8, vmac, ETH_ALEN, 0) < 0)
-		return egw_count(skb, EGW_STAT_UPLINK_OUT_STORE_FAILED, TCX_DROP);
+	/* The stores cannot fail on the bytes just read; were one to, the claim would
+	 * leave with the interface's MAC, which still reaches this node. */
+	bpf_skb_store_bytes(skb, ETH_ALEN, vmac, ETH_ALEN, 0);
+	bpf_skb_store_bytes(skb, ETH_HLEN + 8, vmac, ETH_ALEN, 0);
 	return egw_count(skb, EGW_STAT_ARP_VIRTUAL_MAC, TCX_NEXT);
 }
 

@@ -60,7 +60,7 @@ enum egw_stat_id {
 	 * size, so that an upgrade reuses it. */
 	EGW_STAT_UPLINK_OUT_STEER,
 	EGW_STAT_UPLINK_OUT_NO_EGRESS_IP,
-	EGW_STAT_UPLINK_OUT_STORE_FAILED,
+	EGW_STAT_UPLINK_OUT_NO_UPLINK,
 	EGW_STAT_ARP_VIRTUAL_MAC,
 	EGW_STAT_UPLINK_IN_SNAT,
 	EGW_STAT_UPLINK_IN_NOT_HELD,
@@ -109,6 +109,12 @@ struct egw_grant {
 	__u32 snat_id;
 	__u32 pad;
 	__u64 expires_ns;	/* CLOCK_MONOTONIC, as bpf_ktime_get_ns reads it */
+};
+
+struct egw_uplink {
+	__u32 ifindex;		/* the interface whose subnet holds the egress IP */
+	__u8 mac[ETH_ALEN];	/* its MAC */
+	__u16 pad;
 };
 
 struct egw_stat {
@@ -163,6 +169,16 @@ struct {
 	__type(value, struct egw_grant);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } egw_grants SEC(".maps");
+
+/* Which uplink reaches each egress IP on its own subnet: the agent writes one entry per
+ * floating IP of every gateway that lies on a subnet of this node. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __be32);		/* egress IPv4 */
+	__type(value, struct egw_uplink);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} egw_uplinks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -21,6 +21,7 @@ const (
 	egwMapEgwPods       = "egw_pods"
 	egwMapEgwSetRoutes  = "egw_set_routes"
 	egwMapEgwStats      = "egw_stats"
+	egwMapEgwUplinks    = "egw_uplinks"
 	egwProgEgwFromPod   = "egw_from_pod"
 	egwProgEgwUplinkIn  = "egw_uplink_in"
 	egwProgEgwUplinkOut = "egw_uplink_out"
@@ -82,6 +83,7 @@ type egwMapSpecs struct {
 	EgwPods      *ebpf.MapSpec `ebpf:"egw_pods"`
 	EgwSetRoutes *ebpf.MapSpec `ebpf:"egw_set_routes"`
 	EgwStats     *ebpf.MapSpec `ebpf:"egw_stats"`
+	EgwUplinks   *ebpf.MapSpec `ebpf:"egw_uplinks"`
 }
 
 // egwVariableSpecs contains global variables before they are loaded into the kernel.
@@ -115,6 +117,7 @@ type egwMaps struct {
 	EgwPods      *ebpf.Map `ebpf:"egw_pods"`
 	EgwSetRoutes *ebpf.Map `ebpf:"egw_set_routes"`
 	EgwStats     *ebpf.Map `ebpf:"egw_stats"`
+	EgwUplinks   *ebpf.Map `ebpf:"egw_uplinks"`
 }
 
 func (m *egwMaps) Close() error {
@@ -124,6 +127,7 @@ func (m *egwMaps) Close() error {
 		m.EgwPods,
 		m.EgwSetRoutes,
 		m.EgwStats,
+		m.EgwUplinks,
 	)
 }
 

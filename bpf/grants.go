@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"time"
 
@@ -57,4 +58,56 @@ func (d *Dataplane) Grants() (map[netip.Addr]uint32, error) {
 		return nil, fmt.Errorf("listing egw_grants: %w", err)
 	}
 	return out, nil
+}
+
+// Uplink is the interface through which this node reaches an egress IP on the IP's own
+// subnet, and its MAC.
+type Uplink struct {
+	Ifindex int
+	MAC     net.HardwareAddr
+}
+
+// SetUplinks makes egw_uplinks hold exactly uplinks: egw_uplink_out sends a packet
+// steered to one of these IPs out of its interface, and drops one steered to any other.
+// Entries are written before stale ones go, so an IP that stays never misses a packet.
+func (d *Dataplane) SetUplinks(uplinks map[netip.Addr]Uplink) error {
+	want := make(map[ipv4]uplinkValue, len(uplinks))
+	for ip, u := range uplinks {
+		key, err := toIPv4(ip)
+		if err != nil {
+			return fmt.Errorf("the uplink of %s: %w", ip, err)
+		}
+		if len(u.MAC) != 6 || u.Ifindex <= 0 {
+			return fmt.Errorf("the uplink of %s: interface %d with MAC %q is not an Ethernet interface", ip, u.Ifindex, u.MAC)
+		}
+		want[key] = uplinkValue{Ifindex: uint32(u.Ifindex), MAC: [6]byte(u.MAC)}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	have := map[ipv4]uplinkValue{}
+	var key ipv4
+	var value uplinkValue
+	it := d.objs.EgwUplinks.Iterate()
+	for it.Next(&key, &value) {
+		have[key] = value
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("listing egw_uplinks: %w", err)
+	}
+	for k, v := range want {
+		if old, ok := have[k]; ok && old == v {
+			continue
+		}
+		if err := d.objs.EgwUplinks.Update(k, v, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("writing the uplink of %s to egw_uplinks (holds %d): %w", k.addr(), d.objs.EgwUplinks.MaxEntries(), err)
+		}
+	}
+	for k := range have {
+		if _, ok := want[k]; !ok {
+			if err := d.objs.EgwUplinks.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("deleting the uplink of %s from egw_uplinks: %w", k.addr(), err)
+			}
+		}
+	}
+	return nil
 }

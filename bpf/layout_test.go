@@ -28,6 +28,8 @@ func TestLayout(t *testing.T) {
 		{name: "egw_egress value (egress IPv4)", m: egwMapEgwEgress, goVal: ipv4{}},
 		{name: "egw_grants key (egress IPv4)", m: egwMapEgwGrants, key: true, goVal: ipv4{}},
 		{name: "egw_grants value", m: egwMapEgwGrants, goVal: grantValue{}},
+		{name: "egw_uplinks key (egress IPv4)", m: egwMapEgwUplinks, key: true, goVal: ipv4{}},
+		{name: "egw_uplinks value", m: egwMapEgwUplinks, goVal: uplinkValue{}},
 		{name: "egw_stats key (stat id)", m: egwMapEgwStats, key: true, goVal: uint32(0)},
 		{name: "egw_stats value", m: egwMapEgwStats, goVal: statValue{}},
 	}

@@ -88,6 +88,13 @@ type grantValue struct {
 	ExpiresNs uint64
 }
 
+// uplinkValue mirrors struct egw_uplink.
+type uplinkValue struct {
+	Ifindex uint32
+	MAC     [6]byte
+	Pad     uint16
+}
+
 // statValue mirrors struct egw_stat, one per CPU.
 type statValue struct {
 	Packets uint64
@@ -106,7 +113,7 @@ var statNames = []string{
 	"from_pod_drop_unknown_pod",
 	"uplink_out_steer",
 	"uplink_out_no_egress_ip",
-	"uplink_out_store_failed",
+	"uplink_out_no_uplink",
 	"arp_virtual_mac",
 	"uplink_in_snat",
 	"uplink_in_not_held",

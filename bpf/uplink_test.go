@@ -26,6 +26,10 @@ func monotonicNow() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
+const retRedirect = uint32(7) // TC_ACT_REDIRECT
+
+func pkt0() []byte { return ipv4Packet("198.18.1.10", "203.0.113.5", protoTCP) }
+
 // runFrame runs prog on one frame with skb->mark set to mark, and returns its return
 // code, the mark and the frame it left.
 func runFrame(t testing.TB, prog *ebpf.Program, pkt []byte, mark uint32) (uint32, uint32, []byte) {
@@ -49,23 +53,36 @@ func withDst(pkt []byte, mac net.HardwareAddr) []byte {
 }
 
 // TestUplinkOut runs egw_uplink_out on every path: a steered packet leaves for its
-// egress IP's virtual MAC; ARP claims of floating IPs carry the virtual MAC while the
-// grant is valid and do not leave once it lapses; everything else passes untouched.
+// egress IP's virtual MAC, by the uplink on the IP's subnet; ARP claims of floating IPs
+// carry the virtual MAC while the grant is valid and do not leave once it lapses;
+// everything else passes untouched.
 func TestUplinkOut(t *testing.T) {
 	d := load(t)
-	tbl := classifyTable(t)
+	tbl := build(t, egress.NewTableBuilder(), compile(
+		pol{name: "web", dests: []string{"203.0.113.0/26"}, egressIP: "198.51.100.100"},
+		pol{name: "db", dests: []string{"203.0.113.64/26"}, egressIP: "198.51.100.101"},
+		pol{name: "far", dests: []string{"203.0.113.128/26"}, egressIP: "192.168.1.1"},
+	), pod("198.18.1.10", "web", "db", "far"))
 	if err := d.Sync(tbl); err != nil {
 		t.Fatal(err)
 	}
-	web, db := egressIDOf(t, tbl, "198.51.100.100"), egressIDOf(t, tbl, "198.51.100.101")
+	web, db, far := egressIDOf(t, tbl, "198.51.100.100"), egressIDOf(t, tbl, "198.51.100.101"), egressIDOf(t, tbl, "192.168.1.1")
 	valid, lapsed := netip.MustParseAddr("198.51.100.100"), netip.MustParseAddr("198.51.100.101")
+	// The program runs on the loopback device (ifindex 1) under BPF_PROG_TEST_RUN: web's
+	// IP is on its subnet, db's on another interface's, far's on none.
+	other := net.HardwareAddr{0x02, 0xaa, 0, 0, 0, 0x07}
+	if err := d.SetUplinks(map[netip.Addr]Uplink{valid: {Ifindex: 1, MAC: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x02}}, lapsed: {Ifindex: 7, MAC: other}}); err != nil {
+		t.Fatal(err)
+	}
+	redirected := withDst(pkt0(), egress.VirtualMAC(lapsed))
+	copy(redirected[6:12], other)
 	if err := d.SetGrant(valid, 1, monotonicNow()+time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.SetGrant(lapsed, 2, monotonicNow()-time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	pkt := ipv4Packet("198.18.1.10", "203.0.113.5", protoTCP)
+	pkt := pkt0()
 	arpValid := arpPacket(2, valid)
 	copy(arpValid[6:12], egress.VirtualMAC(valid))  // the frame's source
 	copy(arpValid[22:28], egress.VirtualMAC(valid)) // the sender hardware address
@@ -81,8 +98,10 @@ func TestUplinkOut(t *testing.T) {
 	}{
 		{name: "steered: to the egress IP's virtual MAC, our mark bits cleared", pkt: pkt, mark: markSteer | web<<16 | 0x1234,
 			wantRet: retNext, wantMark: 0x1234, wantPkt: withDst(pkt, egress.VirtualMAC(valid)), wantStat: "uplink_out_steer"},
-		{name: "steered to another egress id: that IP's virtual MAC", pkt: pkt, mark: markSteer | db<<16,
-			wantRet: retNext, wantPkt: withDst(pkt, egress.VirtualMAC(lapsed)), wantStat: "uplink_out_steer"},
+		{name: "steered to an IP on another uplink's subnet: that IP's virtual MAC, from that uplink, redirected there", pkt: pkt, mark: markSteer | db<<16,
+			wantRet: retRedirect, wantPkt: redirected, wantStat: "uplink_out_steer"},
+		{name: "steered to an IP on no uplink's subnet: dropped", pkt: pkt, mark: markSteer | far<<16,
+			wantRet: retDrop, wantStat: "uplink_out_no_uplink"},
 		{name: "steered to an egress id with no IP: dropped", pkt: pkt, mark: markSteer | 0xFFF<<16,
 			wantRet: retDrop, wantStat: "uplink_out_no_egress_ip"},
 		{name: "unmarked IPv4 passes untouched", pkt: pkt, mark: 0x1234, wantRet: retNext, wantMark: 0x1234},
@@ -231,6 +250,13 @@ func TestSteerOverL2(t *testing.T) {
 	}
 	steer := markSteer | egressIDOf(t, tbl, "198.51.100.100")<<markIDShift
 	floating := netip.MustParseAddr("198.51.100.100")
+	srcMAC, err := net.ParseMAC(strings.TrimSpace(sh(t, "ip", "netns", "exec", src, "cat", "/sys/class/net/uplink/address")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dSrc.SetUplinks(map[netip.Addr]Uplink{floating: {Ifindex: ifindex(t, src, "uplink"), MAC: srcMAC}}); err != nil {
+		t.Fatal(err)
+	}
 	vmac := egress.VirtualMAC(floating).String()
 
 	t.Run("the gateway answers ARP for the floating IP with its virtual MAC", func(t *testing.T) {
@@ -359,4 +385,113 @@ func one(name string) map[string]uint64 {
 		return map[string]uint64{}
 	}
 	return map[string]uint64{name: 1}
+}
+
+// TestSetUplinks: egw_uplinks holds exactly the last set given; bad entries are refused.
+func TestSetUplinks(t *testing.T) {
+	d := load(t)
+	a, b, c := netip.MustParseAddr("198.51.100.100"), netip.MustParseAddr("198.51.100.101"), netip.MustParseAddr("198.51.101.100")
+	m1, m2 := net.HardwareAddr{2, 0, 0, 0, 0, 1}, net.HardwareAddr{2, 0, 0, 0, 0, 2}
+	read := func() map[netip.Addr]uplinkValue {
+		out := map[netip.Addr]uplinkValue{}
+		var k ipv4
+		var v uplinkValue
+		it := d.objs.EgwUplinks.Iterate()
+		for it.Next(&k, &v) {
+			out[k.addr()] = v
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if err := d.SetUplinks(map[netip.Addr]Uplink{a: {Ifindex: 2, MAC: m1}, b: {Ifindex: 2, MAC: m1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetUplinks(map[netip.Addr]Uplink{b: {Ifindex: 3, MAC: m2}, c: {Ifindex: 3, MAC: m2}}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[netip.Addr]uplinkValue{b: {Ifindex: 3, MAC: [6]byte(m2)}, c: {Ifindex: 3, MAC: [6]byte(m2)}}
+	if got := read(); !maps.Equal(got, want) {
+		t.Errorf("egw_uplinks holds %v, want %v", got, want)
+	}
+	for _, bad := range []map[netip.Addr]Uplink{
+		{netip.MustParseAddr("2001:db8::1"): {Ifindex: 2, MAC: m1}},
+		{a: {Ifindex: 2, MAC: net.HardwareAddr{1, 2, 3}}},
+		{a: {Ifindex: 0, MAC: m1}},
+	} {
+		if err := d.SetUplinks(bad); err == nil {
+			t.Errorf("SetUplinks(%v) took it", bad)
+		}
+	}
+	if got := read(); !maps.Equal(got, want) {
+		t.Errorf("after refused writes, egw_uplinks holds %v, want %v unchanged", got, want)
+	}
+}
+
+// TestSteerToAnotherUplink: the steering route leads out of one uplink, but the egress
+// IP is on another's subnet: egw_uplink_out moves the packet to that uplink, from its
+// MAC, and the gateway behind it takes it in for SNAT.
+func TestSteerToAnotherUplink(t *testing.T) {
+	src, gw := newNetns(t, "src2"), newNetns(t, "gw2")
+	sh(t, "ip", "-n", src, "link", "add", "upa", "type", "veth", "peer", "name", "upapeer")
+	sh(t, "ip", "link", "add", "upb", "netns", src, "type", "veth", "peer", "name", "uplink", "netns", gw)
+	sh(t, "ip", "-n", src, "addr", "add", "198.51.100.2/24", "dev", "upa")
+	sh(t, "ip", "-n", src, "addr", "add", "198.51.101.2/24", "dev", "upb")
+	sh(t, "ip", "-n", gw, "addr", "add", "198.51.101.100/24", "dev", "uplink") // the floating IP
+	for _, dev := range []string{"upa", "upapeer", "upb"} {
+		sh(t, "ip", "-n", src, "link", "set", dev, "up")
+	}
+	sh(t, "ip", "-n", gw, "link", "set", "uplink", "up")
+	sh(t, "ip", "-n", src, "neigh", "add", "169.254.88.2", "lladdr", "02:65:00:00:00:00", "dev", "upa", "nud", "permanent")
+	sh(t, "ip", "-n", src, "route", "add", "default", "via", "169.254.88.2", "dev", "upa", "onlink", "table", "2640")
+	sh(t, "ip", "-n", src, "rule", "add", "fwmark", "0xe0000000/0xf0000000", "lookup", "2640")
+	sh(t, "ip", "-n", src, "route", "add", "203.0.113.0/24", "via", "198.51.100.1")
+	nft := `table ip egwtest {
+		counter granted {}
+		chain pre {
+			type filter hook prerouting priority 0; policy accept;
+			iifname "uplink" meta mark 0xd0050000 counter name "granted"
+		}
+	}`
+	if out, err := runStdin(nft, "ip", "netns", "exec", gw, "nft", "-f", "-"); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	dSrc, dGw := load(t), load(t)
+	upa, upb := ifindex(t, src, "upa"), ifindex(t, src, "upb")
+	inNetns(t, src, func() {
+		for _, i := range []int{upa, upb} {
+			if err := dSrc.AttachUplink(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	inNetns(t, gw, func() {
+		if err := dGw.AttachUplink(ifindex(t, gw, "uplink")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	floating := netip.MustParseAddr("198.51.101.100")
+	tbl := build(t, egress.NewTableBuilder(), compile(pol{name: "web", dests: []string{"203.0.113.0/25"}, egressIP: floating.String()}), pod("198.18.1.10", "web"))
+	if err := dSrc.Sync(tbl); err != nil {
+		t.Fatal(err)
+	}
+	mac, err := net.ParseMAC(strings.TrimSpace(sh(t, "ip", "netns", "exec", src, "cat", "/sys/class/net/upb/address")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dSrc.SetUplinks(map[netip.Addr]Uplink{floating: {Ifindex: upb, MAC: mac}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dGw.SetGrant(floating, 5, monotonicNow()+time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	before := nftCounter(t, gw, "granted")
+	inNetns(t, src, func() { sendUDP(t, "203.0.113.5", markSteer|egressIDOf(t, tbl, floating.String())<<markIDShift) })
+	if !eventually(func() bool { return nftCounter(t, gw, "granted") > before }) {
+		t.Fatalf("the gateway behind the other uplink took nothing in; source counters %v, gateway counters %v", stats(t, dSrc), stats(t, dGw))
+	}
+	if got := stats(t, dGw)["uplink_in_snat"]; got != 1 {
+		t.Errorf("the gateway counted %d packets marked for SNAT, want 1", got)
+	}
 }

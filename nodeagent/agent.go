@@ -17,6 +17,7 @@ import (
 
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
 	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/bpf"
 )
 
 // Agent is one node's agent.
@@ -282,9 +283,10 @@ func candidates(gateways []gateway, ifaces []Interface) []netip.Addr {
 }
 
 // attachUplinks puts the uplink programs on every interface that can hold floating IPs,
-// before any IP is added there (they guard its ARP), and routes steered packets out of
-// the first one on whose subnet the gateways' floating IPs are (egressIPs), or the
-// first one if none is.
+// before any IP is added there (they guard its ARP); tells the dataplane which of them
+// reaches each of the gateways' floating IPs on its subnet (egressIPs: those on a subnet
+// of this node); and routes steered packets out of the first one that reaches any, or
+// the first one if none does (egw_uplink_out moves a packet to its IP's uplink).
 func (a *Agent) attachUplinks(ifaces []Interface, egressIPs []netip.Addr) error {
 	if a.uplinks == nil {
 		a.uplinks = map[string]int{}
@@ -292,11 +294,19 @@ func (a *Agent) attachUplinks(ifaces []Interface, egressIPs []netip.Addr) error 
 	var errs []error
 	var indexes []int
 	steer := -1
+	uplinks := map[netip.Addr]bpf.Uplink{}
 	for _, i := range ifaces {
 		ifi, err := net.InterfaceByName(i.Name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("finding interface %s: %w", i.Name, err))
 			continue
+		}
+		reaches := false
+		for _, ip := range egressIPs {
+			if _, done := uplinks[ip]; !done && slices.ContainsFunc(i.Subnets, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+				uplinks[ip] = bpf.Uplink{Ifindex: ifi.Index, MAC: ifi.HardwareAddr}
+				reaches = true
+			}
 		}
 		if a.uplinks[i.Name] != ifi.Index {
 			if err := a.dp.AttachUplink(ifi.Index); err != nil {
@@ -305,12 +315,13 @@ func (a *Agent) attachUplinks(ifaces []Interface, egressIPs []netip.Addr) error 
 			}
 			a.uplinks[i.Name] = ifi.Index
 		}
-		if steer < 0 && slices.ContainsFunc(egressIPs, func(ip netip.Addr) bool {
-			return slices.ContainsFunc(i.Subnets, func(p netip.Prefix) bool { return p.Contains(ip) })
-		}) {
+		if steer < 0 && reaches {
 			steer = len(indexes)
 		}
 		indexes = append(indexes, ifi.Index)
+	}
+	if err := a.dp.SetUplinks(uplinks); err != nil {
+		errs = append(errs, err)
 	}
 	if len(indexes) == 0 {
 		return errors.Join(append(errs, errors.New("no interface can hold floating IPs, so steered packets have no way out and are dropped"))...)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/bpf"
 	"github.com/egressgw/egressgw/nodeagent/floatingip"
 )
 
@@ -29,6 +30,9 @@ type dataplane interface {
 	// virtual MAC, takes in those steered to the IPs this node holds, and stops it
 	// sending ARP for IPs whose grant has lapsed.
 	AttachUplink(ifindex int) error
+	// SetUplinks says which uplink reaches each egress IP on its subnet; steered packets
+	// to any other IP are dropped.
+	SetUplinks(map[netip.Addr]bpf.Uplink) error
 	// Stats are packet counts per verdict.
 	Stats() (map[string]uint64, error)
 }
