@@ -215,23 +215,9 @@ func TestSteerOverL2(t *testing.T) {
 	for _, ns := range []string{src, gw} {
 		sh(t, "ip", "-n", ns, "link", "set", "uplink", "up")
 	}
-	// The agent's steering route: table 2640 by mark, via a next hop whose neighbour
-	// entry is the virtual MAC of 0.0.0.0.
-	sh(t, "ip", "-n", src, "neigh", "add", "169.254.88.2", "lladdr", "02:65:00:00:00:00", "dev", "uplink", "nud", "permanent")
-	sh(t, "ip", "-n", src, "route", "add", "default", "via", "169.254.88.2", "dev", "uplink", "onlink", "table", "2640")
-	sh(t, "ip", "-n", src, "rule", "add", "fwmark", "0xe0000000/0xf0000000", "lookup", "2640")
-	sh(t, "ip", "-n", src, "route", "add", "203.0.113.0/24", "via", "198.51.100.1")
+	steeringRoute(t, src, "uplink")
 	const snatID = 5
-	nft := `table ip egwtest {
-		counter granted {}
-		chain pre {
-			type filter hook prerouting priority 0; policy accept;
-			iifname "uplink" meta mark 0xd0050000 counter name "granted"
-		}
-	}`
-	if out, err := runStdin(nft, "ip", "netns", "exec", gw, "nft", "-f", "-"); err != nil {
-		t.Fatalf("nft: %v: %s", err, out)
-	}
+	countGranted(t, gw)
 
 	dSrc, dGw := load(t), load(t)
 	inNetns(t, src, func() {
@@ -330,6 +316,33 @@ func TestSteerOverL2(t *testing.T) {
 			t.Errorf("the source learnt %s after the grant lapsed: %q", vmac, got)
 		}
 	})
+}
+
+// steeringRoute routes packets with the steer mark in ns out of dev, as the agent does:
+// table 2640 by mark, via a next hop whose neighbour entry is the virtual MAC of
+// 0.0.0.0. Other traffic to 203.0.113.0/24 goes to a router that is not there.
+func steeringRoute(t *testing.T, ns, dev string) {
+	t.Helper()
+	sh(t, "ip", "-n", ns, "neigh", "add", "169.254.88.2", "lladdr", "02:65:00:00:00:00", "dev", dev, "nud", "permanent")
+	sh(t, "ip", "-n", ns, "route", "add", "default", "via", "169.254.88.2", "dev", dev, "onlink", "table", "2640")
+	sh(t, "ip", "-n", ns, "rule", "add", "fwmark", "0xe0000000/0xf0000000", "lookup", "2640")
+	sh(t, "ip", "-n", ns, "route", "add", "203.0.113.0/24", "via", "198.51.100.1")
+}
+
+// countGranted makes the nft counter "granted" in ns count the packets that arrive on
+// "uplink" carrying exactly the SNAT mark of snat id 5.
+func countGranted(t *testing.T, ns string) {
+	t.Helper()
+	nft := `table ip egwtest {
+		counter granted {}
+		chain pre {
+			type filter hook prerouting priority 0; policy accept;
+			iifname "uplink" meta mark 0xd0050000 counter name "granted"
+		}
+	}`
+	if out, err := runStdin(nft, "ip", "netns", "exec", ns, "nft", "-f", "-"); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
 }
 
 func runStdin(stdin string, args ...string) (string, error) {
@@ -443,20 +456,8 @@ func TestSteerToAnotherUplink(t *testing.T) {
 		sh(t, "ip", "-n", src, "link", "set", dev, "up")
 	}
 	sh(t, "ip", "-n", gw, "link", "set", "uplink", "up")
-	sh(t, "ip", "-n", src, "neigh", "add", "169.254.88.2", "lladdr", "02:65:00:00:00:00", "dev", "upa", "nud", "permanent")
-	sh(t, "ip", "-n", src, "route", "add", "default", "via", "169.254.88.2", "dev", "upa", "onlink", "table", "2640")
-	sh(t, "ip", "-n", src, "rule", "add", "fwmark", "0xe0000000/0xf0000000", "lookup", "2640")
-	sh(t, "ip", "-n", src, "route", "add", "203.0.113.0/24", "via", "198.51.100.1")
-	nft := `table ip egwtest {
-		counter granted {}
-		chain pre {
-			type filter hook prerouting priority 0; policy accept;
-			iifname "uplink" meta mark 0xd0050000 counter name "granted"
-		}
-	}`
-	if out, err := runStdin(nft, "ip", "netns", "exec", gw, "nft", "-f", "-"); err != nil {
-		t.Fatalf("nft: %v: %s", err, out)
-	}
+	steeringRoute(t, src, "upa")
+	countGranted(t, gw)
 	dSrc, dGw := load(t), load(t)
 	upa, upb := ifindex(t, src, "upa"), ifindex(t, src, "upb")
 	inNetns(t, src, func() {

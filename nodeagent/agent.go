@@ -156,7 +156,9 @@ func (a *Agent) pass(ctx context.Context) error {
 	if ifacesErr != nil {
 		errs = append(errs, fmt.Errorf("listing interfaces: %w", ifacesErr))
 	}
-	if err := a.attachUplinks(ifaces, candidates(snap.gateways, ifaces)); err != nil {
+	// The floating IPs this node could be granted, or reach at L2 as a source.
+	onLink := candidates(snap.gateways, ifaces)
+	if err := a.attachUplinks(ifaces, onLink); err != nil {
 		errs = append(errs, err)
 	}
 	if err := a.dp.Sync(want.table); err != nil {
@@ -166,7 +168,7 @@ func (a *Agent) pass(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	nft := nftState{PodCIDRs: snap.podCIDRs, Cluster: snap.cluster, Destinations: want.destinations}
-	snat, staged, err := a.numberGrants(want.assigned, candidates(snap.gateways, ifaces))
+	snat, staged, err := a.numberGrants(want.assigned, onLink)
 	if err != nil {
 		errs = append(errs, err)
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/egressgw/egressgw/apiserver/egress"
 )
 
 // linuxHost is the node's network outside BPF: the rule and table that lead steered
@@ -31,7 +33,7 @@ var steerMask uint32 = markClassMask
 // of 0.0.0.0, which no node holds: a frame that left with it would be dropped by all.
 var (
 	SteerNexthop    = netip.MustParseAddr("169.254.88.2")
-	steerNexthopMAC = net.HardwareAddr{0x02, 0x65, 0, 0, 0, 0}
+	steerNexthopMAC = egress.VirtualMAC(netip.IPv4Unspecified())
 )
 
 // EnsureSteering routes steered packets (by mark, table 2640) out of uplink, with a
