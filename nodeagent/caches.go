@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -26,6 +26,7 @@ import (
 	netinformers "github.com/egressgw/egressgw/apiserver/client/informers/externalversions"
 	v1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1"
 	v1alpha1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1alpha1"
+	"github.com/egressgw/egressgw/apiserver/egress"
 )
 
 // caches are the informers the agent reads: policies, gateways of both kinds, namespaces,
@@ -281,20 +282,14 @@ func (c *caches) snapshot(o Options) (snapshot, error) {
 	s.cluster = append([]netip.Prefix(nil), o.ClusterCIDRs...)
 	s.podCIDRs = o.PodCIDRs
 	for _, n := range nodes {
-		s.cluster = append(s.cluster, nodeCIDRs(n)...)
+		s.cluster = append(s.cluster, egress.NodePodCIDRs(n)...)
 		if n.Name == o.NodeName && len(o.PodCIDRs) == 0 {
-			s.podCIDRs = nodeCIDRs(n)
+			s.podCIDRs = egress.NodePodCIDRs(n)
 		}
 	}
+	// The informer lists nodes in no fixed order: sorted, the nft table renders the same
+	// on every pass and is rewritten only when a CIDR really changes.
+	s.cluster = egress.SortPrefixes(s.cluster)
+	s.podCIDRs = egress.SortPrefixes(slices.Clone(s.podCIDRs))
 	return s, nil
-}
-
-func nodeCIDRs(n *corev1.Node) []netip.Prefix {
-	var out []netip.Prefix
-	for _, raw := range append([]string{n.Spec.PodCIDR}, n.Spec.PodCIDRs...) {
-		if p, err := netip.ParsePrefix(raw); err == nil && p.Addr().Is4() {
-			out = append(out, p.Masked())
-		}
-	}
-	return out
 }

@@ -312,13 +312,7 @@ func (in *inputs) cluster() []netip.Prefix {
 	for _, n := range in.nodes {
 		out = append(out, n.podCIDRs...)
 	}
-	slices.SortFunc(out, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
-	return slices.Compact(out)
+	return egress.SortPrefixes(out)
 }
 
 func (in *inputs) heldBy() map[string][]string {

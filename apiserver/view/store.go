@@ -13,6 +13,7 @@ import (
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+	"github.com/egressgw/egressgw/apiserver/egress"
 	"github.com/egressgw/egressgw/apiserver/preview"
 )
 
@@ -179,7 +180,7 @@ func (s *Store) DeleteNamespace(n *corev1.Namespace) {
 func (s *Store) SetNode(n *corev1.Node) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	entry := nodeEntry{ip: internalIP(n), podCIDRs: podCIDRs(n)}
+	entry := nodeEntry{ip: internalIP(n), podCIDRs: egress.NodePodCIDRs(n)}
 	old, known := s.in.nodes[n.Name]
 	s.in.nodes[n.Name] = entry
 	var ch change
@@ -328,14 +329,4 @@ func internalIP(n *corev1.Node) netip.Addr {
 		}
 	}
 	return netip.Addr{}
-}
-
-func podCIDRs(n *corev1.Node) []netip.Prefix {
-	var out []netip.Prefix
-	for _, raw := range append([]string{n.Spec.PodCIDR}, n.Spec.PodCIDRs...) {
-		if p, err := netip.ParsePrefix(raw); err == nil && p.Addr().Is4() && !slices.Contains(out, p.Masked()) {
-			out = append(out, p.Masked())
-		}
-	}
-	return out
 }
