@@ -2,13 +2,14 @@ package nodeagent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
@@ -18,29 +19,30 @@ import (
 // apiReporter writes the node's NetworkGatewayNode, creating it if needed. Its status is
 // the node's word to the controller: the subnets it can hold IPs on, and the IPs it holds
 // now (a planned move waits for the old node to list an IP no more).
+//
+// The status is the agent's alone, so it is replaced whole, in one request and without
+// reading it first: a handover waits for this write. The conditions are carried over from
+// the last write (read once, after a restart) so that a transition time stays put.
 type apiReporter struct {
-	client versioned.Interface
-	node   string
+	client     versioned.Interface
+	node       string
+	conditions []metav1.Condition
+	known      bool // conditions holds what the API server has
 }
 
-func (r apiReporter) Report(ctx context.Context, ifaces []Interface, held []netip.Addr, observedGeneration int64, ready bool, message string) error {
-	// The controller writes the spec meanwhile; a conflict is retried at once, not a
-	// second later, because a handover waits for this write.
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		return r.report(ctx, ifaces, held, observedGeneration, ready, message)
-	})
-}
-
-func (r apiReporter) report(ctx context.Context, ifaces []Interface, held []netip.Addr, observedGeneration int64, ready bool, message string) error {
+func (r *apiReporter) Report(ctx context.Context, ifaces []Interface, held []netip.Addr, observedGeneration int64, ready bool, message string) error {
 	c := r.client.NetworkingV1().NetworkGatewayNodes(networking.NodeNamespace)
-	obj, err := c.Get(ctx, r.node, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		obj, err = c.Create(ctx, &v1.NetworkGatewayNode{ObjectMeta: metav1.ObjectMeta{Name: r.node, Namespace: networking.NodeNamespace}}, metav1.CreateOptions{})
+	if !r.known {
+		obj, err := c.Get(ctx, r.node, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			obj, err = c.Create(ctx, &v1.NetworkGatewayNode{ObjectMeta: metav1.ObjectMeta{Name: r.node, Namespace: networking.NodeNamespace}}, metav1.CreateOptions{})
+		}
+		if err != nil {
+			return fmt.Errorf("reading NetworkGatewayNode %s/%s: %w", networking.NodeNamespace, r.node, err)
+		}
+		r.conditions, r.known = obj.Status.Conditions, true
 	}
-	if err != nil {
-		return fmt.Errorf("reading NetworkGatewayNode %s/%s: %w", networking.NodeNamespace, r.node, err)
-	}
-	status := v1.NetworkGatewayNodeStatus{Conditions: obj.Status.Conditions, ObservedGeneration: observedGeneration}
+	status := v1.NetworkGatewayNodeStatus{Conditions: append([]metav1.Condition(nil), r.conditions...), ObservedGeneration: observedGeneration}
 	for _, i := range ifaces {
 		ni := v1.NodeInterface{Name: i.Name, MAC: i.MAC}
 		for _, s := range i.Subnets {
@@ -51,12 +53,23 @@ func (r apiReporter) report(ctx context.Context, ifaces []Interface, held []neti
 	for _, ip := range held {
 		status.FloatingIPs = append(status.FloatingIPs, ip.String())
 	}
-	cond := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Programmed", Message: message, ObservedGeneration: obj.Generation}
+	cond := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Programmed", Message: message, ObservedGeneration: observedGeneration}
 	if !ready {
 		cond.Status, cond.Reason = metav1.ConditionFalse, "DataplaneError"
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)
-	obj.Status = status
-	_, err = c.UpdateStatus(ctx, obj, metav1.UpdateOptions{})
-	return err
+	// "add" replaces /status whole: fields left out (no IPs held) are cleared, not kept.
+	patch, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": status}})
+	if err != nil {
+		return err
+	}
+	_, err = c.Patch(ctx, r.node, types.JSONPatchType, patch, metav1.PatchOptions{}, "status")
+	if apierrors.IsNotFound(err) {
+		r.known = false // deleted meanwhile: created again on the next report
+	}
+	if err != nil {
+		return fmt.Errorf("writing the status of NetworkGatewayNode %s/%s: %w", networking.NodeNamespace, r.node, err)
+	}
+	r.conditions = status.Conditions
+	return nil
 }

@@ -38,7 +38,7 @@ func newAgent(opts Options, cfg *rest.Config, k kernel, reg prometheus.Registere
 	}
 	a := &Agent{
 		opts: opts, dp: k.dp, fips: k.fips, host: k.host, now: monotonic,
-		report:   apiReporter{client: net, node: opts.NodeName},
+		report:   &apiReporter{client: net, node: opts.NodeName},
 		tables:   egress.NewTableBuilder(),
 		snatIDs:  egress.NewIDs(1, egress.MaxEgressIDs),
 		trigger:  make(chan struct{}, 1),
