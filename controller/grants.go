@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
@@ -194,6 +195,7 @@ func (r *Reconciler) writeGrants(ctx context.Context, nodes map[string]*grantNod
 		if err := r.client.Patch(ctx, updated, client.MergeFromWithOptions(n.obj, client.MergeFromWithOptimisticLock{})); err != nil {
 			return fmt.Errorf("granting node %s its floating IPs %v: %w", w.name, w.want, err)
 		}
+		klog.V(3).InfoS("Granted floating IPs", "node", w.name, "floatingIPs", w.want, "generation", updated.Generation)
 		if r.fresh != nil {
 			r.fresh.wrote(kindReport, updated)
 		}

@@ -160,6 +160,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		}
 	}
 	reconcileSeconds.Observe(time.Since(start).Seconds())
+	klog.V(3).InfoS("Placement pass", "took", time.Since(start), "waiting", plan.waiting, "errors", len(errs))
 	if len(errs) > 0 {
 		return reconcile.Result{}, fmt.Errorf("writing status: %w", errs[0])
 	}

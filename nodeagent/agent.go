@@ -203,7 +203,9 @@ func (a *Agent) pass(ctx context.Context) error {
 	// The report goes first: a controller handing an IP over waits for it. The nft map
 	// entries of IPs let go are inert meanwhile: nothing marks packets for them once
 	// their BPF grant is gone.
-	a.writeReport(ctx, ifaces, held, errors.Join(errs...))
+	reported := a.writeReport(ctx, ifaces, held, errors.Join(errs...))
+	klog.V(3).InfoS("Dataplane pass", "node", a.opts.NodeName, "generation", snap.generation, "held", held,
+		"took", time.Since(start), "reported", reported)
 	nft.SNAT = map[uint32]netip.Addr{}
 	maps.Copy(nft.SNAT, staged)
 	maps.Copy(nft.SNAT, a.snat)
@@ -223,9 +225,11 @@ func (a *Agent) applyNftables(n nftState) error {
 	if text == a.lastNft {
 		return nil
 	}
+	start := time.Now()
 	if err := a.host.ApplyNftables(n); err != nil {
 		return fmt.Errorf("writing the nft table: %w", err)
 	}
+	klog.V(3).InfoS("Wrote the nft table", "node", a.opts.NodeName, "took", time.Since(start), "egressIPs", len(n.SNAT), "destinations", len(n.Destinations))
 	a.lastNft = text
 	return nil
 }
@@ -413,22 +417,24 @@ func (a *Agent) attachPods(t egress.Table) error {
 	return errors.Join(errs...)
 }
 
-// writeReport writes the node's report when what it says changed.
-func (a *Agent) writeReport(ctx context.Context, ifaces []Interface, held []netip.Addr, passErr error) {
+// writeReport writes the node's report when what it says changed, and says whether it
+// wrote it.
+func (a *Agent) writeReport(ctx context.Context, ifaces []Interface, held []netip.Addr, passErr error) bool {
 	msg := fmt.Sprintf("dataplane programmed; holding %d floating IPs", len(held))
 	if passErr != nil {
 		msg = passErr.Error()
 	}
 	key := fmt.Sprint(ifaces, held, a.observedGen, msg)
 	if key == a.lastReport {
-		return
+		return false
 	}
 	if err := a.report.Report(ctx, ifaces, held, a.observedGen, passErr == nil, msg); err != nil {
 		klog.ErrorS(err, "Writing the NetworkGatewayNode status", "node", a.opts.NodeName)
 		time.AfterFunc(time.Second, a.kick)
-		return
+		return false
 	}
 	a.lastReport = key
+	return true
 }
 
 // heartbeatLoop renews the Lease and, after each renewal, has a pass extend the grants.

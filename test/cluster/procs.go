@@ -178,7 +178,7 @@ func (c *Cluster) StartController(i int) error {
 		"--leader-elect-lease-duration="+electionLease.String(), "--leader-elect-renew-deadline="+electionRenew.String(),
 		"--leader-elect-retry-period="+electionRetry.String(),
 		"--heartbeat-bind-address="+addr,
-		"--grace="+c.opts.Grace.String(), "--metrics-bind-address=0", "--health-probe-bind-address=0", "-v=2")
+		"--grace="+c.opts.Grace.String(), "--metrics-bind-address=0", "--health-probe-bind-address=0", "-v=3")
 	if err != nil {
 		return err
 	}
@@ -211,7 +211,7 @@ func (c *Cluster) StartAgent(node string) error {
 		"--renew-interval="+(c.opts.LeaseDuration/4).String(),
 		"--controller-lease="+controlplane.WebhookNamespace+"/"+controller.LeaderElectionID,
 		"--heartbeat-interval="+min(100*time.Millisecond, c.opts.LeaseDuration/6).String(),
-		"--probe-bind-address="+n.IP.String()+":9464", "-v=2")
+		"--probe-bind-address="+n.IP.String()+":9464", "-v=3")
 	if err != nil {
 		return err
 	}
