@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -72,7 +71,7 @@ func start(name, log string, env []string, argv ...string) (*Process, error) {
 	cmd.Env = append(os.Environ(), env...)
 	// If the harness dies, so do its components.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := spawn(cmd); err != nil {
+	if err := testenv.Spawn(cmd); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
@@ -83,27 +82,6 @@ func start(name, log string, env []string, argv ...string) (*Process, error) {
 		close(p.done)
 	}()
 	return p, nil
-}
-
-// spawner is the one OS thread that starts components. The kernel sends Pdeathsig when
-// the thread that forked a child exits, not the process; and topology.Do ends the threads
-// it entered a namespace on. A thread locked here for good never ends, and no other
-// goroutine ever runs on it.
-var spawner = sync.OnceValue(func() chan<- func() {
-	jobs := make(chan func())
-	go func() {
-		runtime.LockOSThread()
-		for job := range jobs {
-			job()
-		}
-	}()
-	return jobs
-})
-
-func spawn(cmd *exec.Cmd) error {
-	errc := make(chan error, 1)
-	spawner() <- func() { errc <- cmd.Start() }
-	return <-errc
 }
 
 // Running reports whether the process has not exited.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
+	"github.com/egressgw/egressgw/test/testenv"
 	ourwebhook "github.com/egressgw/egressgw/webhook"
 )
 
@@ -42,7 +44,8 @@ type ControlPlane struct {
 	stopServer    func() error
 	dir           string
 	frontProxyDir string
-	restarted     *exec.Cmd // kube-apiserver, once RestartAPIServer started it anew
+	restarted     *exec.Cmd      // kube-apiserver, once RestartAPIServer started it anew
+	reapers       map[int]func() // by pid: watchdogs that kill etcd and kube-apiserver if the test binary dies
 }
 
 // RepoRoot is the root of this repository.
@@ -124,7 +127,16 @@ func StartWith(opts Options) (_ *ControlPlane, err error) {
 			return nil, err
 		}
 	}
-	if cp.Config, err = cp.env.Start(); err != nil {
+	before, err := testenv.Children(controlPlaneBinaries...)
+	if err != nil {
+		return nil, err
+	}
+	cp.Config, err = cp.env.Start()
+	// Whatever envtest started, even if it then failed, dies with the test binary.
+	if reapErr := cp.reapNew(before); reapErr != nil {
+		err = errors.Join(err, reapErr)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver from %s: %w", assets, err)
 	}
 	if opts.Bare {
@@ -183,9 +195,54 @@ func (cp *ControlPlane) StopWebhook() error {
 	return stop()
 }
 
+// controlPlaneBinaries are the command names of the processes envtest starts.
+var controlPlaneBinaries = []string{"etcd", "kube-apiserver"}
+
+// reapNew has the control-plane processes started since before die with the test
+// binary: go test's timeout kills it with no cleanup run.
+func (cp *ControlPlane) reapNew(before []int) error {
+	now, err := testenv.Children(controlPlaneBinaries...)
+	if err != nil {
+		return err
+	}
+	for _, pid := range now {
+		if !slices.Contains(before, pid) {
+			if err := cp.reap(pid); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// reap has process pid, which this process started but not from testenv.Spawn, die
+// with the test binary, until unreap(pid) or Stop.
+func (cp *ControlPlane) reap(pid int) error {
+	stop, err := testenv.ReapOnExit(pid)
+	if err != nil {
+		return err
+	}
+	if cp.reapers == nil {
+		cp.reapers = map[int]func(){}
+	}
+	cp.reapers[pid] = stop
+	return nil
+}
+
+// unreap ends the watchdog of a process that has exited: its pid may be reused.
+func (cp *ControlPlane) unreap(pid int) {
+	if stop, ok := cp.reapers[pid]; ok {
+		stop()
+		delete(cp.reapers, pid)
+	}
+}
+
 // Stop stops the webhook, kube-apiserver and etcd, and removes their files.
 func (cp *ControlPlane) Stop() error {
 	var errs []error
+	for pid := range cp.reapers {
+		cp.unreap(pid)
+	}
 	if cp.stopServer != nil {
 		errs = append(errs, cp.stopServer())
 	}

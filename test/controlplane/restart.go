@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/egressgw/egressgw/test/testenv"
 )
 
 // RestartAPIServer stops kube-apiserver, keeps it down for the given time, and starts
@@ -57,14 +59,15 @@ func (cp *ControlPlane) RestartAPIServer(down time.Duration) error {
 			return errors.New("kube-apiserver did not stop")
 		}
 	}
+	cp.unreap(pid) // gone: its pid may be reused
 	cp.restarted = nil
 	time.Sleep(down)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = nil, nil
-	// No Pdeathsig: it fires when the thread that started the process ends, and the
-	// harness ends threads (those locked into a network namespace). Stop ends it.
-	if err := cmd.Start(); err != nil {
+	// It dies with the test binary; Stop ends it otherwise.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := testenv.Spawn(cmd); err != nil {
 		return fmt.Errorf("starting kube-apiserver again: %w", err)
 	}
 	cp.restarted = cmd

@@ -1,7 +1,7 @@
 // Package testenv holds what many test packages need and nothing else: the rule for
-// tests that need root, a bounded worker pool for loading benchmarks, and memory
-// readings from /proc. It imports only the standard library, so any package's tests may
-// use it.
+// tests that need root, a bounded worker pool for loading benchmarks, memory readings
+// from /proc, and child processes that die with the test binary. It imports only the
+// standard library, so any package's tests may use it.
 package testenv
 
 import (
