@@ -46,7 +46,7 @@ func run(ctx context.Context, opts controller.Options) error {
 	if err != nil {
 		return err
 	}
-	mgr, err := controller.New(cfg, opts)
+	mgr, err := controller.NewWhenReachable(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}

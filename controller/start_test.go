@@ -1,0 +1,65 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+)
+
+func TestUnreachable(t *testing.T) {
+	dial := &url.Error{Op: "Get", URL: "https://198.51.100.2:6443/api", Err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("i/o timeout")}}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("creating the manager: failed to determine if *v1.Lease is namespaced: failed to get restmapping: failed to get server groups: %w", dial), true},
+		{apierrors.NewServiceUnavailable("starting"), true},
+		{apierrors.NewForbidden(schema.GroupResource{Resource: "leases"}, "x", errors.New("no")), false},
+		{errors.New("--grace must be positive"), false},
+	} {
+		if got := unreachable(tc.err); got != tc.want {
+			t.Errorf("unreachable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestNewWhenReachableRetries: with nothing listening where the API server should be,
+// NewWhenReachable keeps trying until its context ends; a bad option fails at once.
+func TestNewWhenReachableRetries(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // connections to addr are refused now
+	cfg := &rest.Config{Host: "https://" + addr, TLSClientConfig: rest.TLSClientConfig{Insecure: true}}
+	opts := Options{Grace: time.Second, MetricsAddr: "0", ProbeAddr: "0", SeveralInProcess: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = NewWhenReachable(ctx, cfg, opts)
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("NewWhenReachable = %v, want it to retry until the context ends", err)
+	}
+	if took := time.Since(start); took < time.Second {
+		t.Errorf("it gave up after %s, before its context ended", took)
+	}
+	bad := opts
+	bad.LeaderElection = true // with no election timings: a bad flag
+	start = time.Now()
+	if _, err := NewWhenReachable(context.Background(), cfg, bad); err == nil || !strings.Contains(err.Error(), "--leader-elect") {
+		t.Errorf("NewWhenReachable with bad options = %v, want the flag named", err)
+	}
+	if took := time.Since(start); took > 100*time.Millisecond {
+		t.Errorf("a bad option took %s to fail: it was retried", took)
+	}
+}
