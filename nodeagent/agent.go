@@ -229,6 +229,7 @@ func (a *Agent) applyNftables(n nftState) error {
 	if err := a.host.ApplyNftables(n); err != nil {
 		return fmt.Errorf("writing the nft table: %w", err)
 	}
+	a.m.nftSeconds.Observe(time.Since(start).Seconds())
 	klog.V(3).InfoS("Wrote the nft table", "node", a.opts.NodeName, "took", time.Since(start), "egressIPs", len(n.SNAT), "destinations", len(n.Destinations))
 	a.lastNft = text
 	return nil

@@ -9,6 +9,7 @@ import (
 
 type metrics struct {
 	passSeconds   prometheus.Histogram
+	nftSeconds    prometheus.Histogram
 	passErrors    prometheus.Counter
 	renewFailures prometheus.Counter
 	heldIPs       prometheus.Gauge
@@ -24,6 +25,11 @@ func newMetrics(reg prometheus.Registerer, a *Agent) *metrics {
 			Name:    "egressgw_agent_pass_seconds",
 			Help:    "Time to program the node's dataplane after a change.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		nftSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "egressgw_agent_nft_write_seconds",
+			Help:    "Time to replace the agent's nft table; it is written only when it changes.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 12),
 		}),
 		passErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "egressgw_agent_pass_errors_total", Help: "Dataplane passes that failed and were retried.",
@@ -50,7 +56,7 @@ func newMetrics(reg prometheus.Registerer, a *Agent) *metrics {
 			Name: "egressgw_agent_grant_seconds_left", Help: "Seconds left on the node's grant after the last renewal.",
 		}),
 	}
-	reg.MustRegister(m.passSeconds, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, m.beats, m.leaseWrites, m.directReads, &kernelCollector{a: a})
+	reg.MustRegister(m.passSeconds, m.nftSeconds, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, m.beats, m.leaseWrites, m.directReads, &kernelCollector{a: a})
 	return m
 }
 

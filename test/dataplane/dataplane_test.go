@@ -318,3 +318,44 @@ func TestFragNeededReachesThePod(t *testing.T) {
 		t.Errorf("the pod's route cache has no mtu 1300:\n%s", route)
 	}
 }
+
+// TestPassesRewriteNoNft: a pass that changes nothing in the nft table does not write
+// it. Namespace label changes that no policy selects make every agent run passes; the
+// nft write count must not move meanwhile. (The node CIDRs came in the informer's
+// order, so most passes rewrote the table, 50–190 ms each, and a handover waited.)
+func TestPassesRewriteNoNft(t *testing.T) {
+	c, _ := setupExample(t)
+	read := func(name string) map[string]float64 {
+		out := map[string]float64{}
+		for _, n := range c.Topo.Nodes {
+			v, err := agentMetric(n, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[n.Name] = v
+		}
+		return out
+	}
+	passes, writes := read("egressgw_agent_pass_seconds_count"), read("egressgw_agent_nft_write_seconds_count")
+	for i := range 10 {
+		if _, err := c.Kubectl(nil, "label", "namespace", "default", "--overwrite", fmt.Sprintf("egressgw-test-touch=%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, err := c.Kubectl(nil, "label", "namespace", "default", "egressgw-test-touch-"); err != nil {
+		t.Fatal(err)
+	}
+	passesAfter, writesAfter := read("egressgw_agent_pass_seconds_count"), read("egressgw_agent_nft_write_seconds_count")
+	for _, n := range c.Topo.Nodes {
+		ran, wrote := passesAfter[n.Name]-passes[n.Name], writesAfter[n.Name]-writes[n.Name]
+		t.Logf("%s: %.0f passes, %.0f nft writes", n.Name, ran, wrote)
+		if ran < 5 {
+			t.Errorf("%s ran %.0f passes for 10 namespace changes: the check shows nothing", n.Name, ran)
+		}
+		if wrote != 0 {
+			t.Errorf("%s rewrote its nft table %.0f times in %.0f passes that changed nothing in it", n.Name, wrote, ran)
+		}
+	}
+}
