@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/url"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 )
@@ -35,10 +35,12 @@ func NewWhenReachable(ctx context.Context, cfg *rest.Config, opts Options) (*Con
 }
 
 // unreachable says whether err means the API server could not be reached or could not
-// answer yet, rather than that it refused what was asked.
+// answer yet: a connection refused, reset or timed out, an API server that closed it
+// while stopping, or one that says it is not ready. A request that reached it and was
+// refused is not, nor is a certificate the client does not trust: waiting mends neither.
 func unreachable(err error) bool {
-	var urlErr *url.Error
+	var opErr *net.OpError
 	var netErr net.Error
-	return errors.As(err, &urlErr) || errors.As(err, &netErr) ||
+	return errors.As(err, &opErr) || errors.As(err, &netErr) && netErr.Timeout() || utilnet.IsProbableEOF(err) ||
 		apierrors.IsServiceUnavailable(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err)
 }

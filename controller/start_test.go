@@ -2,8 +2,11 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
@@ -23,6 +26,8 @@ func TestUnreachable(t *testing.T) {
 	}{
 		{fmt.Errorf("creating the manager: failed to determine if *v1.Lease is namespaced: failed to get restmapping: failed to get server groups: %w", dial), true},
 		{apierrors.NewServiceUnavailable("starting"), true},
+		{&url.Error{Op: "Get", URL: "https://198.51.100.2:6443/api", Err: io.EOF}, true},
+		{&url.Error{Op: "Get", URL: "https://198.51.100.2:6443/api", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}, false},
 		{apierrors.NewForbidden(schema.GroupResource{Resource: "leases"}, "x", errors.New("no")), false},
 		{errors.New("--grace must be positive"), false},
 	} {
