@@ -38,30 +38,23 @@ func Spawn(cmd *exec.Cmd) error {
 	return <-errc
 }
 
-// ReapOnExit kills the processes pids if this process dies first, even by SIGKILL or go
+// ReapOnExit kills process pid if this process dies first, even by SIGKILL or go
 // test's timeout, which run no cleanup. (envtest starts etcd and kube-apiserver without
 // a Pdeathsig; they outlived a killed test binary.) A watchdog shell, started with a
 // Pdeathsig, waits; when this process dies the kernel sends it SIGTERM, and it kills
-// them. stop ends the watchdog without killing anything: call it before stopping the
-// processes the usual way.
-func ReapOnExit(pids ...int) (stop func(), err error) {
-	if len(pids) == 0 {
-		return func() {}, nil
-	}
-	args := make([]string, len(pids))
-	for i, p := range pids {
-		args[i] = strconv.Itoa(p)
-	}
+// pid. stop ends the watchdog without killing anything: call it before stopping the
+// process the usual way.
+func ReapOnExit(pid int) (stop func(), err error) {
 	// It says so once its trap is set: a SIGTERM before that would end it and kill nothing.
-	script := `trap 'kill -KILL "$@" 2>/dev/null; exit 0' TERM; echo ready; while :; do sleep 1; done`
-	cmd := exec.Command("sh", append([]string{"-c", script, "egressgw-reaper"}, args...)...)
+	script := `trap 'kill -KILL "$1" 2>/dev/null; exit 0' TERM; echo ready; while :; do sleep 1; done`
+	cmd := exec.Command("sh", "-c", script, "egressgw-reaper", strconv.Itoa(pid))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
 	if err := Spawn(cmd); err != nil {
-		return nil, fmt.Errorf("starting the watchdog for processes %v: %w", pids, err)
+		return nil, fmt.Errorf("starting the watchdog for process %d: %w", pid, err)
 	}
 	done := make(chan struct{})
 	ready := make(chan error, 1)
@@ -87,7 +80,7 @@ func ReapOnExit(pids ...int) (stop func(), err error) {
 	}
 	if err != nil {
 		stop()
-		return nil, fmt.Errorf("starting the watchdog for processes %v: %w", pids, err)
+		return nil, fmt.Errorf("starting the watchdog for process %d: %w", pid, err)
 	}
 	return stop, nil
 }
