@@ -31,7 +31,7 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
     GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags="-s -w" -o /out/ \
         ./webhook/cmd/egressgw-webhook \
         ./controller/cmd/egressgw-controller \
-        ./apiserver/cmd/egressgw-apiserver \
+        ./apiserver/aggregated/cmd/egressgw-apiserver \
         ./nodeagent/cmd/egressgw-agent
 
 # The control plane: static binaries on distroless, as the numeric non-root user the

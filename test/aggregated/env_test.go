@@ -27,8 +27,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/server"
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
-	"github.com/egressgw/egressgw/apiserver/server"
 	"github.com/egressgw/egressgw/test/controlplane"
 	"github.com/egressgw/egressgw/test/testenv"
 	"github.com/egressgw/egressgw/test/topology"

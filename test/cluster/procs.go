@@ -22,7 +22,7 @@ import (
 var Commands = map[string]string{
 	"egressgw-controller": "./controller/cmd/egressgw-controller",
 	"egressgw-agent":      "./nodeagent/cmd/egressgw-agent",
-	"egressgw-apiserver":  "./apiserver/cmd/egressgw-apiserver",
+	"egressgw-apiserver":  "./apiserver/aggregated/cmd/egressgw-apiserver",
 }
 
 var buildOnce = sync.OnceValues(func() (string, error) {

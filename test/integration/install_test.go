@@ -203,9 +203,12 @@ func binaryFlags(t *testing.T, root string, targets map[string]dockerTarget) map
 	bin := t.TempDir()
 	build := []string{"build", "-o", bin + string(filepath.Separator)}
 	for name := range targets {
+		// A component's commands are in its folder's cmd/: <component>/cmd, or
+		// apiserver/aggregated/cmd for the aggregated server.
 		pkgs, err := filepath.Glob(filepath.Join(root, "*", "cmd", name))
-		if err != nil || len(pkgs) != 1 {
-			t.Fatalf("want one package */cmd/%s for the Dockerfile target, found %v", name, pkgs)
+		deeper, err2 := filepath.Glob(filepath.Join(root, "*", "*", "cmd", name))
+		if pkgs = append(pkgs, deeper...); err != nil || err2 != nil || len(pkgs) != 1 {
+			t.Fatalf("want one package */cmd/%s or */*/cmd/%s for the Dockerfile target, found %v", name, name, pkgs)
 		}
 		rel, _ := filepath.Rel(root, pkgs[0])
 		build = append(build, "./"+filepath.ToSlash(rel))

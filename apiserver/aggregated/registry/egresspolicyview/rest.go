@@ -18,9 +18,9 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/apiserver/pkg/warning"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/registry/access"
+	"github.com/egressgw/egressgw/apiserver/aggregated/registry/podegress"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
-	"github.com/egressgw/egressgw/apiserver/registry/access"
-	"github.com/egressgw/egressgw/apiserver/registry/podegress"
 )
 
 // Views is what the storage reads the views from.

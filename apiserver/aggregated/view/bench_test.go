@@ -11,10 +11,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/netpolicy"
+	"github.com/egressgw/egressgw/apiserver/aggregated/preview"
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
-	"github.com/egressgw/egressgw/apiserver/netpolicy"
-	"github.com/egressgw/egressgw/apiserver/preview"
 )
 
 const (

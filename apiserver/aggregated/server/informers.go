@@ -13,12 +13,12 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/view"
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/apis/networking/v1alpha1"
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
 	netinformers "github.com/egressgw/egressgw/apiserver/client/informers/externalversions"
-	"github.com/egressgw/egressgw/apiserver/view"
 )
 
 // caches are the informers that feed the Store.

@@ -15,9 +15,9 @@ import (
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/preview"
+	"github.com/egressgw/egressgw/apiserver/aggregated/registry/access"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
-	"github.com/egressgw/egressgw/apiserver/preview"
-	"github.com/egressgw/egressgw/apiserver/registry/access"
 )
 
 // Inputs snapshots what a preview reads; unknown pods are NotFound.

@@ -10,11 +10,11 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/preview"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/egress"
-	"github.com/egressgw/egressgw/apiserver/preview"
 )
 
 // DefaultWatchHistory is how many recent changes a watch can resume from.

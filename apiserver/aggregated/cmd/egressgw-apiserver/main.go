@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
-	"github.com/egressgw/egressgw/apiserver/server"
+	"github.com/egressgw/egressgw/apiserver/aggregated/server"
 )
 
 func main() {

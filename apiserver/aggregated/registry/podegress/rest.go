@@ -16,9 +16,9 @@ import (
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/registry/access"
+	"github.com/egressgw/egressgw/apiserver/aggregated/view"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
-	"github.com/egressgw/egressgw/apiserver/registry/access"
-	"github.com/egressgw/egressgw/apiserver/view"
 )
 
 // Views is what the storage reads the views from.

@@ -11,10 +11,10 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/netpolicy"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/egress"
-	"github.com/egressgw/egressgw/apiserver/netpolicy"
 )
 
 var (

@@ -12,9 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/netpolicy"
+	"github.com/egressgw/egressgw/apiserver/aggregated/preview"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
-	"github.com/egressgw/egressgw/apiserver/netpolicy"
-	"github.com/egressgw/egressgw/apiserver/preview"
 )
 
 // Views are never changed once computed (a change makes a new one), so readers get

@@ -9,9 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/netpolicy"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	"github.com/egressgw/egressgw/apiserver/egress"
-	"github.com/egressgw/egressgw/apiserver/netpolicy"
 )
 
 // Input is what a preview reads: the source pod and a snapshot of the cluster. Every field

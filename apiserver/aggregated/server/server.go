@@ -11,11 +11,11 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/klog/v2"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/registry/egresspolicyview"
+	"github.com/egressgw/egressgw/apiserver/aggregated/registry/egresspreview"
+	"github.com/egressgw/egressgw/apiserver/aggregated/registry/podegress"
 	"github.com/egressgw/egressgw/apiserver/apis/egress"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
-	"github.com/egressgw/egressgw/apiserver/registry/egresspolicyview"
-	"github.com/egressgw/egressgw/apiserver/registry/egresspreview"
-	"github.com/egressgw/egressgw/apiserver/registry/podegress"
 	"github.com/egressgw/egressgw/webhook/certs"
 )
 

@@ -15,10 +15,10 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/preview"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/egress"
-	"github.com/egressgw/egressgw/apiserver/preview"
 )
 
 // fakeInputs knows alice/frontend (198.18.1.10) and bob/frontend (198.18.3.10), both

@@ -19,10 +19,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	aggregatorclientset "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/view"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/openapi"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
-	"github.com/egressgw/egressgw/apiserver/view"
 	"github.com/egressgw/egressgw/webhook/certs"
 )
 

@@ -7,9 +7,9 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/preview"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	"github.com/egressgw/egressgw/apiserver/egress"
-	"github.com/egressgw/egressgw/apiserver/preview"
 )
 
 // build computes a pod's view: its policies, and its destination table exactly as

@@ -18,8 +18,8 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/view"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
-	"github.com/egressgw/egressgw/apiserver/view"
 )
 
 // fakeViews holds views by namespace/name and records the last watch's options.

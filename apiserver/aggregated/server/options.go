@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/pflag"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/view"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
-	"github.com/egressgw/egressgw/apiserver/view"
 )
 
 // Options are the server's flags. The serving, authentication and authorization options
