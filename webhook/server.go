@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
-	"github.com/egressgw/egressgw/webhook/certs"
+	"github.com/egressgw/egressgw/apiserver/certs"
 )
 
 // Paths the webhook configurations in artifacts/webhook point at.

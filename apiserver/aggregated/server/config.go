@@ -22,8 +22,8 @@ import (
 	"github.com/egressgw/egressgw/apiserver/aggregated/view"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/openapi"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
+	"github.com/egressgw/egressgw/apiserver/certs"
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
-	"github.com/egressgw/egressgw/webhook/certs"
 )
 
 // Config is everything New needs, built from Options.

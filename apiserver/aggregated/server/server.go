@@ -16,7 +16,7 @@ import (
 	"github.com/egressgw/egressgw/apiserver/aggregated/registry/podegress"
 	"github.com/egressgw/egressgw/apiserver/apis/egress"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
-	"github.com/egressgw/egressgw/webhook/certs"
+	"github.com/egressgw/egressgw/apiserver/certs"
 )
 
 // Server is the aggregated API server, built and not yet running.
