@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // BenchmarkClassify measures egw_from_pod per packet with 1,000 policies of 10
@@ -34,11 +34,11 @@ func BenchmarkClassify(b *testing.B) {
 	}
 	for _, pods := range []int{10, 1000, 10000} {
 		d := load(b)
-		var local []egress.LocalPod
+		var local []routing.LocalPod
 		for j := range pods {
 			local = append(local, pod(fmt.Sprintf("198.18.%d.%d", j/250, j%250+1), ps[j%policies].name))
 		}
-		tbl := build(b, egress.NewTableBuilder(), compiled, local...)
+		tbl := build(b, routing.NewTableBuilder(), compiled, local...)
 		start := time.Now()
 		if err := d.Sync(tbl); err != nil {
 			b.Fatal(err)

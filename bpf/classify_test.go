@@ -6,18 +6,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // classifyTable is the table the program tests run against: two ready policies with
 // their own egress IPs, one that no node holds, and three local pods.
-func classifyTable(t *testing.T) egress.Table {
+func classifyTable(t *testing.T) routing.Table {
 	ps := compile(
 		pol{name: "web", age: 30, dests: []string{"203.0.113.0/25"}, egressIP: "198.51.100.100"},
 		pol{name: "db", age: 20, dests: []string{"203.0.113.128/26"}, egressIP: "198.51.100.101"},
 		pol{name: "down", age: 10, dests: []string{"203.0.113.192/26"}},
 	)
-	return build(t, egress.NewTableBuilder(), ps,
+	return build(t, routing.NewTableBuilder(), ps,
 		pod("198.18.1.10", "web", "down"),
 		pod("198.18.1.11", "db"),
 		pod("198.18.1.12"),

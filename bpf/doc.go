@@ -2,9 +2,9 @@
 // packets leaving local pods, send steered ones, unencapsulated, to the virtual MAC of
 // their egress IP on the node network, and let the node holding that IP SNAT them only
 // while its grant is valid; and the loader
-// that programs their maps from an egress.Table and keeps their links pinned across
+// that programs their maps from a routing.Table and keeps their links pinned across
 // agent restarts.
 //
-// It decides nothing about policies: egress.Table says which pod goes where. It must
+// It decides nothing about policies: routing.Table says which pod goes where. It must
 // never, at any instant, steer a packet to an egress IP the table does not give it.
 package bpf

@@ -74,7 +74,7 @@ enum egw_stat_id {
 /*
  * The virtual MAC of a floating IP: 02:65 and the IP's four bytes (locally administered,
  * unicast). Whichever node holds the IP answers ARP for it with this MAC, and steered
- * frames are addressed to it, so the destination MAC names the egress IP. apiserver/egress
+ * frames are addressed to it, so the destination MAC names the egress IP. apiserver/routing
  * (VirtualMAC) computes the same.
  */
 #define EGW_VMAC_0		0x02

@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // requireBPF skips a test that needs root and BPF, except under CI, where it fails:
@@ -201,10 +201,10 @@ type pol struct {
 	egressIP string
 }
 
-func compile(ps ...pol) *egress.Policies {
+func compile(ps ...pol) *routing.Policies {
 	created := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	objs := make([]*v1.EgressNATPolicy, 0, len(ps))
-	res := map[string]egress.Resolution{}
+	res := map[string]routing.Resolution{}
 	for _, p := range ps {
 		obj := &v1.EgressNATPolicy{ObjectMeta: metav1.ObjectMeta{Name: p.name, CreationTimestamp: metav1.NewTime(created.Add(-time.Duration(p.age) * time.Minute))}}
 		obj.Spec.Sources = []v1.EgressSource{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"p-" + p.name: "yes"}}}}
@@ -213,25 +213,25 @@ func compile(ps ...pol) *egress.Policies {
 			obj.Spec.Destinations = append(obj.Spec.Destinations, v1.Destination{CIDR: d})
 		}
 		objs = append(objs, obj)
-		r := egress.Resolution{EgressIP: p.egressIP, Reason: egress.ReasonUnknownEgressIP, Message: "no node holds it"}
+		r := routing.Resolution{EgressIP: p.egressIP, Reason: routing.ReasonUnknownEgressIP, Message: "no node holds it"}
 		if p.egressIP != "" {
-			r = egress.Resolution{EgressIP: p.egressIP, Node: "gw1", Reason: egress.ReasonReady}
+			r = routing.Resolution{EgressIP: p.egressIP, Node: "gw1", Reason: routing.ReasonReady}
 		}
 		res[p.name] = r
 	}
-	return egress.Compile(objs, func(p *v1.EgressNATPolicy) egress.Resolution { return res[p.Name] })
+	return routing.Compile(objs, func(p *v1.EgressNATPolicy) routing.Resolution { return res[p.Name] })
 }
 
 // pod is a local pod selected by the named policies.
-func pod(ip string, policies ...string) egress.LocalPod {
-	p := egress.LocalPod{Pod: egress.Pod{Namespace: "ns", Name: "pod-" + ip, IP: netip.MustParseAddr(ip), Node: "worker1", Labels: map[string]string{}}}
+func pod(ip string, policies ...string) routing.LocalPod {
+	p := routing.LocalPod{Pod: routing.Pod{Namespace: "ns", Name: "pod-" + ip, IP: netip.MustParseAddr(ip), Node: "worker1", Labels: map[string]string{}}}
 	for _, name := range policies {
 		p.Labels["p-"+name] = "yes"
 	}
 	return p
 }
 
-func build(t testing.TB, b *egress.TableBuilder, ps *egress.Policies, pods ...egress.LocalPod) egress.Table {
+func build(t testing.TB, b *routing.TableBuilder, ps *routing.Policies, pods ...routing.LocalPod) routing.Table {
 	t.Helper()
 	tbl, err := b.Build(ps, pods, cluster)
 	if err != nil {
@@ -241,7 +241,7 @@ func build(t testing.TB, b *egress.TableBuilder, ps *egress.Policies, pods ...eg
 }
 
 // egressIDOf finds the egress id the table gave ip.
-func egressIDOf(t testing.TB, tbl egress.Table, ip string) uint32 {
+func egressIDOf(t testing.TB, tbl routing.Table, ip string) uint32 {
 	t.Helper()
 	for id, a := range tbl.Egress {
 		if a.String() == ip {

@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // TestPlan checks plan's order without the kernel, on many table pairs: applied one
@@ -17,18 +17,18 @@ func TestPlan(t *testing.T) {
 	a, b, srcs, dsts := restartTables(t)
 	scenarios := []struct {
 		name     string
-		old, new egress.Table
+		old, new routing.Table
 	}{
 		{name: "restart renumbers", old: a, new: b},
 		{name: "and back", old: b, new: a},
-		{name: "from empty", old: egress.Table{}, new: a},
-		{name: "to empty", old: a, new: egress.Table{}},
+		{name: "from empty", old: routing.Table{}, new: a},
+		{name: "to empty", old: a, new: routing.Table{}},
 	}
 	for seed := range 200 {
 		old, new := randomTables(t, seed)
 		scenarios = append(scenarios, struct {
 			name     string
-			old, new egress.Table
+			old, new routing.Table
 		}{name: fmt.Sprintf("random %d", seed), old: old, new: new})
 	}
 	for _, sc := range scenarios {
@@ -94,7 +94,7 @@ func (s *state) apply(o op) {
 func (s *state) outcome(src, dst netip.Addr) string {
 	set, ok := s.pods[src.As4()]
 	if !ok {
-		set = egress.UnknownSet
+		set = routing.UnknownSet
 	}
 	var best *routeKey
 	for k := range s.routes {
@@ -119,12 +119,12 @@ func (s *state) outcome(src, dst netip.Addr) string {
 // randomTables returns an old and a new table for the probe pods and destinations of
 // restartTables: random policies over nested destinations, random selections, and
 // either the same builder (a change while running) or a fresh one (a restart).
-func randomTables(t *testing.T, seed int) (egress.Table, egress.Table) {
+func randomTables(t *testing.T, seed int) (routing.Table, routing.Table) {
 	r := rand.New(rand.NewPCG(uint64(seed), 2640))
 	prefixes := []string{"0.0.0.0/0", "203.0.113.0/24", "203.0.113.0/25", "203.0.113.0/28", "203.0.113.16/28",
 		"203.0.113.128/25", "198.19.0.0/16", "198.19.1.0/24"}
 	ips := []string{"", "198.51.100.100", "198.51.100.101", "198.51.100.102"}
-	policies := func() *egress.Policies {
+	policies := func() *routing.Policies {
 		var ps []pol
 		for i := range 4 {
 			p := pol{name: fmt.Sprintf("p%d", i), age: r.IntN(3), egressIP: ips[r.IntN(len(ips))]}
@@ -137,8 +137,8 @@ func randomTables(t *testing.T, seed int) (egress.Table, egress.Table) {
 		}
 		return compile(ps...)
 	}
-	pods := func() []egress.LocalPod {
-		var out []egress.LocalPod
+	pods := func() []routing.LocalPod {
+		var out []routing.LocalPod
 		for _, i := range r.Perm(4) {
 			if r.IntN(5) == 0 {
 				continue // not on the node
@@ -153,10 +153,10 @@ func randomTables(t *testing.T, seed int) (egress.Table, egress.Table) {
 		}
 		return out
 	}
-	b := egress.NewTableBuilder()
+	b := routing.NewTableBuilder()
 	old := build(t, b, policies(), pods()...)
 	if r.IntN(2) == 0 {
-		b = egress.NewTableBuilder()
+		b = routing.NewTableBuilder()
 	}
 	return old, build(t, b, policies(), pods()...)
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // state is what the maps hold, or are to hold.
@@ -30,11 +30,11 @@ type state struct {
 //
 // No packet is ever steered to an egress IP that neither the old nor the new table
 // gives it, even when the ids mean other things than before, as they do after an
-// agent restart, whose egress.TableBuilder numbers afresh; see plan for how.
-func (d *Dataplane) Sync(t egress.Table) error {
+// agent restart, whose routing.TableBuilder numbers afresh; see plan for how.
+func (d *Dataplane) Sync(t routing.Table) error {
 	want, err := fromTable(t)
 	if err != nil {
-		return fmt.Errorf("the table cannot be programmed (a bug in egress.TableBuilder): %w", err)
+		return fmt.Errorf("the table cannot be programmed (a bug in routing.TableBuilder): %w", err)
 	}
 	if err := d.fits(want); err != nil {
 		return err
@@ -56,7 +56,7 @@ func (d *Dataplane) Sync(t egress.Table) error {
 	return nil
 }
 
-func fromTable(t egress.Table) (state, error) {
+func fromTable(t routing.Table) (state, error) {
 	s := state{
 		pods:   make(map[ipv4]uint32, len(t.Pods)),
 		routes: map[routeKey]routeValue{},
@@ -291,7 +291,7 @@ func (d *Dataplane) replaceTrie(set uint32, routes map[dstKey]routeValue) error 
 //  7. The slots of sets the table no longer has are deleted: no pod refers to them now.
 //  8. Egress ids held back in step 1 are put, and 9. stale ones deleted.
 //
-// The unknown set never steers (egress.UnknownPodRoutes), which makes it safe to park in.
+// The unknown set never steers (routing.UnknownPodRoutes), which makes it safe to park in.
 func plan(have, want state) []op {
 	var ops []op
 	put := func(m string, k, v any) { ops = append(ops, op{m: m, key: k, value: v}) }
@@ -329,7 +329,7 @@ func plan(have, want state) []op {
 		if !want.sets[set] || unchanged(set) || (stays && next == set) {
 			continue
 		}
-		to := uint32(egress.UnknownSet)
+		to := uint32(routing.UnknownSet)
 		if stays && unchanged(next) {
 			to = next
 		}
@@ -401,7 +401,7 @@ func sortedIPs(m map[ipv4]uint32) []ipv4 {
 
 // Numbering returns the set id of every pod and the egress IP of every egress id that the
 // pinned maps hold, so that a restarted agent numbers its tables as its predecessor did
-// (egress.TableBuilder.Seed) and its first Sync changes nothing.
+// (routing.TableBuilder.Seed) and its first Sync changes nothing.
 func (d *Dataplane) Numbering() (map[netip.Addr]uint32, map[uint32]netip.Addr, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

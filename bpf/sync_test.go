@@ -5,11 +5,11 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // holdsExactly fails unless the maps hold exactly the table.
-func holdsExactly(t *testing.T, d *Dataplane, tbl egress.Table) {
+func holdsExactly(t *testing.T, d *Dataplane, tbl routing.Table) {
 	t.Helper()
 	want, err := fromTable(tbl)
 	if err != nil {
@@ -32,7 +32,7 @@ func holdsExactly(t *testing.T, d *Dataplane, tbl egress.Table) {
 
 func TestSync(t *testing.T) {
 	d := load(t)
-	b := egress.NewTableBuilder()
+	b := routing.NewTableBuilder()
 	a := build(t, b, compile(
 		pol{name: "web", age: 30, dests: []string{"203.0.113.0/25", "198.19.0.0/16"}, egressIP: "198.51.100.100"},
 		pol{name: "db", age: 20, dests: []string{"203.0.113.128/26"}, egressIP: "198.51.100.101"},
@@ -45,7 +45,7 @@ func TestSync(t *testing.T) {
 
 	steps := []struct {
 		name       string
-		table      egress.Table
+		table      routing.Table
 		wantWrites bool
 	}{
 		{name: "an empty dataplane gets the first table", table: a, wantWrites: true},
@@ -77,12 +77,12 @@ func TestSyncRejectsBadTables(t *testing.T) {
 	web := egressIDOf(t, good, "198.51.100.100")
 	tests := []struct {
 		name   string
-		mutate func(*egress.Table)
+		mutate func(*routing.Table)
 	}{
-		{name: "an IPv6 pod", mutate: func(tb *egress.Table) { tb.Pods[netip.MustParseAddr("2001:db8::1")] = 1 }},
-		{name: "a pod in a set with no routes", mutate: func(tb *egress.Table) { tb.Pods[netip.MustParseAddr("198.18.1.99")] = 999 }},
-		{name: "an egress id that does not fit the mark", mutate: func(tb *egress.Table) { tb.Egress[0x1000] = netip.MustParseAddr("198.51.100.9") }},
-		{name: "a route to an egress id with no IP", mutate: func(tb *egress.Table) { delete(tb.Egress, web) }},
+		{name: "an IPv6 pod", mutate: func(tb *routing.Table) { tb.Pods[netip.MustParseAddr("2001:db8::1")] = 1 }},
+		{name: "a pod in a set with no routes", mutate: func(tb *routing.Table) { tb.Pods[netip.MustParseAddr("198.18.1.99")] = 999 }},
+		{name: "an egress id that does not fit the mark", mutate: func(tb *routing.Table) { tb.Egress[0x1000] = netip.MustParseAddr("198.51.100.9") }},
+		{name: "a route to an egress id with no IP", mutate: func(tb *routing.Table) { delete(tb.Egress, web) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,21 +101,21 @@ func TestSyncRejectsBadTables(t *testing.T) {
 
 // outcome is what happens to a packet, as a test can see it: "pass" (classified,
 // in-cluster or not), "drop", or "steer <egress IP>".
-func tableOutcome(tbl egress.Table, src, dst netip.Addr) string {
+func tableOutcome(tbl routing.Table, src, dst netip.Addr) string {
 	set, ok := tbl.Pods[src]
 	if !ok {
-		set = egress.UnknownSet
+		set = routing.UnknownSet
 	}
-	var best *egress.TableRoute
+	var best *routing.TableRoute
 	for i, r := range tbl.Sets[set] {
 		if r.Prefix.Contains(dst) && (best == nil || r.Prefix.Bits() > best.Prefix.Bits()) {
 			best = &tbl.Sets[set][i]
 		}
 	}
 	switch {
-	case best == nil || best.Verdict == egress.InCluster:
+	case best == nil || best.Verdict == routing.InCluster:
 		return "pass"
-	case best.Verdict == egress.SNAT:
+	case best.Verdict == routing.SNAT:
 		return "steer " + tbl.Egress[best.EgressID].String()
 	}
 	return "drop"
@@ -124,7 +124,7 @@ func tableOutcome(tbl egress.Table, src, dst netip.Addr) string {
 // restartTables are two tables for the same pods, the second built by a fresh
 // TableBuilder (as after an agent restart) that numbers sets and egress IPs otherwise:
 // set and egress ids of the first mean other policies and IPs in the second.
-func restartTables(t *testing.T) (egress.Table, egress.Table, []netip.Addr, []netip.Addr) {
+func restartTables(t *testing.T) (routing.Table, routing.Table, []netip.Addr, []netip.Addr) {
 	ps := compile(
 		pol{name: "web", age: 30, dests: []string{"203.0.113.0/25", "198.19.0.0/16"}, egressIP: "198.51.100.100"},
 		pol{name: "db", age: 20, dests: []string{"203.0.113.128/25", "198.19.1.0/24"}, egressIP: "198.51.100.101"},
@@ -132,10 +132,10 @@ func restartTables(t *testing.T) (egress.Table, egress.Table, []netip.Addr, []ne
 		pol{name: "down", age: 10, dests: []string{"203.0.113.16/28"}},
 	)
 	p1, p2, p3 := pod("198.18.1.1", "web"), pod("198.18.1.2", "db"), pod("198.18.1.3", "web", "db", "down")
-	a := build(t, egress.NewTableBuilder(), ps, p1, p2, p3)
+	a := build(t, routing.NewTableBuilder(), ps, p1, p2, p3)
 	// After the restart p1 is also selected by narrow, and a new pod appears.
 	p1b := pod("198.18.1.1", "web", "narrow")
-	b := build(t, egress.NewTableBuilder(), ps, p2, p1b, pod("198.18.1.4", "narrow"), p3)
+	b := build(t, routing.NewTableBuilder(), ps, p2, p1b, pod("198.18.1.4", "narrow"), p3)
 	if a.Pods[p1.IP] != b.Pods[p2.IP] || egressIDOf(t, a, "198.51.100.100") != egressIDOf(t, b, "198.51.100.101") {
 		t.Fatalf("the tables do not renumber as this test needs: %v %v / %v %v", a.Pods, a.Egress, b.Pods, b.Egress)
 	}

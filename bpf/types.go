@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // The Go side of egw.h. layout_test.go checks these against the object's BTF.
@@ -63,16 +63,16 @@ func newRouteKey(set uint32, p netip.Prefix) routeKey {
 type routeValue struct {
 	Verdict  verdict
 	EgressID uint32
-	PolicyID uint32 // reserved for per-policy counters: egress.Table has no policy ids yet
+	PolicyID uint32 // reserved for per-policy counters: routing.Table has no policy ids yet
 }
 
-func newRouteValue(r egress.TableRoute) (routeValue, error) {
+func newRouteValue(r routing.TableRoute) (routeValue, error) {
 	switch r.Verdict {
-	case egress.InCluster:
+	case routing.InCluster:
 		return routeValue{Verdict: verdictInCluster}, nil
-	case egress.Drop:
+	case routing.Drop:
 		return routeValue{Verdict: verdictDrop}, nil
-	case egress.SNAT:
+	case routing.SNAT:
 		if r.EgressID == 0 || r.EgressID > markIDMax {
 			return routeValue{}, fmt.Errorf("route %s: egress id %d does not fit the packet mark (1..%d)", r.Prefix, r.EgressID, markIDMax)
 		}

@@ -15,7 +15,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 func monotonicNow() time.Duration {
@@ -58,7 +58,7 @@ func withDst(pkt []byte, mac net.HardwareAddr) []byte {
 // everything else passes untouched.
 func TestUplinkOut(t *testing.T) {
 	d := load(t)
-	tbl := build(t, egress.NewTableBuilder(), compile(
+	tbl := build(t, routing.NewTableBuilder(), compile(
 		pol{name: "web", dests: []string{"203.0.113.0/26"}, egressIP: "198.51.100.100"},
 		pol{name: "db", dests: []string{"203.0.113.64/26"}, egressIP: "198.51.100.101"},
 		pol{name: "far", dests: []string{"203.0.113.128/26"}, egressIP: "192.168.1.1"},
@@ -74,7 +74,7 @@ func TestUplinkOut(t *testing.T) {
 	if err := d.SetUplinks(map[netip.Addr]Uplink{valid: {Ifindex: 1, MAC: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x02}}, lapsed: {Ifindex: 7, MAC: other}}); err != nil {
 		t.Fatal(err)
 	}
-	redirected := withDst(pkt0(), egress.VirtualMAC(lapsed))
+	redirected := withDst(pkt0(), routing.VirtualMAC(lapsed))
 	copy(redirected[6:12], other)
 	if err := d.SetGrant(valid, 1, monotonicNow()+time.Hour); err != nil {
 		t.Fatal(err)
@@ -84,8 +84,8 @@ func TestUplinkOut(t *testing.T) {
 	}
 	pkt := pkt0()
 	arpValid := arpPacket(2, valid)
-	copy(arpValid[6:12], egress.VirtualMAC(valid))  // the frame's source
-	copy(arpValid[22:28], egress.VirtualMAC(valid)) // the sender hardware address
+	copy(arpValid[6:12], routing.VirtualMAC(valid))  // the frame's source
+	copy(arpValid[22:28], routing.VirtualMAC(valid)) // the sender hardware address
 
 	tests := []struct {
 		name     string
@@ -97,7 +97,7 @@ func TestUplinkOut(t *testing.T) {
 		wantStat string
 	}{
 		{name: "steered: to the egress IP's virtual MAC, our mark bits cleared", pkt: pkt, mark: markSteer | web<<16 | 0x1234,
-			wantRet: retNext, wantMark: 0x1234, wantPkt: withDst(pkt, egress.VirtualMAC(valid)), wantStat: "uplink_out_steer"},
+			wantRet: retNext, wantMark: 0x1234, wantPkt: withDst(pkt, routing.VirtualMAC(valid)), wantStat: "uplink_out_steer"},
 		{name: "steered to an IP on another uplink's subnet: that IP's virtual MAC, from that uplink, redirected there", pkt: pkt, mark: markSteer | db<<16,
 			wantRet: retRedirect, wantPkt: redirected, wantStat: "uplink_out_steer"},
 		{name: "steered to an IP on no uplink's subnet: dropped", pkt: pkt, mark: markSteer | far<<16,
@@ -168,20 +168,20 @@ func TestUplinkIn(t *testing.T) {
 		wantMark uint32
 		wantStat string
 	}{
-		{name: "steered to a valid grant: marked for SNAT", pkt: withDst(steered, egress.VirtualMAC(valid)),
+		{name: "steered to a valid grant: marked for SNAT", pkt: withDst(steered, routing.VirtualMAC(valid)),
 			wantRet: retNext, wantMark: markSNAT | 5<<16 | 0x1234, wantStat: "uplink_in_snat"},
-		{name: "steered to a lapsed grant: dropped", pkt: withDst(steered, egress.VirtualMAC(lapsed)),
+		{name: "steered to a lapsed grant: dropped", pkt: withDst(steered, routing.VirtualMAC(lapsed)),
 			wantRet: retDrop, wantStat: "uplink_in_expired"},
-		{name: "steered to an IP another node holds: left to the stack, which drops it", pkt: withDst(steered, egress.VirtualMAC(other)),
+		{name: "steered to an IP another node holds: left to the stack, which drops it", pkt: withDst(steered, routing.VirtualMAC(other)),
 			wantRet: retNext, wantMark: 0x1234, wantStat: "uplink_in_not_held"},
-		{name: "a reply to the floating IP: taken in as it is", pkt: withDst(reply, egress.VirtualMAC(valid)),
+		{name: "a reply to the floating IP: taken in as it is", pkt: withDst(reply, routing.VirtualMAC(valid)),
 			wantRet: retNext, wantMark: 0x1234},
-		{name: "a reply to a floating IP whose grant lapsed: taken in, for conntrack", pkt: withDst(ipv4Packet("203.0.113.5", lapsed.String(), protoTCP), egress.VirtualMAC(lapsed)),
+		{name: "a reply to a floating IP whose grant lapsed: taken in, for conntrack", pkt: withDst(ipv4Packet("203.0.113.5", lapsed.String(), protoTCP), routing.VirtualMAC(lapsed)),
 			wantRet: retNext, wantMark: 0x1234},
-		{name: "ARP to the virtual MAC: taken in", pkt: withDst(arpPacket(2, netip.MustParseAddr("198.51.100.1")), egress.VirtualMAC(valid)),
+		{name: "ARP to the virtual MAC: taken in", pkt: withDst(arpPacket(2, netip.MustParseAddr("198.51.100.1")), routing.VirtualMAC(valid)),
 			wantRet: retNext, wantMark: 0x1234},
 		{name: "a frame to another MAC passes untouched", pkt: steered, wantRet: retNext, wantMark: 0x1234},
-		{name: "IPv6 to the virtual MAC passes untouched", pkt: withDst(ipv6Packet(), egress.VirtualMAC(valid)), wantRet: retNext, wantMark: 0x1234},
+		{name: "IPv6 to the virtual MAC passes untouched", pkt: withDst(ipv6Packet(), routing.VirtualMAC(valid)), wantRet: retNext, wantMark: 0x1234},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -230,7 +230,7 @@ func TestSteerOverL2(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	tbl := build(t, egress.NewTableBuilder(), compile(pol{name: "web", dests: []string{"203.0.113.0/25"}, egressIP: "198.51.100.100"}), pod("198.18.1.10", "web"))
+	tbl := build(t, routing.NewTableBuilder(), compile(pol{name: "web", dests: []string{"203.0.113.0/25"}, egressIP: "198.51.100.100"}), pod("198.18.1.10", "web"))
 	if err := dSrc.Sync(tbl); err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestSteerOverL2(t *testing.T) {
 	if err := dSrc.SetUplinks(map[netip.Addr]Uplink{floating: {Ifindex: ifindex(t, src, "uplink"), MAC: srcMAC}}); err != nil {
 		t.Fatal(err)
 	}
-	vmac := egress.VirtualMAC(floating).String()
+	vmac := routing.VirtualMAC(floating).String()
 
 	t.Run("the gateway answers ARP for the floating IP with its virtual MAC", func(t *testing.T) {
 		if err := dGw.SetGrant(floating, snatID, monotonicNow()+time.Hour); err != nil {
@@ -473,7 +473,7 @@ func TestSteerToAnotherUplink(t *testing.T) {
 		}
 	})
 	floating := netip.MustParseAddr("198.51.101.100")
-	tbl := build(t, egress.NewTableBuilder(), compile(pol{name: "web", dests: []string{"203.0.113.0/25"}, egressIP: floating.String()}), pod("198.18.1.10", "web"))
+	tbl := build(t, routing.NewTableBuilder(), compile(pol{name: "web", dests: []string{"203.0.113.0/25"}, egressIP: floating.String()}), pod("198.18.1.10", "web"))
 	if err := dSrc.Sync(tbl); err != nil {
 		t.Fatal(err)
 	}

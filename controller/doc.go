@@ -2,7 +2,7 @@
 // stops renewing its heartbeat Lease, and writes what it decided where users read it: the
 // gateways' status.nodes and status.floatingIPs, the policies' egress IP and gateway node,
 // conditions, and events. Decisions are made by package placement (where IPs go), package
-// liveness (which nodes are Up) and package egress (what a policy resolves to); this
+// liveness (which nodes are Up) and package routing (what a policy resolves to); this
 // package only gathers their inputs from informer caches and writes their results.
 //
 // It never moves an IP while the API server is unreachable: without reads it makes no

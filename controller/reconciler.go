@@ -21,7 +21,7 @@ import (
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/apis/networking/v1alpha1"
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 	"github.com/egressgw/egressgw/controller/liveness"
 	"github.com/egressgw/egressgw/controller/placement"
 )
@@ -155,7 +155,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		return ips, ok
 	}
 	for i := range policies.Items {
-		if err := r.writePolicyStatus(ctx, &policies.Items[i], egress.Resolve(&policies.Items[i].Spec, firstIPs, holders)); err != nil {
+		if err := r.writePolicyStatus(ctx, &policies.Items[i], routing.Resolve(&policies.Items[i].Spec, firstIPs, holders)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -302,7 +302,7 @@ func (r *Reconciler) recordMoves(g gatewayObject, old *v1.NetworkGatewayGroupSta
 
 // writePolicyStatus writes the resolved egress IP and gateway node, and records the
 // spec's events when they change.
-func (r *Reconciler) writePolicyStatus(ctx context.Context, p *v1.EgressNATPolicy, res egress.Resolution) error {
+func (r *Reconciler) writePolicyStatus(ctx context.Context, p *v1.EgressNATPolicy, res routing.Resolution) error {
 	// p is the cache's own object: read it, never change it.
 	status := v1.EgressNATPolicyStatus{EgressIP: res.EgressIP, GatewayNode: res.Node, Conditions: slices.Clone(p.Status.Conditions)}
 	cond := metav1.Condition{Type: v1.ConditionReady, Status: metav1.ConditionFalse, Reason: res.Reason,

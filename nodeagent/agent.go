@@ -16,7 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 	"github.com/egressgw/egressgw/bpf"
 )
 
@@ -37,8 +37,8 @@ type Agent struct {
 	now                    func() time.Duration
 	m                      *metrics
 
-	tables  *egress.TableBuilder
-	snatIDs *egress.IDs
+	tables  *routing.TableBuilder
+	snatIDs *routing.IDs
 	trigger chan struct{}
 	// refresh asks the loop to extend the held grants in the kernel: cheaper than a
 	// pass, and it comes with every heartbeat answered.
@@ -265,7 +265,7 @@ func (a *Agent) numberGrants(assigned, candidates []netip.Addr) (snat, staged ma
 }
 
 // maxStaged is the most floating IPs staged in the SNAT map: half the ids.
-const maxStaged = egress.MaxEgressIDs / 2
+const maxStaged = routing.MaxEgressIDs / 2
 
 // candidates are the floating IPs of every gateway that fall in a subnet of this node's
 // interfaces: those the controller could grant it.
@@ -385,7 +385,7 @@ func (a *Agent) holdGrants(snat map[uint32]netip.Addr) ([]netip.Addr, error) {
 
 // attachPods puts the classifier on every local pod's veth and takes it off veths whose
 // pod is gone. A pod whose veth is not found yet is caught by the nft backstop.
-func (a *Agent) attachPods(t egress.Table) error {
+func (a *Agent) attachPods(t routing.Table) error {
 	var errs []error
 	seen := map[int]bool{}
 	for ip := range t.Pods {

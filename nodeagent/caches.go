@@ -26,7 +26,7 @@ import (
 	netinformers "github.com/egressgw/egressgw/apiserver/client/informers/externalversions"
 	v1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1"
 	v1alpha1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1alpha1"
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // caches are the informers the agent reads: policies, gateways of both kinds, namespaces,
@@ -282,14 +282,14 @@ func (c *caches) snapshot(o Options) (snapshot, error) {
 	s.cluster = append([]netip.Prefix(nil), o.ClusterCIDRs...)
 	s.podCIDRs = o.PodCIDRs
 	for _, n := range nodes {
-		s.cluster = append(s.cluster, egress.NodePodCIDRs(n)...)
+		s.cluster = append(s.cluster, routing.NodePodCIDRs(n)...)
 		if n.Name == o.NodeName && len(o.PodCIDRs) == 0 {
-			s.podCIDRs = egress.NodePodCIDRs(n)
+			s.podCIDRs = routing.NodePodCIDRs(n)
 		}
 	}
 	// The informer lists nodes in no fixed order: sorted, the nft table renders the same
 	// on every pass and is rewritten only when a CIDR really changes.
-	s.cluster = egress.SortPrefixes(s.cluster)
-	s.podCIDRs = egress.SortPrefixes(slices.Clone(s.podCIDRs))
+	s.cluster = routing.SortPrefixes(s.cluster)
+	s.podCIDRs = routing.SortPrefixes(slices.Clone(s.podCIDRs))
 	return s, nil
 }

@@ -7,7 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // snapshot is what one pass reads from the informer caches.
@@ -33,7 +33,7 @@ type gateway struct {
 
 // desired is what the node's kernel should hold after a pass.
 type desired struct {
-	table egress.Table
+	table routing.Table
 	// assigned are the floating IPs the controller grants this node. The agent holds them
 	// only while its heartbeat is fresh.
 	assigned []netip.Addr
@@ -42,7 +42,7 @@ type desired struct {
 	destinations []netip.Prefix
 }
 
-func (s snapshot) desired(tb *egress.TableBuilder) (desired, error) {
+func (s snapshot) desired(tb *routing.TableBuilder) (desired, error) {
 	firstIPs := map[[2]string][]string{}
 	holders := map[string]string{}
 	var d desired
@@ -64,19 +64,19 @@ func (s snapshot) desired(tb *egress.TableBuilder) (desired, error) {
 		}
 	}
 	slices.SortFunc(d.assigned, netip.Addr.Compare)
-	ps := egress.Compile(s.policies, func(p *v1.EgressNATPolicy) egress.Resolution {
-		return egress.Resolve(&p.Spec,
+	ps := routing.Compile(s.policies, func(p *v1.EgressNATPolicy) routing.Resolution {
+		return routing.Resolve(&p.Spec,
 			func(ns, name string) ([]string, bool) { ips, ok := firstIPs[[2]string{ns, name}]; return ips, ok },
 			func(ip string) (string, bool) { n, ok := holders[ip]; return n, ok })
 	})
-	pods := make([]egress.LocalPod, 0, len(s.pods))
+	pods := make([]routing.LocalPod, 0, len(s.pods))
 	for _, p := range s.pods {
 		ip, err := netip.ParseAddr(p.Status.PodIP)
 		if err != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
-		pods = append(pods, egress.LocalPod{
-			Pod: egress.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, IP: ip,
+		pods = append(pods, routing.LocalPod{
+			Pod: routing.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, IP: ip,
 				Node: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
 			NamespaceLabels: s.namespaces[p.Namespace],
 		})
@@ -85,8 +85,8 @@ func (s snapshot) desired(tb *egress.TableBuilder) (desired, error) {
 	if d.table, err = tb.Build(ps, pods, s.cluster); err != nil {
 		return desired{}, err
 	}
-	for _, r := range d.table.Sets[egress.UnknownSet] {
-		if r.Verdict != egress.InCluster {
+	for _, r := range d.table.Sets[routing.UnknownSet] {
+		if r.Verdict != routing.InCluster {
 			d.destinations = append(d.destinations, r.Prefix)
 		}
 	}

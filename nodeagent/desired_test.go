@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 	"github.com/egressgw/egressgw/test/testenv"
 )
 
@@ -55,7 +55,7 @@ func TestDesired(t *testing.T) {
 		namespaces: map[string]map[string]string{"alice": {"user": "alice"}},
 		cluster:    []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("198.51.100.0/24")},
 	}
-	d, err := base.desired(egress.NewTableBuilder())
+	d, err := base.desired(routing.NewTableBuilder())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestDesired(t *testing.T) {
 	t.Run("an unplaced egress IP drops the selected pod's traffic", func(t *testing.T) {
 		s := base
 		s.gateways = []gateway{{namespace: "kube-system", name: "default", floatingIPs: []string{"198.51.100.100"}}}
-		d, err := s.desired(egress.NewTableBuilder())
+		d, err := s.desired(routing.NewTableBuilder())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,21 +93,21 @@ func TestDesired(t *testing.T) {
 	})
 }
 
-func verdictFor(t egress.Table, src, dst string) string {
+func verdictFor(t routing.Table, src, dst string) string {
 	set, ok := t.Pods[netip.MustParseAddr(src)]
 	if !ok {
-		set = egress.UnknownSet
+		set = routing.UnknownSet
 	}
-	var routes []egress.Route
+	var routes []routing.Route
 	for _, r := range t.Sets[set] {
 		routes = append(routes, r.Route)
 	}
-	r, found := egress.Lookup(routes, netip.MustParseAddr(dst))
+	r, found := routing.Lookup(routes, netip.MustParseAddr(dst))
 	if !found {
 		return "pass"
 	}
 	for _, tr := range t.Sets[set] {
-		if tr.Prefix == r.Prefix && tr.Verdict == egress.SNAT {
+		if tr.Prefix == r.Prefix && tr.Verdict == routing.SNAT {
 			return "SNAT " + t.Egress[tr.EgressID].String()
 		}
 	}

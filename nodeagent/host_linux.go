@@ -14,7 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // linuxHost is the node's network outside BPF: the rule and table that lead steered
@@ -33,7 +33,7 @@ var steerMask uint32 = markClassMask
 // of 0.0.0.0, which no node holds: a frame that left with it would be dropped by all.
 var (
 	SteerNexthop    = netip.MustParseAddr("169.254.88.2")
-	steerNexthopMAC = egress.VirtualMAC(netip.IPv4Unspecified())
+	steerNexthopMAC = routing.VirtualMAC(netip.IPv4Unspecified())
 )
 
 // EnsureSteering routes steered packets (by mark, table 2640) out of uplink, with a

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 	"github.com/egressgw/egressgw/bpf"
 	"github.com/egressgw/egressgw/nodeagent/floatingip"
 )
@@ -16,7 +16,7 @@ import (
 type dataplane interface {
 	// Sync makes the maps hold exactly the table, without a moment in which a packet is
 	// steered to another policy's egress IP.
-	Sync(egress.Table) error
+	Sync(routing.Table) error
 	// SetGrant lets the dataplane SNAT to ip until expires (monotonic clock).
 	SetGrant(ip netip.Addr, snatID uint32, expires time.Duration) error
 	DeleteGrant(ip netip.Addr) error

@@ -17,7 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // kernel is what an agent programs: the real one on Linux, fakes in tests.
@@ -39,8 +39,8 @@ func newAgent(opts Options, cfg *rest.Config, k kernel, reg prometheus.Registere
 	a := &Agent{
 		opts: opts, dp: k.dp, fips: k.fips, host: k.host, now: monotonic,
 		report:   &apiReporter{client: net, node: opts.NodeName},
-		tables:   egress.NewTableBuilder(),
-		snatIDs:  egress.NewIDs(1, egress.MaxEgressIDs),
+		tables:   routing.NewTableBuilder(),
+		snatIDs:  routing.NewIDs(1, routing.MaxEgressIDs),
 		trigger:  make(chan struct{}, 1),
 		refresh:  make(chan struct{}, 1),
 		attached: map[int]netip.Addr{},

@@ -10,7 +10,7 @@ import (
 	"github.com/mdlayher/arp"
 	"k8s.io/klog/v2"
 
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 var broadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
@@ -57,7 +57,7 @@ func (h *Holder) announce(o op) {
 func (h *Holder) burst(ctx context.Context, l link, ip netip.Addr, added time.Time) {
 	// The IP's virtual MAC, not the interface's: it is what source nodes send steered
 	// packets to, and the announcement's Ethernet source teaches the switch its port.
-	pkts, err := announcements(egress.VirtualMAC(ip), ip)
+	pkts, err := announcements(routing.VirtualMAC(ip), ip)
 	var conn arpConn
 	if err == nil {
 		conn, err = h.k.OpenARP(l)

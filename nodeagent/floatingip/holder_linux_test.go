@@ -16,7 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // These tests run the real kernel: a node netns "n" whose eth0 (198.51.100.11/24) is a
@@ -293,7 +293,7 @@ func TestGARPUpdatesPeerNeighbour(t *testing.T) {
 			}
 			returned := time.Since(start)
 			// The announcement carries the IP's virtual MAC, not the interface's.
-			vmac := egress.VirtualMAC(ip("198.51.100.100"))
+			vmac := routing.VirtualMAC(ip("198.51.100.100"))
 			var mac net.HardwareAddr
 			var polls int
 			for ; polls < 2000 && time.Since(start) < 300*time.Millisecond; polls++ {

@@ -11,7 +11,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 	"github.com/egressgw/egressgw/test/cluster"
 	"github.com/egressgw/egressgw/test/topology"
 )
@@ -214,7 +214,7 @@ func watchFault(t testing.TB, c *cluster.Cluster, ex example, tag string) *fault
 // learnt that MAC on gw's port; and the router's entry for ip is that MAC.
 func (w *faultWatch) announced(t testing.TB, c *cluster.Cluster, ip netip.Addr, gw string) {
 	t.Helper()
-	vmac := egress.VirtualMAC(ip).String()
+	vmac := routing.VirtualMAC(ip).String()
 	neigh, err := topology.Exec(c.Topo.Router, "ip", "neigh", "show", ip.String())
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,6 @@
 // Package preview answers "which way would this packet go?" without sending it: the
 // source pod's egress NetworkPolicy verdict (package netpolicy), then the egress decision
-// of package egress (Policies.Decide, over the same route tables the node agent programs
+// of package routing (Policies.Decide, over the same route tables the node agent programs
 // into the dataplane), then the gateway and the reply's way back.
 //
 // It never decides anything about egress itself: a second implementation of the decision

@@ -11,7 +11,7 @@ import (
 
 	"github.com/egressgw/egressgw/apiserver/aggregated/netpolicy"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // Input is what a preview reads: the source pod and a snapshot of the cluster. Every field
@@ -22,7 +22,7 @@ type Input struct {
 	// NodeIP is the InternalIP of the pod's node: what unsteered traffic is masqueraded to.
 	NodeIP netip.Addr
 	// Policies and Cluster are what the node agents build their tables from.
-	Policies *egress.Policies
+	Policies *routing.Policies
 	Cluster  []netip.Prefix
 	// NetworkPolicies are those of the pod's namespace.
 	NetworkPolicies []*networkingv1.NetworkPolicy
@@ -58,22 +58,22 @@ func Run(in Input, pkt netpolicy.Packet) v1alpha1.EgressPreviewStatus {
 	// 2. The egress decision: the same tables the node agent programs.
 	d := in.Policies.Decide(pod, in.NamespaceLabels, in.Cluster, pkt.Destination)
 	switch d.Verdict {
-	case egress.InCluster:
+	case routing.InCluster:
 		p.inCluster(d)
-	case egress.Masquerade:
+	case routing.Masquerade:
 		p.masquerade(d, in.NodeIP)
-	case egress.Drop:
+	case routing.Drop:
 		p.add(v1alpha1.StageEgressNATPolicy, "Drop", pod.Node, "EgressNATPolicy "+d.Policy.Name, d.Reason)
 		p.status.Verdict, p.status.Policy = v1alpha1.VerdictDrop, d.Policy.Name
 		p.status.Overlap = overlapAt(d, pkt.Destination)
-	case egress.SNAT:
+	case routing.SNAT:
 		p.snat(d, pkt.Destination, in.HeldBy[d.EgressIP.String()])
 	}
 	return p.status
 }
 
 type path struct {
-	pod    egress.Pod
+	pod    routing.Pod
 	status v1alpha1.EgressPreviewStatus
 }
 
@@ -81,7 +81,7 @@ func (p *path) add(stage v1alpha1.Stage, action, node, object, message string) {
 	p.status.Steps = append(p.status.Steps, v1alpha1.PathStep{Stage: stage, Action: action, Node: node, Object: object, Message: message})
 }
 
-func (p *path) inCluster(d egress.Decision) {
+func (p *path) inCluster(d routing.Decision) {
 	p.status.Verdict = v1alpha1.VerdictInCluster
 	if p.pod.IP.IsValid() {
 		p.status.SourceIP = p.pod.IP.String()
@@ -90,7 +90,7 @@ func (p *path) inCluster(d egress.Decision) {
 	p.add(v1alpha1.StageReturn, "Deliver", p.pod.Node, "", "the reply comes back over the cluster network to the pod's IP")
 }
 
-func (p *path) masquerade(d egress.Decision, nodeIP netip.Addr) {
+func (p *path) masquerade(d routing.Decision, nodeIP netip.Addr) {
 	p.status.Verdict = v1alpha1.VerdictMasquerade
 	p.status.GatewayNode = p.pod.Node
 	to := "its own IP"
@@ -106,14 +106,14 @@ func (p *path) masquerade(d egress.Decision, nodeIP netip.Addr) {
 	p.deliver()
 }
 
-func (p *path) snat(d egress.Decision, dst netip.Addr, heldBy []string) {
+func (p *path) snat(d routing.Decision, dst netip.Addr, heldBy []string) {
 	egressIP, gw := d.EgressIP.String(), d.GatewayNode
 	p.status.Verdict, p.status.Policy = v1alpha1.VerdictSNAT, d.Policy.Name
 	p.status.SourceIP, p.status.GatewayNode = egressIP, gw
 	p.status.Overlap = overlapAt(d, dst)
 	p.add(v1alpha1.StageEgressNATPolicy, "Steer", p.pod.Node, "EgressNATPolicy "+d.Policy.Name,
 		fmt.Sprintf("EgressNATPolicy %s selects the pod for %s: node %s sends the packet, unchanged, to %s, the virtual MAC of the egress IP %s",
-			d.Policy.Name, winningPrefix(d, dst), p.pod.Node, egress.VirtualMAC(d.EgressIP), egressIP))
+			d.Policy.Name, winningPrefix(d, dst), p.pod.Node, routing.VirtualMAC(d.EgressIP), egressIP))
 	msg := fmt.Sprintf("node %s holds %s, SNATs the packet to it, and it leaves the cluster from there", gw, egressIP)
 	if !slices.Contains(heldBy, gw) {
 		msg += fmt.Sprintf("; but node %s's agent does not report %s configured yet, and until it does the packet is dropped (fail closed)", gw, egressIP)
@@ -138,7 +138,7 @@ func (p *path) deliver() {
 }
 
 // overlapAt explains a decision whose destination other selecting policies claim too.
-func overlapAt(d egress.Decision, dst netip.Addr) *v1alpha1.Overlap {
+func overlapAt(d routing.Decision, dst netip.Addr) *v1alpha1.Overlap {
 	if len(d.Overlaps) == 0 {
 		return nil
 	}
@@ -147,7 +147,7 @@ func overlapAt(d egress.Decision, dst netip.Addr) *v1alpha1.Overlap {
 
 // winningPrefix is the route the decision took: the longest destination of its policy
 // that contains dst.
-func winningPrefix(d egress.Decision, dst netip.Addr) netip.Prefix {
+func winningPrefix(d routing.Decision, dst netip.Addr) netip.Prefix {
 	var prefix netip.Prefix
 	for _, dest := range d.Policy.Destinations {
 		if dest.Contains(dst) && (!prefix.IsValid() || dest.Bits() > prefix.Bits()) {
@@ -159,7 +159,7 @@ func winningPrefix(d egress.Decision, dst netip.Addr) netip.Prefix {
 
 // Overlap says, by the documented rule, why winner's route for prefix beats the other
 // policies that claim it; overridden are those policies.
-func Overlap(prefix netip.Prefix, winner *egress.Policy, overridden []*egress.Policy) *v1alpha1.Overlap {
+func Overlap(prefix netip.Prefix, winner *routing.Policy, overridden []*routing.Policy) *v1alpha1.Overlap {
 	o := &v1alpha1.Overlap{Destination: prefix.String(), Policy: winner.Name}
 	var rules []string
 	for _, p := range overridden {
@@ -189,8 +189,8 @@ func objects(kind string, refs []string) string {
 
 // SourcePod is what the egress decision needs to know about a pod: its first IPv4
 // address, as the node agent reads it.
-func SourcePod(p *corev1.Pod) egress.Pod {
-	out := egress.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Node: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork}
+func SourcePod(p *corev1.Pod) routing.Pod {
+	out := routing.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Node: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork}
 	out.IP = PodIPv4(p)
 	return out
 }

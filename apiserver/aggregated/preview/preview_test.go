@@ -14,7 +14,7 @@ import (
 	"github.com/egressgw/egressgw/apiserver/aggregated/netpolicy"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 var (
@@ -55,15 +55,15 @@ func widePolicy(gateway string) *v1.EgressNATPolicy {
 
 // compile resolves like the controller: the first floating IP of the named gateway, on the
 // node the gateway's status places it.
-func compile(policies ...*v1.EgressNATPolicy) *egress.Policies {
+func compile(policies ...*v1.EgressNATPolicy) *routing.Policies {
 	gateways := map[string][]string{
 		"kube-system/default": {"198.51.100.100", "198.51.100.101", "198.51.100.102"},
 		"kube-system/wide":    {"198.51.100.110"},
 		"kube-system/unheld":  {"198.51.100.120"},
 	}
 	placed := map[string]string{"198.51.100.100": "node2", "198.51.100.101": "node1", "198.51.100.110": "node1"}
-	return egress.Compile(policies, func(p *v1.EgressNATPolicy) egress.Resolution {
-		return egress.Resolve(&p.Spec,
+	return routing.Compile(policies, func(p *v1.EgressNATPolicy) routing.Resolution {
+		return routing.Resolve(&p.Spec,
 			func(ns, name string) ([]string, bool) { ips, ok := gateways[ns+"/"+name]; return ips, ok },
 			func(ip string) (string, bool) { n, ok := placed[ip]; return n, ok })
 	})
@@ -107,7 +107,7 @@ func TestRun(t *testing.T) {
 	tests := []struct {
 		name     string
 		pod      *corev1.Pod
-		policies *egress.Policies
+		policies *routing.Policies
 		netpols  []*networkingv1.NetworkPolicy
 		heldBy   map[string][]string
 		pkt      netpolicy.Packet
@@ -230,12 +230,12 @@ func TestOverlapRule(t *testing.T) {
 	tests := []struct {
 		name   string
 		prefix string
-		winner *egress.Policy
-		losers []*egress.Policy
+		winner *routing.Policy
+		losers []*routing.Policy
 		want   string
 	}{
-		{name: "equal prefix", prefix: "8.8.8.0/24", winner: older, losers: []*egress.Policy{newer}, want: "on an equal prefix the older policy wins"},
-		{name: "longer prefix", prefix: "8.8.8.0/24", winner: newer, losers: []*egress.Policy{{Name: "x", Destinations: []netip.Prefix{netip.MustParsePrefix("8.8.0.0/16")}}}, want: "the longest prefix wins"},
+		{name: "equal prefix", prefix: "8.8.8.0/24", winner: older, losers: []*routing.Policy{newer}, want: "on an equal prefix the older policy wins"},
+		{name: "longer prefix", prefix: "8.8.8.0/24", winner: newer, losers: []*routing.Policy{{Name: "x", Destinations: []netip.Prefix{netip.MustParsePrefix("8.8.0.0/16")}}}, want: "the longest prefix wins"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,11 +9,11 @@ import (
 
 	"github.com/egressgw/egressgw/apiserver/aggregated/preview"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // build computes a pod's view: its policies, and its destination table exactly as
-// egress.Routes gives it to the node agent.
+// routing.Routes gives it to the node agent.
 func (s *Store) build(e *podEntry) *v1alpha1.PodEgress {
 	pod := e.pod
 	node := s.in.nodes[pod.Spec.NodeName]
@@ -30,19 +30,19 @@ func (s *Store) build(e *podEntry) *v1alpha1.PodEgress {
 	if node.ip.IsValid() {
 		v.Pod.NodeIP = node.ip.String()
 	}
-	selected := make([]*egress.Policy, 0, len(e.selected))
+	selected := make([]*routing.Policy, 0, len(e.selected))
 	for _, name := range e.selected {
 		if p := s.d.byName[name]; p != nil {
 			selected = append(selected, p)
 			v.Policies = append(v.Policies, s.d.entries[name])
 		}
 	}
-	for _, r := range egress.Routes(selected, s.d.cluster) {
-		if r.Verdict == egress.InCluster {
+	for _, r := range routing.Routes(selected, s.d.cluster) {
+		if r.Verdict == routing.InCluster {
 			continue
 		}
 		route := v1alpha1.Route{Destination: r.Prefix.String(), Verdict: v1alpha1.VerdictDrop, Policy: r.Policy.Name}
-		if r.Verdict == egress.SNAT {
+		if r.Verdict == routing.SNAT {
 			route.Verdict, route.EgressIP, route.GatewayNode = v1alpha1.VerdictSNAT, r.Policy.Resolution.EgressIP, r.Policy.Resolution.Node
 		}
 		v.Routes = append(v.Routes, route)
@@ -56,8 +56,8 @@ func (s *Store) build(e *podEntry) *v1alpha1.PodEgress {
 
 // claimants are the selected policies, other than winner, with a destination that
 // contains prefix: their traffic to it follows winner's route.
-func claimants(prefix netip.Prefix, winner *egress.Policy, selected []*egress.Policy) []*egress.Policy {
-	var out []*egress.Policy
+func claimants(prefix netip.Prefix, winner *routing.Policy, selected []*routing.Policy) []*routing.Policy {
+	var out []*routing.Policy
 	for _, p := range selected {
 		if p == winner {
 			continue

@@ -14,15 +14,15 @@ import (
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // derived is what the Store computes from its inputs and keeps between changes. Each
 // field is replaced whole, never changed in place, so a reader that took it under the
 // lock may keep using it after.
 type derived struct {
-	compiled *egress.Policies
-	byName   map[string]*egress.Policy
+	compiled *routing.Policies
+	byName   map[string]*routing.Policy
 	rank     map[string]int
 	// entries are the policies laid out for views.
 	entries map[string]v1alpha1.SelectingPolicy
@@ -38,7 +38,7 @@ type derived struct {
 
 func newDerived() derived {
 	return derived{
-		compiled: egress.Compile(nil, nil), byName: map[string]*egress.Policy{}, rank: map[string]int{},
+		compiled: routing.Compile(nil, nil), byName: map[string]*routing.Policy{}, rank: map[string]int{},
 		entries: map[string]v1alpha1.SelectingPolicy{},
 		groups:  map[[2]string][]string{}, placed: map[string]string{}, gatewayOf: map[string]networking.ObjectRef{},
 		heldBy: map[string][]string{}, byIP: map[netip.Addr]*podEntry{}, selected: map[string]map[*podEntry]struct{}{},
@@ -154,9 +154,9 @@ func (s *Store) policyChanged(p *v1.EgressNATPolicy) change {
 	if !s.synced {
 		return ch
 	}
-	var compiled *egress.Policy
+	var compiled *routing.Policy
 	if cur := s.in.policies[p.Name]; cur != nil {
-		compiled = egress.Compile([]*v1.EgressNATPolicy{cur}, s.d.resolve).Items()[0]
+		compiled = routing.Compile([]*v1.EgressNATPolicy{cur}, s.d.resolve).Items()[0]
 	}
 	was := s.d.selected[p.Name]
 	now := map[*podEntry]struct{}{}
@@ -247,15 +247,15 @@ func (d *derived) recompile(in *inputs) {
 	for _, p := range in.policies {
 		objs = append(objs, p)
 	}
-	d.compiled = egress.Compile(objs, d.resolve)
-	d.byName, d.rank = make(map[string]*egress.Policy, len(objs)), make(map[string]int, len(objs))
+	d.compiled = routing.Compile(objs, d.resolve)
+	d.byName, d.rank = make(map[string]*routing.Policy, len(objs)), make(map[string]int, len(objs))
 	for i, p := range d.compiled.Items() {
 		d.byName[p.Name], d.rank[p.Name] = p, i
 	}
 }
 
-func (d *derived) resolve(p *v1.EgressNATPolicy) egress.Resolution {
-	return egress.Resolve(&p.Spec,
+func (d *derived) resolve(p *v1.EgressNATPolicy) routing.Resolution {
+	return routing.Resolve(&p.Spec,
 		func(namespace, name string) ([]string, bool) {
 			ips, ok := d.groups[[2]string{namespace, name}]
 			return ips, ok
@@ -312,7 +312,7 @@ func (in *inputs) cluster() []netip.Prefix {
 	for _, n := range in.nodes {
 		out = append(out, n.podCIDRs...)
 	}
-	return egress.SortPrefixes(out)
+	return routing.SortPrefixes(out)
 }
 
 func (in *inputs) heldBy() map[string][]string {

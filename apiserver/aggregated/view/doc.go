@@ -3,6 +3,6 @@
 // pods, namespaces, nodes, policies, gateways, node reports and NetworkPolicies. It
 // recomputes only the views a change can affect, and tells watchers which ones changed.
 //
-// Which pod egresses how is decided by package egress, never here: this package only
+// Which pod egresses how is decided by package routing, never here: this package only
 // feeds it, and lays its answers out as API objects.
 package view

@@ -14,7 +14,7 @@ import (
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // DefaultWatchHistory is how many recent changes a watch can resume from.
@@ -180,7 +180,7 @@ func (s *Store) DeleteNamespace(n *corev1.Namespace) {
 func (s *Store) SetNode(n *corev1.Node) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	entry := nodeEntry{ip: internalIP(n), podCIDRs: egress.NodePodCIDRs(n)}
+	entry := nodeEntry{ip: internalIP(n), podCIDRs: routing.NodePodCIDRs(n)}
 	old, known := s.in.nodes[n.Name]
 	s.in.nodes[n.Name] = entry
 	var ch change

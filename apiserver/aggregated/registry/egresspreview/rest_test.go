@@ -18,7 +18,7 @@ import (
 	"github.com/egressgw/egressgw/apiserver/aggregated/preview"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
-	"github.com/egressgw/egressgw/apiserver/egress"
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
 // fakeInputs knows alice/frontend (198.18.1.10) and bob/frontend (198.18.3.10), both
@@ -46,8 +46,8 @@ func (f *fakeInputs) PreviewInput(namespace, name string, ip, _ netip.Addr) (pre
 		Sources:      []v1.EgressSource{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"user": "alice"}}, PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "frontend"}}}},
 		Destinations: []v1.Destination{{CIDR: "8.8.8.0/24"}}, GatewayRef: &v1.GatewayReference{Namespace: "kube-system", Name: "default"},
 	}}
-	ps := egress.Compile([]*v1.EgressNATPolicy{policy}, func(*v1.EgressNATPolicy) egress.Resolution {
-		return egress.Resolution{EgressIP: "198.51.100.100", Node: "node2", Reason: egress.ReasonReady}
+	ps := routing.Compile([]*v1.EgressNATPolicy{policy}, func(*v1.EgressNATPolicy) routing.Resolution {
+		return routing.Resolution{EgressIP: "198.51.100.100", Node: "node2", Reason: routing.ReasonReady}
 	})
 	return preview.Input{
 		Pod: pod, NamespaceLabels: map[string]string{"user": pod.Namespace}, NodeIP: netip.MustParseAddr("198.51.100.11"),

@@ -1,4 +1,4 @@
-package egress
+package routing
 
 import (
 	"net/netip"
