@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/egressgw/egressgw/controller/heartbeat"
+	"github.com/egressgw/egressgw/apiserver/heartbeat"
 	"github.com/egressgw/egressgw/controller/liveness"
 )
 

@@ -7,7 +7,7 @@ import (
 
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/egressgw/egressgw/controller/heartbeat"
+	"github.com/egressgw/egressgw/apiserver/heartbeat"
 	"github.com/egressgw/egressgw/controller/liveness"
 )
 

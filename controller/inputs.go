@@ -10,6 +10,7 @@ import (
 
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+	"github.com/egressgw/egressgw/apiserver/heartbeat"
 	"github.com/egressgw/egressgw/controller/liveness"
 	"github.com/egressgw/egressgw/controller/placement"
 )
@@ -18,7 +19,7 @@ import (
 // kube-system/egressgw-node-<node>. The agent renews it; the controller watches it.
 const (
 	LeaseNamespace = networking.NodeNamespace
-	LeasePrefix    = networking.HeartbeatLeasePrefix
+	LeasePrefix    = heartbeat.HeartbeatLeasePrefix
 )
 
 // NodeReportNamespace holds the NetworkGatewayNode of every node.
@@ -44,7 +45,7 @@ func observeLeases(tracker *liveness.Tracker, leases []coordinationv1.Lease, kno
 			continue
 		}
 		seen[node] = true
-		tracker.Observe(node, l.ResourceVersion, networking.HeartbeatDuration(&l))
+		tracker.Observe(node, l.ResourceVersion, heartbeat.HeartbeatDuration(&l))
 	}
 	for node := range known {
 		if !seen[node] {

@@ -29,7 +29,6 @@ import (
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/apis/networking/v1alpha1"
-	"github.com/egressgw/egressgw/controller/heartbeat"
 	"github.com/egressgw/egressgw/controller/liveness"
 	"github.com/egressgw/egressgw/webhook"
 )
@@ -141,7 +140,7 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	}
 	if opts.HeartbeatAddr != "" {
 		r.answers = newAnswerer(r.tracker, term, kick)
-		srv, err := heartbeat.Listen(opts.HeartbeatAddr, r.answers.answer, func(reason string) {
+		srv, err := listenBeats(opts.HeartbeatAddr, r.answers.answer, func(reason string) {
 			beatsDropped.WithLabelValues(reason).Inc()
 		})
 		if err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"k8s.io/klog/v2"
 
-	hb "github.com/egressgw/egressgw/controller/heartbeat"
+	hb "github.com/egressgw/egressgw/apiserver/heartbeat"
 )
 
 // beater sends a beat to the controller's leader every interval, over UDP, and extends

@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	hb "github.com/egressgw/egressgw/controller/heartbeat"
+	hb "github.com/egressgw/egressgw/apiserver/heartbeat"
 )
 
 // TestBeatAnswers: an answer extends the grant from when its beat was sent, only if it

@@ -12,6 +12,7 @@ import (
 	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
+	hb "github.com/egressgw/egressgw/apiserver/heartbeat"
 )
 
 // heartbeat renews the node's Lease, and with it the node's grant: the node may hold its
@@ -88,10 +89,10 @@ func (h *heartbeat) renew(ctx context.Context, mayRevive bool) error {
 	h.mu.Unlock()
 	var err error
 	if lease == nil {
-		lease, err = h.leases.Leases(networking.NodeNamespace).Get(ctx, networking.HeartbeatLeaseName(h.node), metav1.GetOptions{})
+		lease, err = h.leases.Leases(networking.NodeNamespace).Get(ctx, hb.HeartbeatLeaseName(h.node), metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			lease, err = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
-				Name: networking.HeartbeatLeaseName(h.node), Namespace: networking.NodeNamespace,
+				Name: hb.HeartbeatLeaseName(h.node), Namespace: networking.NodeNamespace,
 			}}, nil
 		}
 		if err != nil {
@@ -99,7 +100,7 @@ func (h *heartbeat) renew(ctx context.Context, mayRevive bool) error {
 		}
 	}
 	lease = lease.DeepCopy()
-	networking.StampHeartbeat(lease, h.node, h.duration)
+	hb.StampHeartbeat(lease, h.node, h.duration)
 	if lease.ResourceVersion == "" {
 		lease, err = h.leases.Leases(networking.NodeNamespace).Create(ctx, lease, metav1.CreateOptions{})
 	} else {

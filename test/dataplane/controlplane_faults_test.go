@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
+	"github.com/egressgw/egressgw/apiserver/heartbeat"
 )
 
 // TestHeartbeatLoad: in steady state the agents' heartbeats go to the controller's
@@ -48,8 +49,8 @@ collect:
 			if ev.Type != watch.Modified {
 				continue
 			}
-			if l, ok := ev.Object.(interface{ GetName() string }); ok && strings.HasPrefix(l.GetName(), networking.HeartbeatLeasePrefix) {
-				writes[strings.TrimPrefix(l.GetName(), networking.HeartbeatLeasePrefix)]++
+			if l, ok := ev.Object.(interface{ GetName() string }); ok && strings.HasPrefix(l.GetName(), heartbeat.HeartbeatLeasePrefix) {
+				writes[strings.TrimPrefix(l.GetName(), heartbeat.HeartbeatLeasePrefix)]++
 			}
 		case <-timer.C:
 			break collect

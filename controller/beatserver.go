@@ -1,4 +1,4 @@
-package heartbeat
+package controller
 
 import (
 	"context"
@@ -8,20 +8,22 @@ import (
 	"net/netip"
 
 	"k8s.io/klog/v2"
+
+	"github.com/egressgw/egressgw/apiserver/heartbeat"
 )
 
-// Handler decides the answer to a beat; false sends none.
-type Handler func(Beat) (Answer, bool)
+// beatHandler decides the answer to a beat; false sends none.
+type beatHandler func(heartbeat.Beat) (heartbeat.Answer, bool)
 
-// Server answers beats on one UDP socket.
-type Server struct {
+// beatServer answers beats on one UDP socket.
+type beatServer struct {
 	conn    *net.UDPConn
-	handle  Handler
+	handle  beatHandler
 	dropped func(reason string) // counts datagrams not answered; may be nil
 }
 
-// Listen opens the socket. addr is host:port; port 0 picks one.
-func Listen(addr string, handle Handler, dropped func(reason string)) (*Server, error) {
+// listenBeats opens the socket. addr is host:port; port 0 picks one.
+func listenBeats(addr string, handle beatHandler, dropped func(reason string)) (*beatServer, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat address %q: %w", addr, err)
@@ -33,14 +35,14 @@ func Listen(addr string, handle Handler, dropped func(reason string)) (*Server, 
 	if dropped == nil {
 		dropped = func(string) {}
 	}
-	return &Server{conn: conn, handle: handle, dropped: dropped}, nil
+	return &beatServer{conn: conn, handle: handle, dropped: dropped}, nil
 }
 
 // Addr is the address the socket is bound to.
-func (s *Server) Addr() netip.AddrPort { return s.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+func (s *beatServer) Addr() netip.AddrPort { return s.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
 
 // Serve answers beats until ctx ends, then closes the socket.
-func (s *Server) Serve(ctx context.Context) {
+func (s *beatServer) Serve(ctx context.Context) {
 	go func() {
 		<-ctx.Done()
 		_ = s.conn.Close()
@@ -56,7 +58,7 @@ func (s *Server) Serve(ctx context.Context) {
 			klog.ErrorS(err, "Reading a heartbeat")
 			continue
 		}
-		beat, err := ParseBeat(buf[:n])
+		beat, err := heartbeat.ParseBeat(buf[:n])
 		if err != nil {
 			s.dropped("malformed")
 			klog.V(4).InfoS("Ignoring a datagram", "from", from, "err", err)
@@ -67,7 +69,7 @@ func (s *Server) Serve(ctx context.Context) {
 			s.dropped("unanswered")
 			continue
 		}
-		if out, err = AppendAnswer(out[:0], answer); err != nil {
+		if out, err = heartbeat.AppendAnswer(out[:0], answer); err != nil {
 			klog.ErrorS(err, "Encoding a heartbeat answer", "node", beat.Node)
 			continue
 		}
