@@ -19,7 +19,7 @@ import (
 // kube-system/egressgw-node-<node>. The agent renews it; the controller watches it.
 const (
 	LeaseNamespace = networking.NodeNamespace
-	LeasePrefix    = heartbeat.HeartbeatLeasePrefix
+	LeasePrefix    = heartbeat.LeasePrefix
 )
 
 // NodeReportNamespace holds the NetworkGatewayNode of every node.
@@ -45,7 +45,7 @@ func observeLeases(tracker *liveness.Tracker, leases []coordinationv1.Lease, kno
 			continue
 		}
 		seen[node] = true
-		tracker.Observe(node, l.ResourceVersion, heartbeat.HeartbeatDuration(&l))
+		tracker.Observe(node, l.ResourceVersion, heartbeat.LeaseDuration(&l))
 	}
 	for node := range known {
 		if !seen[node] {

@@ -89,10 +89,10 @@ func (h *heartbeat) renew(ctx context.Context, mayRevive bool) error {
 	h.mu.Unlock()
 	var err error
 	if lease == nil {
-		lease, err = h.leases.Leases(networking.NodeNamespace).Get(ctx, hb.HeartbeatLeaseName(h.node), metav1.GetOptions{})
+		lease, err = h.leases.Leases(networking.NodeNamespace).Get(ctx, hb.LeaseName(h.node), metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			lease, err = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
-				Name: hb.HeartbeatLeaseName(h.node), Namespace: networking.NodeNamespace,
+				Name: hb.LeaseName(h.node), Namespace: networking.NodeNamespace,
 			}}, nil
 		}
 		if err != nil {
@@ -100,7 +100,7 @@ func (h *heartbeat) renew(ctx context.Context, mayRevive bool) error {
 		}
 	}
 	lease = lease.DeepCopy()
-	hb.StampHeartbeat(lease, h.node, h.duration)
+	hb.StampLease(lease, h.node, h.duration)
 	if lease.ResourceVersion == "" {
 		lease, err = h.leases.Leases(networking.NodeNamespace).Create(ctx, lease, metav1.CreateOptions{})
 	} else {

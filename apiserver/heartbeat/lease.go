@@ -9,23 +9,23 @@ import (
 )
 
 // The Lease half of the contract between a node agent and the controller. Each node agent
-// renews the Lease networking.NodeNamespace/HeartbeatLeasePrefix+<node> (and writes the
+// renews the Lease networking.NodeNamespace/LeasePrefix+<node> (and writes the
 // NetworkGatewayNode networking.NodeNamespace/<node>); the controller reads both to decide
 // which nodes may hold floating IPs.
-const HeartbeatLeasePrefix = "egressgw-node-"
+const LeasePrefix = "egressgw-node-"
 
 // LeaseDurationAnnotation on a heartbeat Lease gives its duration in milliseconds, for
 // grants shorter than a second or not a whole number of seconds; spec.leaseDurationSeconds
 // then holds the duration rounded up. The controller prefers the annotation.
 const LeaseDurationAnnotation = "egressgw.io/lease-duration-ms"
 
-// HeartbeatLeaseName is the name of a node's heartbeat Lease.
-func HeartbeatLeaseName(node string) string { return HeartbeatLeasePrefix + node }
+// LeaseName is the name of a node's heartbeat Lease.
+func LeaseName(node string) string { return LeasePrefix + node }
 
-// StampHeartbeat makes l a renewal of node's heartbeat, valid for d: its holder, its
+// StampLease makes l a renewal of node's heartbeat, valid for d: its holder, its
 // duration in whole seconds rounded up and, exactly, in LeaseDurationAnnotation, and the
 // time of renewal.
-func StampHeartbeat(l *coordinationv1.Lease, node string, d time.Duration) {
+func StampLease(l *coordinationv1.Lease, node string, d time.Duration) {
 	l.Spec.HolderIdentity = &node
 	seconds := int32((d + time.Second - 1) / time.Second)
 	l.Spec.LeaseDurationSeconds = &seconds
@@ -36,10 +36,10 @@ func StampHeartbeat(l *coordinationv1.Lease, node string, d time.Duration) {
 	l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
 }
 
-// HeartbeatDuration is how long a renewal of the heartbeat Lease l is valid: the
+// LeaseDuration is how long a renewal of the heartbeat Lease l is valid: the
 // annotation if it is shorter than the whole seconds of the spec (a Lease whose
 // annotation claims longer is read by its spec), else the spec; 2 s if neither says.
-func HeartbeatDuration(l *coordinationv1.Lease) time.Duration {
+func LeaseDuration(l *coordinationv1.Lease) time.Duration {
 	d := 2 * time.Second
 	if s := l.Spec.LeaseDurationSeconds; s != nil && *s > 0 {
 		d = time.Duration(*s) * time.Second

@@ -1,10 +1,11 @@
-// Package heartbeat is the direct channel between node agents and the controller's
-// leader: each agent sends a small UDP datagram every 100 ms or so, and the leader
-// answers. An answer that vouches for the agent's grants extends them, measured from
-// when the agent sent the datagram, exactly as a renewed heartbeat Lease does. The API
-// server sees none of it: a node's heartbeat Lease is then written rarely, and traffic
-// keeps its gateways while the API server is away.
-//
+package heartbeat
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
 // The wire format is fixed-size binary, big-endian, one datagram per message:
 //
 //	magic "EGWB" | version 1 | kind | node name length | node name
@@ -14,14 +15,6 @@
 // its generation is the generation of the grants its cache holds. An answer's term is
 // the answering leader's, and its generation is the grants' generation the leader vouches
 // for, or 0 if it vouches for none.
-package heartbeat
-
-import (
-	"encoding/binary"
-	"errors"
-	"fmt"
-)
-
 const (
 	magic   = "EGWB"
 	version = 1

@@ -49,8 +49,8 @@ collect:
 			if ev.Type != watch.Modified {
 				continue
 			}
-			if l, ok := ev.Object.(interface{ GetName() string }); ok && strings.HasPrefix(l.GetName(), heartbeat.HeartbeatLeasePrefix) {
-				writes[strings.TrimPrefix(l.GetName(), heartbeat.HeartbeatLeasePrefix)]++
+			if l, ok := ev.Object.(interface{ GetName() string }); ok && strings.HasPrefix(l.GetName(), heartbeat.LeasePrefix) {
+				writes[strings.TrimPrefix(l.GetName(), heartbeat.LeasePrefix)]++
 			}
 		case <-timer.C:
 			break collect

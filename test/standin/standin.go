@@ -136,7 +136,7 @@ func (a *Agents) unregister(node string) error {
 	defer cancel()
 	for _, del := range []func() error{
 		func() error {
-			return a.kube.CoordinationV1().Leases(networking.NodeNamespace).Delete(ctx, heartbeat.HeartbeatLeaseName(node), metav1.DeleteOptions{})
+			return a.kube.CoordinationV1().Leases(networking.NodeNamespace).Delete(ctx, heartbeat.LeaseName(node), metav1.DeleteOptions{})
 		},
 		func() error {
 			return a.net.NetworkingV1().NetworkGatewayNodes(networking.NodeNamespace).Delete(ctx, node, metav1.DeleteOptions{})
@@ -168,18 +168,18 @@ func (a *Agents) run(node string, stop <-chan struct{}) {
 	}
 }
 
-// renew writes the node's heartbeat Lease as the agent does (heartbeat.StampHeartbeat).
+// renew writes the node's heartbeat Lease as the agent does (heartbeat.StampLease).
 // It creates the Lease if there is none.
 func (a *Agents) renew(ctx context.Context, node string) error {
 	leases := a.kube.CoordinationV1().Leases(networking.NodeNamespace)
-	l, err := leases.Get(ctx, heartbeat.HeartbeatLeaseName(node), metav1.GetOptions{})
+	l, err := leases.Get(ctx, heartbeat.LeaseName(node), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		l, err = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: heartbeat.HeartbeatLeaseName(node), Namespace: networking.NodeNamespace}}, nil
+		l, err = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: heartbeat.LeaseName(node), Namespace: networking.NodeNamespace}}, nil
 	}
 	if err != nil {
 		return fmt.Errorf("reading the heartbeat Lease: %w", err)
 	}
-	heartbeat.StampHeartbeat(l, node, a.lease)
+	heartbeat.StampLease(l, node, a.lease)
 	if l.ResourceVersion == "" {
 		_, err = leases.Create(ctx, l, metav1.CreateOptions{})
 	} else {
