@@ -27,10 +27,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/egressgw/egressgw/apiserver/apis/networking/install"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/apis/networking/v1alpha1"
 	"github.com/egressgw/egressgw/controller/liveness"
-	"github.com/egressgw/egressgw/webhook"
 )
 
 // Options configure the controller.
@@ -67,7 +67,7 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	scheme, err := webhook.NewManagerScheme()
+	scheme, err := install.NewScheme()
 	if err != nil {
 		return nil, err
 	}

@@ -10,9 +10,7 @@ import (
 	"time"
 
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,6 +20,7 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/egressgw/egressgw/apiserver/apis/networking/install"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/certs"
 )
@@ -55,18 +54,6 @@ type Options struct {
 	MetricsAddr, ProbeAddr string
 }
 
-// NewManagerScheme returns the scheme the server reads and decodes with.
-func NewManagerScheme() (*runtime.Scheme, error) {
-	scheme, err := NewScheme()
-	if err != nil {
-		return nil, err
-	}
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("building the scheme: %w", err)
-	}
-	return scheme, nil
-}
-
 // Server is the admission and conversion webhook server, ready to Start.
 type Server struct {
 	manager manager.Manager
@@ -75,7 +62,7 @@ type Server struct {
 
 // New wires the webhook server: certificates, informer indexes, handlers and probes.
 func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
-	scheme, err := NewManagerScheme()
+	scheme, err := install.NewScheme()
 	if err != nil {
 		return nil, err
 	}

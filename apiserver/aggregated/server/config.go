@@ -20,6 +20,7 @@ import (
 	aggregatorclientset "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 
 	"github.com/egressgw/egressgw/apiserver/aggregated/view"
+	"github.com/egressgw/egressgw/apiserver/apis/egress/install"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/openapi"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	"github.com/egressgw/egressgw/apiserver/certs"
@@ -129,10 +130,7 @@ func (c *Config) Complete() CompletedConfig {
 // scheme of the server's own: nothing global is changed.
 func newScheme() (*runtime.Scheme, serializer.CodecFactory, error) {
 	scheme := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return nil, serializer.CodecFactory{}, err
-	}
-	if err := scheme.SetVersionPriority(v1alpha1.SchemeGroupVersion); err != nil {
+	if err := install.Install(scheme); err != nil {
 		return nil, serializer.CodecFactory{}, err
 	}
 	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
