@@ -2,6 +2,7 @@ package certs
 
 import (
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +60,13 @@ func TestNewNeedsClients(t *testing.T) {
 	}
 	if _, err := New(kubefake.NewClientset(), nil, opts); err == nil {
 		t.Errorf("New(..., nil, ...) succeeded, want an error")
+	}
+}
+
+func TestServiceDNSNames(t *testing.T) {
+	got := ServiceDNSNames("egressgw-webhook", "egressgw-system")
+	want := []string{"egressgw-webhook", "egressgw-webhook.egressgw-system", "egressgw-webhook.egressgw-system.svc", "egressgw-webhook.egressgw-system.svc.cluster.local"}
+	if !slices.Equal(got, want) {
+		t.Errorf("ServiceDNSNames = %q, want %q", got, want)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/egressgw/egressgw/apiserver/aggregated/view"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
+	"github.com/egressgw/egressgw/apiserver/certs"
 )
 
 // Options are the server's flags. The serving, authentication and authorization options
@@ -106,7 +107,6 @@ func (o *Options) Complete() error {
 		}
 		o.clusterCIDRs = append(o.clusterCIDRs, p.Masked())
 	}
-	svc := o.ServiceName
-	o.dnsNames = []string{svc, svc + "." + o.Namespace, svc + "." + o.Namespace + ".svc", svc + "." + o.Namespace + ".svc.cluster.local"}
+	o.dnsNames = certs.ServiceDNSNames(o.ServiceName, o.Namespace)
 	return nil
 }
