@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fails if anything derived from the sources drifted: generated code, CRDs, formatting, or
-# go.mod. It regenerates in place, so commit your work first; a drift shows as a diff.
+# Fails if anything derived from the sources drifted (generated code, CRDs, formatting,
+# go.mod), or if a component imports another component's packages. It regenerates in place, so commit your work first; a drift shows as a diff.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +15,8 @@ if [[ -n "$unformatted" ]]; then
 fi
 
 go mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy (run go mod tidy)" >&2; fail=1; }
+
+go run ./hack/importcheck || fail=1
 
 hack/update-codegen.sh
 generated=(apiserver artifacts/crds bpf)
