@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fails if anything derived from the sources drifted (generated code, CRDs, formatting,
-# go.mod), or if a component imports another component's packages. It regenerates in place, so commit your work first; a drift shows as a diff.
+# go.mod), or if a component imports another component's packages. It regenerates in
+# place, so commit your work first; a drift shows as a diff.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
