@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -31,12 +30,8 @@ type Dataplane struct {
 	afterWrite func()
 }
 
-// pinnedMaps are the maps egw.h pins by name, and obsoletePins those that earlier
-// builds pinned: Uninstall removes exactly these, and Load the obsolete ones.
-var (
-	pinnedMaps   = []string{egwMapEgwPods, egwMapEgwSetRoutes, egwMapEgwEgress, egwMapEgwGrants, egwMapEgwUplinks, egwMapEgwStats}
-	obsoletePins = []string{"egw_routes"} // one trie for every set, before egw_set_routes
-)
+// pinnedMaps are the maps egw.h pins by name: Uninstall removes exactly these.
+var pinnedMaps = []string{egwMapEgwPods, egwMapEgwSetRoutes, egwMapEgwEgress, egwMapEgwGrants, egwMapEgwUplinks, egwMapEgwStats}
 
 // Load loads the programs, reusing the maps pinned under pinDir (a directory on a bpffs
 // mount, created if missing) or pinning new ones there, and moves the links pinned there
@@ -62,13 +57,6 @@ func Load(pinDir string) (*Dataplane, error) {
 	if err := d.updateLinks(); err != nil {
 		d.objs.Close()
 		return nil, err
-	}
-	// The programs now use this build's maps: an earlier build's are garbage.
-	for _, name := range obsoletePins {
-		if err := os.Remove(filepath.Join(pinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			d.objs.Close()
-			return nil, fmt.Errorf("removing %s, pinned by an earlier build: %w", name, err)
-		}
 	}
 	return d, nil
 }
@@ -109,7 +97,7 @@ func Uninstall(pinDir string) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, name := range slices.Concat(pinnedMaps, obsoletePins) {
+	for _, name := range pinnedMaps {
 		if err := os.Remove(filepath.Join(pinDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("removing pinned map %s: %w", name, err))
 		}

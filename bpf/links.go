@@ -23,16 +23,6 @@ const (
 	uplinkOutPrefix = "uplink-out-"
 )
 
-// Links that earlier builds pinned: the VXLAN tunnel's programs (tunnel-in, tunnel-out),
-// and the ARP guard on its own (arp-<ifindex>), which egw_uplink_out now is. Load
-// detaches the tunnel's, whose device the agent removes; AttachUplink replaces an
-// interface's ARP guard, so that the interface is never unguarded.
-const (
-	obsoleteTunnelIn  = "tunnel-in"
-	obsoleteTunnelOut = "tunnel-out"
-	obsoleteARPPrefix = "arp-"
-)
-
 // attachment is a program and where it goes.
 type attachment struct {
 	prog   *ebpf.Program
@@ -63,9 +53,8 @@ func (d *Dataplane) linkPath(name string) string { return filepath.Join(d.pinDir
 
 func podLinkName(ifindex int) string { return podLinkPrefix + strconv.Itoa(ifindex) }
 
-// updateLinks moves every live pinned link onto this Load's programs, and detaches the
-// tunnel's links of an earlier build. A link whose interface is gone is left for
-// DetachPod (AttachedPods reports it) or AttachUplink.
+// updateLinks moves every live pinned link onto this Load's programs. A link whose
+// interface is gone is left for DetachPod (AttachedPods reports it) or AttachUplink.
 func (d *Dataplane) updateLinks() error {
 	names, err := pinnedLinks(filepath.Join(d.pinDir, linksDir))
 	if err != nil {
@@ -73,10 +62,6 @@ func (d *Dataplane) updateLinks() error {
 	}
 	var errs []error
 	for _, name := range names {
-		if name == obsoleteTunnelIn || name == obsoleteTunnelOut {
-			errs = append(errs, detach(d.linkPath(name)))
-			continue
-		}
 		a, ok := d.attachmentFor(name)
 		if !ok {
 			continue
@@ -124,14 +109,7 @@ func (d *Dataplane) AttachUplink(ifindex int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := strconv.Itoa(ifindex)
-	if err := errors.Join(d.attach(uplinkOutPrefix+n, ifindex), d.attach(uplinkInPrefix+n, ifindex)); err != nil {
-		return err
-	}
-	// The uplink program guards ARP now: an earlier build's guard can go.
-	if err := detach(d.linkPath(obsoleteARPPrefix + n)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
+	return errors.Join(d.attach(uplinkOutPrefix+n, ifindex), d.attach(uplinkInPrefix+n, ifindex))
 }
 
 func (d *Dataplane) attach(name string, ifindex int) error {
