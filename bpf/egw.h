@@ -45,7 +45,8 @@ enum egw_verdict {
 
 /*
  * egw_stats indices: one per verdict path, so that `bpftool map dump name egw_stats`
- * explains what happened. The Go loader names them in the same order (statNames).
+ * explains what happened, grouped by program. The Go loader names them in the same order
+ * (statNames; layout_test.go checks it).
  */
 enum egw_stat_id {
 	EGW_STAT_FROM_POD_NOT_IPV4,
@@ -54,20 +55,18 @@ enum egw_stat_id {
 	EGW_STAT_FROM_POD_PASS,
 	EGW_STAT_FROM_POD_IN_CLUSTER,
 	EGW_STAT_FROM_POD_STEER,
+	EGW_STAT_FROM_POD_LOCAL_SNAT,
 	EGW_STAT_FROM_POD_DROP_POLICY,
 	EGW_STAT_FROM_POD_DROP_UNKNOWN_POD,
-	/* Slots 8 to 15 held the VXLAN tunnel's counters before; the pinned map keeps its
-	 * size, so that an upgrade reuses it. */
 	EGW_STAT_UPLINK_OUT_STEER,
 	EGW_STAT_UPLINK_OUT_NO_EGRESS_IP,
 	EGW_STAT_UPLINK_OUT_NO_UPLINK,
 	EGW_STAT_ARP_VIRTUAL_MAC,
+	EGW_STAT_ARP_LAPSED_GRANT,
 	EGW_STAT_UPLINK_IN_SNAT,
 	EGW_STAT_UPLINK_IN_NOT_HELD,
 	EGW_STAT_UPLINK_IN_EXPIRED,
 	EGW_STAT_UPLINK_IN_MALFORMED,
-	EGW_STAT_FROM_POD_LOCAL_SNAT,
-	EGW_STAT_ARP_LAPSED_GRANT,
 	EGW_STAT_MAX,
 };
 

@@ -1,7 +1,11 @@
 package bpf
 
 import (
+	"os"
 	"reflect"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -81,5 +85,32 @@ func TestLayout(t *testing.T) {
 	}
 	if got := spec.Maps[egwMapEgwStats].MaxEntries; got != uint32(len(statNames)) {
 		t.Errorf("egw_stats has %d counters (EGW_STAT_MAX), statNames names %d", got, len(statNames))
+	}
+}
+
+// TestStatNames checks that statNames names enum egw_stat_id of egw.h, densely and in
+// its order: a counter reported under another verdict path's name would mislead whoever
+// reads the metrics. The enum is not in the object's BTF, so it is read from the header.
+func TestStatNames(t *testing.T) {
+	src, err := os.ReadFile("egw.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := regexp.MustCompile(`(?s)enum egw_stat_id \{(.*?)\};`).FindSubmatch(src)
+	if body == nil {
+		t.Fatal("egw.h has no enum egw_stat_id")
+	}
+	var ids []string
+	for _, m := range regexp.MustCompile(`EGW_STAT_(\w+)\s*(=[^,]*)?,`).FindAllSubmatch(body[1], -1) {
+		if len(m[2]) > 0 {
+			t.Fatalf("EGW_STAT_%s has an explicit value %q: statNames and Stats count the ids from 0 without gaps", m[1], m[2])
+		}
+		ids = append(ids, strings.ToLower(string(m[1])))
+	}
+	if len(ids) == 0 || ids[len(ids)-1] != "max" {
+		t.Fatalf("enum egw_stat_id does not end with EGW_STAT_MAX: %v", ids)
+	}
+	if want := ids[:len(ids)-1]; !slices.Equal(statNames, want) {
+		t.Errorf("statNames is\n%v\nenum egw_stat_id names\n%v", statNames, want)
 	}
 }
