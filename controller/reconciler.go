@@ -146,16 +146,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		node, ok := result.Assignment[addr]
 		return node, ok
 	}
-	byName := make(map[string][]string, len(groups.Items))
-	for _, g := range groups.Items {
-		byName[g.Namespace+"/"+g.Name] = g.Spec.FloatingIPs
-	}
-	firstIPs := func(namespace, name string) ([]string, bool) {
-		ips, ok := byName[namespace+"/"+name]
-		return ips, ok
-	}
+	lookup := routing.NewGateways(routingGateways(groups.Items, legacy.Items))
 	for i := range policies.Items {
-		if err := r.writePolicyStatus(ctx, &policies.Items[i], routing.Resolve(&policies.Items[i].Spec, firstIPs, holders)); err != nil {
+		if err := r.writePolicyStatus(ctx, &policies.Items[i], routing.Resolve(&policies.Items[i].Spec, lookup, holders)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -185,6 +178,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 		res.RequeueAfter = time.Second
 	}
 	return res, nil
+}
+
+// routingGateways are the gateways of both kinds as the routing decision reads them.
+func routingGateways(groups []v1.NetworkGatewayGroup, legacy []v1alpha1.AnthosNetworkGateway) []routing.Gateway {
+	out := make([]routing.Gateway, 0, len(groups)+len(legacy))
+	for i := range groups {
+		out = append(out, routing.GroupGateway(&groups[i]))
+	}
+	for i := range legacy {
+		out = append(out, routing.LegacyGateway(&legacy[i]))
+	}
+	return out
 }
 
 func collectGateways(groups []v1.NetworkGatewayGroup, legacy []v1alpha1.AnthosNetworkGateway) []gatewayObject {

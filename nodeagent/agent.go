@@ -157,7 +157,7 @@ func (a *Agent) pass(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("listing interfaces: %w", ifacesErr))
 	}
 	// The floating IPs this node could be granted, or reach at L2 as a source.
-	onLink := candidates(snap.gateways, ifaces)
+	onLink := candidates(routing.NewGateways(snap.gateways).FloatingIPs(), ifaces)
 	if err := a.attachUplinks(ifaces, onLink); err != nil {
 		errs = append(errs, err)
 	}
@@ -267,26 +267,18 @@ func (a *Agent) numberGrants(assigned, candidates []netip.Addr) (snat, staged ma
 // maxStaged is the most floating IPs staged in the SNAT map: half the ids.
 const maxStaged = routing.MaxEgressIDs / 2
 
-// candidates are the floating IPs of every gateway that fall in a subnet of this node's
-// interfaces: those the controller could grant it.
-func candidates(gateways []gateway, ifaces []Interface) []netip.Addr {
+// candidates are the floating IPs (of every gateway) that fall in a subnet of this
+// node's interfaces: those the controller could grant it.
+func candidates(floatingIPs []netip.Addr, ifaces []Interface) []netip.Addr {
 	var out []netip.Addr
-	for _, g := range gateways {
-		for _, raw := range g.floatingIPs {
-			ip, err := netip.ParseAddr(raw)
-			if err != nil || !ip.Is4() {
-				continue
-			}
-			for _, i := range ifaces {
-				if slices.ContainsFunc(i.Subnets, func(p netip.Prefix) bool { return p.Contains(ip) }) {
-					out = append(out, ip)
-					break
-				}
-			}
+	for _, ip := range floatingIPs {
+		if slices.ContainsFunc(ifaces, func(i Interface) bool {
+			return slices.ContainsFunc(i.Subnets, func(p netip.Prefix) bool { return p.Contains(ip) })
+		}) {
+			out = append(out, ip)
 		}
 	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return slices.Compact(out)
+	return out
 }
 
 // attachUplinks puts the uplink programs on every interface that can hold floating IPs,

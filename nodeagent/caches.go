@@ -261,14 +261,14 @@ func (c *caches) snapshot(o Options) (snapshot, error) {
 		return s, err
 	}
 	for _, g := range groups {
-		s.gateways = append(s.gateways, gateway{namespace: g.Namespace, name: g.Name, floatingIPs: g.Spec.FloatingIPs, placed: g.Status.FloatingIPs})
+		s.gateways = append(s.gateways, routing.GroupGateway(g))
 	}
 	legacy, err := c.legacy.List(labels.Everything())
 	if err != nil {
 		return s, err
 	}
 	for _, g := range legacy {
-		s.gateways = append(s.gateways, gateway{namespace: g.Namespace, name: g.Name, floatingIPs: g.Spec.FloatingIPs, placed: g.Status.FloatingIPs})
+		s.gateways = append(s.gateways, routing.LegacyGateway(g))
 	}
 	// The controller grants this node its floating IPs in its NetworkGatewayNode's spec.
 	if own := c.ownReport(o.NodeName); own != nil {

@@ -14,7 +14,7 @@ import (
 type snapshot struct {
 	node       string
 	policies   []*v1.EgressNATPolicy
-	gateways   []gateway
+	gateways   []routing.Gateway
 	pods       []*corev1.Pod // this node's pods
 	namespaces map[string]map[string]string
 	cluster    []netip.Prefix
@@ -22,13 +22,6 @@ type snapshot struct {
 	// granted are the floating IPs of this node's NetworkGatewayNode spec, of generation.
 	granted    []string
 	generation int64
-}
-
-// gateway is a gateway of either kind: its floating IPs and where they are placed.
-type gateway struct {
-	namespace, name string
-	floatingIPs     []string
-	placed          map[string]string // ip → node, from status
 }
 
 // desired is what the node's kernel should hold after a pass.
@@ -43,21 +36,8 @@ type desired struct {
 }
 
 func (s snapshot) desired(tb *routing.TableBuilder) (desired, error) {
-	firstIPs := map[[2]string][]string{}
-	holders := map[string]string{}
+	gateways := routing.NewGateways(s.gateways)
 	var d desired
-	for _, g := range s.gateways {
-		firstIPs[[2]string{g.namespace, g.name}] = g.floatingIPs
-		listed := map[string]bool{}
-		for _, ip := range g.floatingIPs {
-			listed[ip] = true
-		}
-		for ip, node := range g.placed {
-			if listed[ip] && node != "" {
-				holders[ip] = node
-			}
-		}
-	}
 	for _, ip := range s.granted {
 		if a, err := netip.ParseAddr(ip); err == nil && a.Is4() {
 			d.assigned = append(d.assigned, a)
@@ -65,21 +45,15 @@ func (s snapshot) desired(tb *routing.TableBuilder) (desired, error) {
 	}
 	slices.SortFunc(d.assigned, netip.Addr.Compare)
 	ps := routing.Compile(s.policies, func(p *v1.EgressNATPolicy) routing.Resolution {
-		return routing.Resolve(&p.Spec,
-			func(ns, name string) ([]string, bool) { ips, ok := firstIPs[[2]string{ns, name}]; return ips, ok },
-			func(ip string) (string, bool) { n, ok := holders[ip]; return n, ok })
+		return routing.Resolve(&p.Spec, gateways, nil)
 	})
 	pods := make([]routing.LocalPod, 0, len(s.pods))
 	for _, p := range s.pods {
-		ip, err := netip.ParseAddr(p.Status.PodIP)
-		if err != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		pod := routing.PodOf(p)
+		if !pod.IP.IsValid() || routing.Finished(p) {
 			continue
 		}
-		pods = append(pods, routing.LocalPod{
-			Pod: routing.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, IP: ip,
-				Node: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
-			NamespaceLabels: s.namespaces[p.Namespace],
-		})
+		pods = append(pods, routing.LocalPod{Pod: pod, NamespaceLabels: s.namespaces[p.Namespace]})
 	}
 	var err error
 	if d.table, err = tb.Build(ps, pods, s.cluster); err != nil {

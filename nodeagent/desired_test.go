@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/routing"
 	"github.com/egressgw/egressgw/test/testenv"
@@ -43,9 +44,9 @@ func TestDesired(t *testing.T) {
 	base := snapshot{
 		node:     "worker1",
 		policies: []*v1.EgressNATPolicy{specPolicy()},
-		gateways: []gateway{{namespace: "kube-system", name: "default",
-			floatingIPs: []string{"198.51.100.100", "198.51.100.101", "198.51.100.102"},
-			placed:      map[string]string{"198.51.100.100": "worker2", "198.51.100.101": "worker1", "198.51.100.102": "worker1"}}},
+		gateways: []routing.Gateway{{Ref: networking.ObjectRef{Kind: networking.KindNetworkGatewayGroup, Namespace: "kube-system", Name: "default"},
+			FloatingIPs: []string{"198.51.100.100", "198.51.100.101", "198.51.100.102"},
+			Placed:      map[string]string{"198.51.100.100": "worker2", "198.51.100.101": "worker1", "198.51.100.102": "worker1"}}},
 		granted: []string{"198.51.100.102", "198.51.100.101"},
 		pods: []*corev1.Pod{
 			pod("alice", "fe", "198.18.1.10", map[string]string{"role": "frontend"}),
@@ -82,7 +83,7 @@ func TestDesired(t *testing.T) {
 
 	t.Run("an unplaced egress IP drops the selected pod's traffic", func(t *testing.T) {
 		s := base
-		s.gateways = []gateway{{namespace: "kube-system", name: "default", floatingIPs: []string{"198.51.100.100"}}}
+		s.gateways = []routing.Gateway{{Ref: networking.ObjectRef{Kind: networking.KindNetworkGatewayGroup, Namespace: "kube-system", Name: "default"}, FloatingIPs: []string{"198.51.100.100"}}}
 		d, err := s.desired(routing.NewTableBuilder())
 		if err != nil {
 			t.Fatal(err)

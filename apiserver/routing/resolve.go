@@ -15,9 +15,6 @@ const (
 	ReasonUnknownEgressIP = "UnknownEgressIP"
 )
 
-// Gateways looks up the floating IPs of the NetworkGatewayGroup namespace/name.
-type Gateways func(namespace, name string) (floatingIPs []string, found bool)
-
 // Holders looks up the node that holds a floating IP now.
 type Holders func(ip string) (node string, held bool)
 
@@ -35,15 +32,22 @@ func (r Resolution) Ready() bool { return r.Reason == ReasonReady }
 
 // Resolve finds a policy's egress IP and gateway node. A v1 policy uses the first floating
 // IP of the NetworkGatewayGroup its gatewayRef names, and ignores the others; a policy
-// written as v1alpha1 uses its egressSourceIP.
-func Resolve(spec *v1.EgressNATPolicySpec, gateways Gateways, holders Holders) Resolution {
+// written as v1alpha1 uses its egressSourceIP. The node holding the IP is the one holders
+// names; nil holders take the gateways' status.
+func Resolve(spec *v1.EgressNATPolicySpec, gateways *Gateways, holders Holders) Resolution {
+	if holders == nil {
+		holders = gateways.Placed
+	}
 	var r Resolution
 	switch ref := spec.GatewayRef; {
 	case ref != nil:
-		ips, found := gateways(ref.Namespace, ref.Name)
+		ips, found := gateways.Referenced(*ref)
 		if !found {
 			r.Reason = ReasonGatewayNotFound
 			r.Message = fmt.Sprintf("NetworkGatewayGroup %s/%s does not exist; selected traffic is dropped until it does", ref.Namespace, ref.Name)
+			if gateways.legacy[[2]string{ref.Namespace, ref.Name}] {
+				r.Message += fmt.Sprintf(" (AnthosNetworkGateway %s/%s does, but a gatewayRef names a NetworkGatewayGroup only: create one with the same floating IPs, or write the policy as v1alpha1 with egressSourceIP)", ref.Namespace, ref.Name)
+			}
 			return r
 		}
 		if len(ips) == 0 {

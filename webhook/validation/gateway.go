@@ -53,8 +53,28 @@ func Gateway(self ObjectRef, spec *v1.NetworkGatewayGroupSpec, old *v1.NetworkGa
 	}
 	if old != nil {
 		warnings = append(warnings, lostIPWarnings(self, old.FloatingIPs, spec.FloatingIPs, idx)...)
+	} else if w := sameName(self, idx); w != "" {
+		warnings = append(warnings, w)
 	}
 	return errs, warnings
+}
+
+// sameName warns about a new gateway that shares its namespace and name with one of the
+// other kind (a migration from AnthosNetworkGateway): it says which one a gatewayRef of
+// that name means, the rule package routing applies everywhere.
+func sameName(self ObjectRef, idx Index) string {
+	key := self.Namespace + "/" + self.Name
+	switch self.Kind {
+	case KindNetworkGatewayGroup:
+		if idx.AnthosNetworkGatewayExists(self.Namespace, self.Name) {
+			return fmt.Sprintf("AnthosNetworkGateway %s has the same name: a v1 policy's gatewayRef %s means this NetworkGatewayGroup, and its first floating IP is the policy's egress IP; the AnthosNetworkGateway serves only policies that name one of its floating IPs as egressSourceIP", key, key)
+		}
+	case KindAnthosNetworkGateway:
+		if _, found := idx.NetworkGatewayGroup(self.Namespace, self.Name); found {
+			return fmt.Sprintf("NetworkGatewayGroup %s has the same name: a v1 policy's gatewayRef %s means the NetworkGatewayGroup, never this AnthosNetworkGateway; this gateway serves only policies that name one of its floating IPs as egressSourceIP", key, key)
+		}
+	}
+	return ""
 }
 
 // GatewayDelete returns the warnings for deleting a gateway: the policies it leaves

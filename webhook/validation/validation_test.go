@@ -122,6 +122,19 @@ func TestGateway(t *testing.T) {
 		ips:          []string{"192.168.1.111"},
 		old:          []string{"192.168.1.110", "192.168.1.111"},
 		wantWarnings: []string{"EgressNATPolicy old uses 192.168.1.110 as egressSourceIP"},
+	}, {
+		name:         "a NetworkGatewayGroup named as a legacy gateway says which one a gatewayRef means",
+		self:         gw("legacy"),
+		ips:          []string{"192.168.1.105"},
+		wantWarnings: []string{"AnthosNetworkGateway kube-system/legacy has the same name: a v1 policy's gatewayRef kube-system/legacy means this NetworkGatewayGroup"},
+	}, {
+		name:         "a legacy gateway named as a NetworkGatewayGroup says a gatewayRef never means it",
+		self:         ObjectRef{Kind: KindAnthosNetworkGateway, Namespace: "kube-system", Name: "gateway1"},
+		ips:          []string{"192.168.1.106"},
+		wantWarnings: []string{"NetworkGatewayGroup kube-system/gateway1 has the same name: a v1 policy's gatewayRef kube-system/gateway1 means the NetworkGatewayGroup, never this AnthosNetworkGateway"},
+	}, {
+		name: "updating a gateway of a shared name warns no more",
+		self: gw("legacy"), ips: []string{"192.168.1.105", "192.168.1.106"}, old: []string{"192.168.1.105"},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

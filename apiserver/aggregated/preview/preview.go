@@ -34,7 +34,7 @@ type Input struct {
 
 // Run previews pkt leaving in.Pod.
 func Run(in Input, pkt netpolicy.Packet) v1alpha1.EgressPreviewStatus {
-	pod := SourcePod(in.Pod)
+	pod := routing.PodOf(in.Pod)
 	p := path{pod: pod}
 	p.status.Pod = &v1alpha1.PodReference{Namespace: pod.Namespace, Name: pod.Name, NodeName: pod.Node}
 	if pod.IP.IsValid() {
@@ -185,26 +185,4 @@ func objects(kind string, refs []string) string {
 		out[i] = kind + " " + r
 	}
 	return strings.Join(out, ", ")
-}
-
-// SourcePod is what the egress decision needs to know about a pod: its first IPv4
-// address, as the node agent reads it.
-func SourcePod(p *corev1.Pod) routing.Pod {
-	out := routing.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, Node: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork}
-	out.IP = PodIPv4(p)
-	return out
-}
-
-// PodIPv4 is the pod's first IPv4 address, or the zero Addr.
-func PodIPv4(p *corev1.Pod) netip.Addr {
-	candidates := []string{p.Status.PodIP}
-	for _, ip := range p.Status.PodIPs {
-		candidates = append(candidates, ip.IP)
-	}
-	for _, raw := range candidates {
-		if ip, err := netip.ParseAddr(raw); err == nil && ip.Is4() {
-			return ip
-		}
-	}
-	return netip.Addr{}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/egressgw/egressgw/apiserver/aggregated/netpolicy"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
+	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/routing"
 )
@@ -56,16 +57,17 @@ func widePolicy(gateway string) *v1.EgressNATPolicy {
 // compile resolves like the controller: the first floating IP of the named gateway, on the
 // node the gateway's status places it.
 func compile(policies ...*v1.EgressNATPolicy) *routing.Policies {
-	gateways := map[string][]string{
-		"kube-system/default": {"198.51.100.100", "198.51.100.101", "198.51.100.102"},
-		"kube-system/wide":    {"198.51.100.110"},
-		"kube-system/unheld":  {"198.51.100.120"},
-	}
 	placed := map[string]string{"198.51.100.100": "node2", "198.51.100.101": "node1", "198.51.100.110": "node1"}
+	group := func(name string, ips ...string) routing.Gateway {
+		return routing.Gateway{Ref: networking.ObjectRef{Kind: networking.KindNetworkGatewayGroup, Namespace: "kube-system", Name: name}, FloatingIPs: ips, Placed: placed}
+	}
+	gateways := routing.NewGateways([]routing.Gateway{
+		group("default", "198.51.100.100", "198.51.100.101", "198.51.100.102"),
+		group("wide", "198.51.100.110"),
+		group("unheld", "198.51.100.120"),
+	})
 	return routing.Compile(policies, func(p *v1.EgressNATPolicy) routing.Resolution {
-		return routing.Resolve(&p.Spec,
-			func(ns, name string) ([]string, bool) { ips, ok := gateways[ns+"/"+name]; return ips, ok },
-			func(ip string) (string, bool) { n, ok := placed[ip]; return n, ok })
+		return routing.Resolve(&p.Spec, gateways, nil)
 	})
 }
 

@@ -7,10 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 
-	"github.com/egressgw/egressgw/apiserver/aggregated/preview"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
@@ -28,20 +26,18 @@ type derived struct {
 	entries map[string]v1alpha1.SelectingPolicy
 	cluster []netip.Prefix
 
-	groups    map[[2]string][]string            // NetworkGatewayGroup namespace/name → floating IPs
-	placed    map[string]string                 // floating IP → node, from the gateways' status
-	gatewayOf map[string]networking.ObjectRef   // floating IP → the gateway that lists it
-	heldBy    map[string][]string               // floating IP → nodes whose agent reports it
-	byIP      map[netip.Addr]*podEntry          // pods by IPv4, host-network and finished pods left out
-	selected  map[string]map[*podEntry]struct{} // policy → the pods it selects
+	gateways *routing.Gateways
+	heldBy   map[string][]string               // floating IP → nodes whose agent reports it
+	byIP     map[netip.Addr]*podEntry          // pods by IPv4, host-network and finished pods left out
+	selected map[string]map[*podEntry]struct{} // policy → the pods it selects
 }
 
 func newDerived() derived {
 	return derived{
 		compiled: routing.Compile(nil, nil), byName: map[string]*routing.Policy{}, rank: map[string]int{},
-		entries: map[string]v1alpha1.SelectingPolicy{},
-		groups:  map[[2]string][]string{}, placed: map[string]string{}, gatewayOf: map[string]networking.ObjectRef{},
-		heldBy: map[string][]string{}, byIP: map[netip.Addr]*podEntry{}, selected: map[string]map[*podEntry]struct{}{},
+		entries:  map[string]v1alpha1.SelectingPolicy{},
+		gateways: routing.NewGateways(nil),
+		heldBy:   map[string][]string{}, byIP: map[netip.Addr]*podEntry{}, selected: map[string]map[*podEntry]struct{}{},
 	}
 }
 
@@ -162,7 +158,7 @@ func (s *Store) policyChanged(p *v1.EgressNATPolicy) change {
 	now := map[*podEntry]struct{}{}
 	for _, ns := range s.in.pods {
 		for _, e := range ns {
-			if compiled != nil && compiled.Selects(preview.SourcePod(e.pod), s.in.namespaces[e.pod.Namespace]) {
+			if compiled != nil && compiled.Selects(routing.PodOf(e.pod), s.in.namespaces[e.pod.Namespace]) {
 				now[e] = struct{}{}
 			}
 		}
@@ -192,7 +188,7 @@ func (s *Store) policyChanged(p *v1.EgressNATPolicy) change {
 func (s *Store) reselect(e *podEntry) {
 	s.d.unselect(e)
 	e.selected = e.selected[:0]
-	for _, p := range s.d.compiled.Selecting(preview.SourcePod(e.pod), s.in.namespaces[e.pod.Namespace]) {
+	for _, p := range s.d.compiled.Selecting(routing.PodOf(e.pod), s.in.namespaces[e.pod.Namespace]) {
 		e.selected = append(e.selected, p.Name)
 		if s.d.selected[p.Name] == nil {
 			s.d.selected[p.Name] = map[*podEntry]struct{}{}
@@ -211,7 +207,7 @@ func (d *derived) unselect(e *podEntry) {
 }
 
 func (d *derived) indexIP(e *podEntry) {
-	if e.ip.IsValid() && !e.pod.Spec.HostNetwork && !finished(e.pod) {
+	if e.ip.IsValid() && !e.pod.Spec.HostNetwork && !routing.Finished(e.pod) {
 		d.byIP[e.ip] = e
 	}
 }
@@ -222,27 +218,15 @@ func (d *derived) unindexIP(e *podEntry) {
 	}
 }
 
-func finished(p *corev1.Pod) bool {
-	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
-}
-
 // recompile compiles every policy with the gateways as they are now: the same resolution
 // the controller writes into policy status (the first floating IP of the named
 // NetworkGatewayGroup, held by the node its status places it on).
 func (d *derived) recompile(in *inputs) {
-	n := 3 * len(in.gateways)
-	d.groups, d.placed, d.gatewayOf = make(map[[2]string][]string, len(in.gateways)), make(map[string]string, n), make(map[string]networking.ObjectRef, n)
-	for ref, g := range in.gateways {
-		if ref.Kind == networking.KindNetworkGatewayGroup {
-			d.groups[[2]string{ref.Namespace, ref.Name}] = g.floatingIPs
-		}
-		for _, ip := range g.floatingIPs {
-			d.gatewayOf[ip] = ref
-			if node := g.placed[ip]; node != "" {
-				d.placed[ip] = node
-			}
-		}
+	gateways := make([]routing.Gateway, 0, len(in.gateways))
+	for _, g := range in.gateways {
+		gateways = append(gateways, g)
 	}
+	d.gateways = routing.NewGateways(gateways)
 	objs := make([]*v1.EgressNATPolicy, 0, len(in.policies))
 	for _, p := range in.policies {
 		objs = append(objs, p)
@@ -255,15 +239,7 @@ func (d *derived) recompile(in *inputs) {
 }
 
 func (d *derived) resolve(p *v1.EgressNATPolicy) routing.Resolution {
-	return routing.Resolve(&p.Spec,
-		func(namespace, name string) ([]string, bool) {
-			ips, ok := d.groups[[2]string{namespace, name}]
-			return ips, ok
-		},
-		func(ip string) (string, bool) {
-			node, ok := d.placed[ip]
-			return node, ok
-		})
+	return routing.Resolve(&p.Spec, d.gateways, nil)
 }
 
 // layOut turns every compiled policy into the form views show.
@@ -289,7 +265,7 @@ func (d *derived) layOut(in *inputs) map[string]v1alpha1.SelectingPolicy {
 		case ref != nil:
 			e.Gateway = &v1alpha1.ObjectReference{Kind: networking.KindNetworkGatewayGroup, Namespace: ref.Namespace, Name: ref.Name}
 		case r.EgressIP != "":
-			if g, ok := d.gatewayOf[r.EgressIP]; ok {
+			if g, ok := d.gateways.Owner(r.EgressIP); ok {
 				e.Gateway = &v1alpha1.ObjectReference{Kind: g.Kind, Namespace: g.Namespace, Name: g.Name}
 			}
 		}

@@ -10,7 +10,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 
-	"github.com/egressgw/egressgw/apiserver/aggregated/preview"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
@@ -43,7 +42,7 @@ type inputs struct {
 	namespaces   map[string]map[string]string    // name → labels
 	nodes        map[string]nodeEntry
 	policies     map[string]*v1.EgressNATPolicy
-	gateways     map[networking.ObjectRef]gatewayEntry
+	gateways     map[networking.ObjectRef]routing.Gateway
 	reports      map[string][]string // node → floating IPs its agent reports configured
 	netpols      map[string]map[string]*networkingv1.NetworkPolicy
 }
@@ -51,11 +50,6 @@ type inputs struct {
 type nodeEntry struct {
 	ip       netip.Addr
 	podCIDRs []netip.Prefix
-}
-
-type gatewayEntry struct {
-	floatingIPs []string
-	placed      map[string]string // IP → node, from status
 }
 
 // podEntry is one pod and its view.
@@ -80,7 +74,7 @@ func New(clusterCIDRs []netip.Prefix, watchHistory int) *Store {
 			namespaces:   map[string]map[string]string{},
 			nodes:        map[string]nodeEntry{},
 			policies:     map[string]*v1.EgressNATPolicy{},
-			gateways:     map[networking.ObjectRef]gatewayEntry{},
+			gateways:     map[networking.ObjectRef]routing.Gateway{},
 			reports:      map[string][]string{},
 			netpols:      map[string]map[string]*networkingv1.NetworkPolicy{},
 		},
@@ -123,7 +117,7 @@ func (s *Store) SetPod(p *corev1.Pod) {
 	}
 	old := e.pod
 	s.d.unindexIP(e)
-	e.pod, e.ip = p, preview.PodIPv4(p)
+	e.pod, e.ip = p, routing.PodOf(p).IP
 	s.d.indexIP(e)
 	ch := change{pods: set(e)}
 	if old == nil || !apiequality.Semantic.DeepEqual(old.Labels, p.Labels) || old.Spec.HostNetwork != p.Spec.HostNetwork {
@@ -227,7 +221,8 @@ func (s *Store) DeletePolicy(p *v1.EgressNATPolicy) {
 func (s *Store) SetGateway(kind, namespace, name string, floatingIPs []string, placed map[string]string, resourceVersion string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.in.gateways[networking.ObjectRef{Kind: kind, Namespace: namespace, Name: name}] = gatewayEntry{floatingIPs: floatingIPs, placed: placed}
+	ref := networking.ObjectRef{Kind: kind, Namespace: namespace, Name: name}
+	s.in.gateways[ref] = routing.Gateway{Ref: ref, FloatingIPs: floatingIPs, Placed: placed}
 	s.apply(change{recompile: true}, parseRV(resourceVersion))
 }
 
