@@ -8,27 +8,66 @@ import (
 	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
-// op is one map write: a put, or a delete when value is nil.
-type op struct {
-	m     string // egwMapEgwPods, egwMapEgwSetRoutes or egwMapEgwEgress
-	key   any
-	value any
+// A write is one step of a plan: one entry of one map, which a packet sees whole, as it
+// was or as it is to be. These six types are all there are; Dataplane.apply makes them.
+type write interface {
+	fmt.Stringer
+	isWrite()
 }
 
-func (o op) String() string {
-	verb := "putting"
-	if o.value == nil {
-		verb = "deleting"
+type (
+	// putEgress points egress id at an egress IP in egw_egress.
+	putEgress struct {
+		id uint32
+		ip ipv4
 	}
-	switch k := o.key.(type) {
-	case ipv4:
-		return fmt.Sprintf("%s pod %s in %s", verb, k.addr(), o.m)
-	case uint32:
-		if routes, ok := o.value.(map[dstKey]routeValue); ok && o.m == egwMapEgwSetRoutes {
-			return fmt.Sprintf("replacing set %d's routes with %d in %s", k, len(routes), o.m)
-		}
+	// deleteEgress removes egress id from egw_egress: what a route steers to it drops.
+	deleteEgress struct{ id uint32 }
+	// putPod moves a pod to a set in egw_pods, or parks it there.
+	putPod struct {
+		ip  ipv4
+		set uint32
 	}
-	return fmt.Sprintf("%s %v in %s", verb, o.key, o.m)
+	// deletePod removes a pod from egw_pods: it falls into the unknown set.
+	deletePod struct{ ip ipv4 }
+	// replaceRoutes swaps a new trie holding routes into a set's slot in egw_set_routes.
+	replaceRoutes struct {
+		set    uint32
+		routes map[dstKey]routeValue
+	}
+	// deleteRoutes empties a set's slot in egw_set_routes: the set passes everything.
+	deleteRoutes struct{ set uint32 }
+)
+
+func (putEgress) isWrite()     {}
+func (deleteEgress) isWrite()  {}
+func (putPod) isWrite()        {}
+func (deletePod) isWrite()     {}
+func (replaceRoutes) isWrite() {}
+func (deleteRoutes) isWrite()  {}
+
+func (w putEgress) String() string {
+	return fmt.Sprintf("putting egress id %d, %s, in %s", w.id, w.ip.addr(), egwMapEgwEgress)
+}
+
+func (w deleteEgress) String() string {
+	return fmt.Sprintf("deleting egress id %d from %s", w.id, egwMapEgwEgress)
+}
+
+func (w putPod) String() string {
+	return fmt.Sprintf("putting pod %s in set %d in %s", w.ip.addr(), w.set, egwMapEgwPods)
+}
+
+func (w deletePod) String() string {
+	return fmt.Sprintf("deleting pod %s from %s", w.ip.addr(), egwMapEgwPods)
+}
+
+func (w replaceRoutes) String() string {
+	return fmt.Sprintf("replacing set %d's routes with %d in %s", w.set, len(w.routes), egwMapEgwSetRoutes)
+}
+
+func (w deleteRoutes) String() string {
+	return fmt.Sprintf("deleting set %d's routes from %s", w.set, egwMapEgwSetRoutes)
 }
 
 // plan orders the writes that take the maps from have to want so that, at every
@@ -48,16 +87,16 @@ func (o op) String() string {
 //  3. Each set the table keeps whose routes change gets a new trie, swapped into its
 //     slot in one write (a set left without routes loses its slot: no trie passes
 //     everything, as an empty one would).
-//  5. Pods are put; each moves atomically to its set, which now holds exactly the
-//     table's routes. 6. Stale pods are deleted (they fall into the unknown set).
-//  7. The slots of sets the table no longer has are deleted: no pod refers to them now.
-//  8. Egress ids held back in step 1 are put, and 9. stale ones deleted.
+//  4. Pods are put; each moves atomically to its set, which now holds exactly the
+//     table's routes.
+//  5. Stale pods are deleted (they fall into the unknown set).
+//  6. The slots of sets the table no longer has are deleted: no pod refers to them now.
+//  7. Egress ids held back in step 1 are put.
+//  8. Stale egress ids are deleted.
 //
 // The unknown set never steers (routing.UnknownPodRoutes), which makes it safe to park in.
-func plan(have, want state) []op {
-	var ops []op
-	put := func(m string, k, v any) { ops = append(ops, op{m: m, key: k, value: v}) }
-	del := func(m string, k any) { ops = append(ops, op{m: m, key: k}) }
+func plan(have, want state) []write {
+	var ws []write
 	haveSets, wantSets := bySet(have.routes), bySet(want.routes)
 	unchanged := func(set uint32) bool { return want.sets[set] && maps.Equal(haveSets[set], wantSets[set]) }
 
@@ -74,10 +113,10 @@ func plan(have, want state) []op {
 		switch {
 		case held && old == want.egress[id]:
 		case !held && !referenced[id]:
-			put(egwMapEgwEgress, id, want.egress[id])
+			ws = append(ws, putEgress{id: id, ip: want.egress[id]})
 		default:
 			if held {
-				del(egwMapEgwEgress, id)
+				ws = append(ws, deleteEgress{id: id})
 			}
 			late = append(late, id)
 		}
@@ -96,7 +135,7 @@ func plan(have, want state) []op {
 			to = next
 		}
 		if to != set {
-			put(egwMapEgwPods, ip, to)
+			ws = append(ws, putPod{ip: ip, set: to})
 			pods[ip] = to
 		}
 	}
@@ -107,42 +146,42 @@ func plan(have, want state) []op {
 		if !want.sets[set] {
 			dead = append(dead, set)
 		} else if len(wantSets[set]) == 0 {
-			del(egwMapEgwSetRoutes, set)
+			ws = append(ws, deleteRoutes{set: set})
 		}
 	}
 	for _, set := range slices.Sorted(maps.Keys(wantSets)) {
 		if !maps.Equal(haveSets[set], wantSets[set]) {
-			put(egwMapEgwSetRoutes, set, wantSets[set])
+			ws = append(ws, replaceRoutes{set: set, routes: wantSets[set]})
 		}
 	}
 
-	// 5. and 6.
+	// 4. and 5.
 	for _, ip := range sortedIPs(want.pods) {
 		if cur, ok := pods[ip]; !ok || cur != want.pods[ip] {
-			put(egwMapEgwPods, ip, want.pods[ip])
+			ws = append(ws, putPod{ip: ip, set: want.pods[ip]})
 		}
 	}
 	for _, ip := range sortedIPs(have.pods) {
 		if _, ok := want.pods[ip]; !ok {
-			del(egwMapEgwPods, ip)
+			ws = append(ws, deletePod{ip: ip})
 		}
 	}
 
-	// 7.
+	// 6.
 	for _, set := range dead {
-		del(egwMapEgwSetRoutes, set)
+		ws = append(ws, deleteRoutes{set: set})
 	}
 
-	// 8. and 9.
+	// 7. and 8.
 	for _, id := range late {
-		put(egwMapEgwEgress, id, want.egress[id])
+		ws = append(ws, putEgress{id: id, ip: want.egress[id]})
 	}
 	for _, id := range slices.Sorted(maps.Keys(have.egress)) {
 		if _, ok := want.egress[id]; !ok {
-			del(egwMapEgwEgress, id)
+			ws = append(ws, deleteEgress{id: id})
 		}
 	}
-	return ops
+	return ws
 }
 
 // bySet splits routes into each set's trie.

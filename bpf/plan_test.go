@@ -65,29 +65,30 @@ func TestPlan(t *testing.T) {
 	}
 }
 
-func (s *state) apply(o op) {
-	switch o.m {
-	case egwMapEgwPods:
-		if o.value == nil {
-			delete(s.pods, o.key.(ipv4))
-		} else {
-			s.pods[o.key.(ipv4)] = o.value.(uint32)
+func (s *state) apply(w write) {
+	switch w := w.(type) {
+	case putEgress:
+		s.egress[w.id] = w.ip
+	case deleteEgress:
+		delete(s.egress, w.id)
+	case putPod:
+		s.pods[w.ip] = w.set
+	case deletePod:
+		delete(s.pods, w.ip)
+	case replaceRoutes: // one write replaces a set's whole trie
+		maps.DeleteFunc(s.routes, inSet(w.set))
+		for k, v := range w.routes {
+			s.routes[routeKey{set: w.set, dstKey: k}] = v
 		}
-	case egwMapEgwSetRoutes: // one write replaces or removes a set's whole trie
-		set := o.key.(uint32)
-		maps.DeleteFunc(s.routes, func(k routeKey, _ routeValue) bool { return k.set == set })
-		if o.value != nil {
-			for k, v := range o.value.(map[dstKey]routeValue) {
-				s.routes[routeKey{set: set, dstKey: k}] = v
-			}
-		}
-	case egwMapEgwEgress:
-		if o.value == nil {
-			delete(s.egress, o.key.(uint32))
-		} else {
-			s.egress[o.key.(uint32)] = o.value.(ipv4)
-		}
+	case deleteRoutes: // or removes it
+		maps.DeleteFunc(s.routes, inSet(w.set))
+	default:
+		panic(fmt.Sprintf("the model has no case for a %T", w))
 	}
+}
+
+func inSet(set uint32) func(routeKey, routeValue) bool {
+	return func(k routeKey, _ routeValue) bool { return k.set == set }
 }
 
 // outcome is what egw_from_pod and egw_uplink_out do with the maps the model holds.

@@ -197,33 +197,51 @@ func iterate[K comparable, V any](m *ebpf.Map) (map[K]V, error) {
 	return out, nil
 }
 
-func (d *Dataplane) apply(ops []op) error {
-	byName := map[string]*ebpf.Map{
-		egwMapEgwPods: d.objs.EgwPods, egwMapEgwSetRoutes: d.objs.EgwSetRoutes, egwMapEgwEgress: d.objs.EgwEgress,
-	}
-	for _, o := range ops {
-		m := byName[o.m]
+// apply makes a plan's writes, in order.
+func (d *Dataplane) apply(ws []write) error {
+	for _, w := range ws {
+		var m *ebpf.Map
 		var err error
-		switch routes, isRoutes := o.value.(map[dstKey]routeValue); {
-		case o.value == nil:
-			if err = m.Delete(o.key); errors.Is(err, ebpf.ErrKeyNotExist) {
-				err = nil
-			}
-		case isRoutes:
-			err = d.replaceTrie(o.key.(uint32), routes)
+		switch w := w.(type) {
+		case putEgress:
+			m = d.objs.EgwEgress
+			err = m.Update(w.id, w.ip, ebpf.UpdateAny)
+		case deleteEgress:
+			m = d.objs.EgwEgress
+			err = deleteKey(m, w.id)
+		case putPod:
+			m = d.objs.EgwPods
+			err = m.Update(w.ip, w.set, ebpf.UpdateAny)
+		case deletePod:
+			m = d.objs.EgwPods
+			err = deleteKey(m, w.ip)
+		case replaceRoutes:
+			m = d.objs.EgwSetRoutes
+			err = d.replaceTrie(w.set, w.routes)
+		case deleteRoutes:
+			m = d.objs.EgwSetRoutes
+			err = deleteKey(m, w.set)
 		default:
-			err = m.Update(o.key, o.value, ebpf.UpdateAny)
+			return fmt.Errorf("%s: apply has no case for a %T (a bug)", w, w)
 		}
 		switch {
 		case errors.Is(err, unix.E2BIG), errors.Is(err, unix.ENOSPC):
-			return fmt.Errorf("%s: the map is full (%d entries) with the old and new tables' entries together: %w; sync a table half the size first", o, m.MaxEntries(), err)
+			return fmt.Errorf("%s: the map is full (%d entries) with the old and new tables' entries together: %w; sync a table half the size first", w, m.MaxEntries(), err)
 		case err != nil:
-			return fmt.Errorf("%s: %w", o, err)
+			return fmt.Errorf("%s: %w", w, err)
 		}
 		d.writes++
 		if d.afterWrite != nil {
 			d.afterWrite()
 		}
+	}
+	return nil
+}
+
+// deleteKey deletes key from m; a key that is not there is deleted already.
+func deleteKey(m *ebpf.Map, key any) error {
+	if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
 	}
 	return nil
 }
