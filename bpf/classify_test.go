@@ -88,7 +88,7 @@ func TestFromPod(t *testing.T) {
 }
 
 // TestFromPodOnTheGateway: a pod on the node that holds its egress IP is SNATed there,
-// without the tunnel, while the grant is valid; without a valid grant it is steered.
+// without leaving the node, while the grant is valid; without a valid grant it is steered.
 func TestFromPodOnTheGateway(t *testing.T) {
 	d := load(t)
 	tbl := classifyTable(t)

@@ -35,7 +35,7 @@
 #define EGW_MARK_ID_SHIFT	16
 #define EGW_MARK_ID_MAX		0xFFFU
 
-/* What egw_routes says about a destination. The numbers are egress.Verdict's. */
+/* What a set's routes trie says about a destination. The numbers are routing.Verdict's. */
 enum egw_verdict {
 	EGW_VERDICT_PASS	= 0,	/* no entry: leave as before (the node masquerades) */
 	EGW_VERDICT_IN_CLUSTER	= 1,
