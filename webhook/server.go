@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
@@ -38,21 +37,6 @@ const (
 	ValidatingWebhookConfiguration = "egressgw-validating-webhook"
 	PolicyCRD                      = "egressnatpolicies.networking.gke.io"
 )
-
-// Options configure the webhook server.
-type Options struct {
-	// Host and Port are where the TLS server listens.
-	Host string
-	Port int
-	// Namespace and SecretName hold the CA and serving certificate.
-	Namespace, SecretName string
-	// DNSNames and IPs are the serving certificate's names: the Service's DNS names in a
-	// cluster, an address in tests.
-	DNSNames []string
-	IPs      []net.IP
-	// MetricsAddr serves /metrics; ProbeAddr serves /healthz and /readyz. "0" disables.
-	MetricsAddr, ProbeAddr string
-}
 
 // Server is the admission and conversion webhook server, ready to Start.
 type Server struct {

@@ -1,0 +1,114 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/egressgw/egressgw/apiserver/certs"
+)
+
+// Options configure the webhook server: the flags of egressgw-webhook.
+type Options struct {
+	// Kubeconfig reaches kube-apiserver; empty means $KUBECONFIG, then in-cluster.
+	Kubeconfig string
+	// Host and Port are where the TLS server listens.
+	Host string
+	Port int
+	// Namespace and SecretName hold the CA and serving certificate; ServiceName is the
+	// Service kube-apiserver reaches the webhook through.
+	Namespace, SecretName, ServiceName string
+	// DNSNames and IPs are the serving certificate's names: the Service's DNS names in a
+	// cluster (Complete derives them from ServiceName), an address in tests.
+	DNSNames []string
+	IPs      []net.IP
+	// MetricsAddr serves /metrics; ProbeAddr serves /healthz and /readyz. "0" disables.
+	MetricsAddr, ProbeAddr string
+}
+
+// NewOptions returns the defaults, fit for the manifests in artifacts/webhook.
+func NewOptions() *Options {
+	namespace := os.Getenv("POD_NAMESPACE")
+	if namespace == "" {
+		namespace = "egressgw-system"
+	}
+	return &Options{
+		Port:        9443,
+		Namespace:   namespace,
+		SecretName:  "egressgw-webhook-certs",
+		ServiceName: "egressgw-webhook",
+		MetricsAddr: ":8080",
+		ProbeAddr:   ":8081",
+	}
+}
+
+// AddFlags adds the options to fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig to reach kube-apiserver with; empty means $KUBECONFIG, then in-cluster")
+	fs.StringVar(&o.Host, "host", o.Host, "address to serve TLS on (empty: all)")
+	fs.IntVar(&o.Port, "port", o.Port, "port to serve TLS on")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace of the Service and the certificate Secret; defaults to $POD_NAMESPACE when set")
+	fs.StringVar(&o.SecretName, "secret-name", o.SecretName, "Secret that holds the CA and serving certificate")
+	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "the webhook Service, whose DNS names the serving certificate carries")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics; 0 disables")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz; 0 disables")
+}
+
+// Validate says what is wrong with the options, naming the flag to fix.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Port < 1 || o.Port > 65535 {
+		errs = append(errs, fmt.Errorf("--port %d must be a TCP port, 1 to 65535", o.Port))
+	}
+	for flag, v := range map[string]string{"--namespace": o.Namespace, "--secret-name": o.SecretName, "--service-name": o.ServiceName} {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s is required", flag))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Complete derives what the options imply: the certificate's DNS names, from the Service.
+func (o *Options) Complete() error {
+	if len(o.DNSNames) == 0 && len(o.IPs) == 0 {
+		o.DNSNames = certs.ServiceDNSNames(o.ServiceName, o.Namespace)
+	}
+	return nil
+}
+
+// Run validates and completes the options, and serves until ctx ends.
+func Run(ctx context.Context, o *Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if err := o.Complete(); err != nil {
+		return err
+	}
+	cfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	server, err := New(ctx, cfg, *o)
+	if err != nil {
+		return err
+	}
+	return server.Start(ctx)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return ctrl.GetConfig()
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
+	}
+	return cfg, nil
+}
