@@ -18,11 +18,8 @@ import (
 )
 
 // linuxHost is the node's network outside BPF: the rule and table that lead steered
-// packets to an uplink, and the nft table. obsoleteTunnel names the VXLAN device that
-// versions before L2 steering made, which EnsureSteering removes.
-type linuxHost struct {
-	obsoleteTunnel string
-}
+// packets to an uplink, and the nft table.
+type linuxHost struct{}
 
 var steerMask uint32 = markClassMask
 
@@ -39,8 +36,7 @@ var (
 // EnsureSteering routes steered packets (by mark, table 2640) out of uplink, with a
 // blackhole behind, so that a missing route drops rather than leaks; sets rp_filter to
 // loose on the uplinks (steered packets from other nodes arrive there with pod IPs that
-// the node may route through an overlay device); and removes the tunnel device of
-// earlier versions.
+// the node may route through an overlay device).
 func (h linuxHost) EnsureSteering(uplink int, uplinks []int) error {
 	// The rules first: with the blackhole, a steered packet drops until the route is in.
 	for _, r := range steerRules() {
@@ -75,9 +71,6 @@ func (h linuxHost) EnsureSteering(uplink int, uplinks []int) error {
 	if err := netlink.RouteReplace(route); err != nil {
 		return fmt.Errorf("routing table %d to interface %d: %w", SteerTable, uplink, err)
 	}
-	if err := h.removeObsoleteTunnel(); err != nil {
-		errs = append(errs, err)
-	}
 	return errors.Join(errs...)
 }
 
@@ -94,25 +87,6 @@ func looseRPFilter(ifindex int) error {
 	}
 	if err := os.WriteFile(path, []byte("2"), 0o644); err != nil {
 		return fmt.Errorf("setting rp_filter to loose on %s: %w", l.Attrs().Name, err)
-	}
-	return nil
-}
-
-// removeObsoleteTunnel deletes the external-mode VXLAN device that earlier versions
-// steered through, and nothing else of that name.
-func (h linuxHost) removeObsoleteTunnel() error {
-	if h.obsoleteTunnel == "" {
-		return nil
-	}
-	l, err := netlink.LinkByName(h.obsoleteTunnel)
-	if err != nil {
-		return nil
-	}
-	if vx, ok := l.(*netlink.Vxlan); !ok || !vx.FlowBased {
-		return nil
-	}
-	if err := netlink.LinkDel(l); err != nil {
-		return fmt.Errorf("deleting %s, the tunnel device of an earlier version: %w", h.obsoleteTunnel, err)
 	}
 	return nil
 }
@@ -189,7 +163,7 @@ func (h linuxHost) SNATConnections() (map[netip.Addr]int, error) {
 
 // RemoveHost undoes EnsureSteering and the nft table: the agent's uninstall. It leaves
 // rp_filter as it is.
-func RemoveHost(obsoleteTunnel string) error {
+func RemoveHost() error {
 	var errs []error
 	if out, err := exec.Command("nft", "delete", "table", "ip", nftTable).CombinedOutput(); err != nil && !bytes.Contains(out, []byte("No such file")) {
 		errs = append(errs, fmt.Errorf("deleting nft table: %w: %s", err, out))
@@ -211,9 +185,6 @@ func RemoveHost(obsoleteTunnel string) error {
 				}
 			}
 		}
-	}
-	if err := (linuxHost{obsoleteTunnel: obsoleteTunnel}).removeObsoleteTunnel(); err != nil {
-		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

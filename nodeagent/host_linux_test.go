@@ -55,21 +55,19 @@ func run(t *testing.T, ns string, args ...string) string {
 
 // TestHostSteering: the rules lead steered packets to table 2640 (a blackhole behind),
 // whose route leaves by the chosen uplink through a next hop with a permanent neighbour;
-// moving to another uplink moves the neighbour; the VXLAN device of earlier versions is
-// removed; RemoveHost leaves none of it.
+// moving to another uplink moves the neighbour; RemoveHost leaves none of it.
 func TestHostSteering(t *testing.T) {
 	inNetns(t, func(ns string) {
 		for _, args := range [][]string{
 			{"link", "add", "up1", "type", "veth", "peer", "name", "up2"},
 			{"link", "set", "up1", "up"}, {"link", "set", "up2", "up"}, {"link", "set", "lo", "up"},
 			{"addr", "add", "198.51.100.11/24", "dev", "up1"},
-			{"link", "add", "egw0", "type", "vxlan", "external", "dstport", "4788"},
 		} {
 			run(t, ns, append([]string{"ip"}, args...)...)
 		}
 		run(t, ns, "sysctl", "-qw", "net.ipv4.conf.up1.rp_filter=1", "net.ipv4.conf.up2.rp_filter=0")
 		up1, up2 := linkIndex(t, "up1"), linkIndex(t, "up2")
-		h := linuxHost{obsoleteTunnel: "egw0"}
+		h := linuxHost{}
 		for range 2 { // idempotent
 			if err := h.EnsureSteering(up1, []int{up1, up2}); err != nil {
 				t.Errorf("EnsureSteering: %v", err)
@@ -95,9 +93,6 @@ func TestHostSteering(t *testing.T) {
 				t.Errorf("rp_filter on %s is %s, want %s", dev, got, want)
 			}
 		}
-		if out, err := exec.Command("ip", "netns", "exec", ns, "ip", "link", "show", "egw0").CombinedOutput(); err == nil {
-			t.Errorf("the old VXLAN device is still there: %s", out)
-		}
 		if got := run(t, ns, "nft", "list", "map", "ip", "egressgw", "snat_ips"); !strings.Contains(got, "0xd0010000 : 198.51.100.100") {
 			t.Errorf("snat map: %s", got)
 		}
@@ -110,7 +105,7 @@ func TestHostSteering(t *testing.T) {
 		if got := run(t, ns, "ip", "route", "show", "table", "2640"); !strings.Contains(got, "dev up2") {
 			t.Errorf("after moving to up2, table 2640: %s", got)
 		}
-		if err := RemoveHost("egw0"); err != nil {
+		if err := RemoveHost(); err != nil {
 			t.Errorf("RemoveHost: %v", err)
 		}
 		if got := run(t, ns, "ip", "rule"); strings.Contains(got, "2640") {

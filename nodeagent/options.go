@@ -12,9 +12,6 @@ type Options struct {
 	NodeName string
 	// BPFDir is a directory on a bpffs mount where maps and program links are pinned.
 	BPFDir string
-	// ObsoleteTunnel is the name of the VXLAN device that versions before L2 steering
-	// made; the agent deletes it if it is there. Empty: nothing to delete.
-	ObsoleteTunnel string
 	// Interfaces are glob patterns for the interfaces that may hold floating IPs; none
 	// means any interface whose subnet contains the IP.
 	Interfaces []string
@@ -60,9 +57,6 @@ func (o *Options) Validate() error {
 	}
 	if o.ControllerLease != "" && o.LeaseRefresh < o.RenewInterval {
 		errs = append(errs, fmt.Errorf("--lease-refresh %s must be at least --renew-interval %s", o.LeaseRefresh, o.RenewInterval))
-	}
-	if len(o.ObsoleteTunnel) > 15 {
-		errs = append(errs, fmt.Errorf("--tunnel-name %q is longer than an interface name (15 characters)", o.ObsoleteTunnel))
 	}
 	if o.BPFDir == "" {
 		errs = append(errs, errors.New("--bpf-dir is required (a directory on a bpffs mount)"))

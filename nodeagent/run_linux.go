@@ -28,7 +28,7 @@ func Run(ctx context.Context, opts Options, cfg *rest.Config) error {
 	defer dp.Close()
 	fips := floatingip.New(floatingip.Options{Interfaces: opts.Interfaces})
 	reg := newRegistry()
-	a, err := newAgent(opts, cfg, kernel{dp: dp, fips: fips, host: linuxHost{obsoleteTunnel: opts.ObsoleteTunnel}}, reg)
+	a, err := newAgent(opts, cfg, kernel{dp: dp, fips: fips, host: linuxHost{}}, reg)
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ func Uninstall(opts Options) error {
 	if err := bpf.Uninstall(opts.BPFDir); err != nil {
 		errs = append(errs, fmt.Errorf("removing BPF programs and maps: %w", err))
 	}
-	if err := RemoveHost(opts.ObsoleteTunnel); err != nil {
+	if err := RemoveHost(); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {

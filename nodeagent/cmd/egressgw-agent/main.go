@@ -26,8 +26,6 @@ func main() {
 	flag.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig; in-cluster config if empty")
 	flag.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
 	flag.StringVar(&opts.BPFDir, "bpf-dir", "/sys/fs/bpf/egressgw", "directory on a bpffs mount for pinned maps and links")
-	flag.StringVar(&opts.ObsoleteTunnel, "tunnel-name", "egw0", "deprecated: the VXLAN device that earlier versions steered through, which the agent now deletes (steered packets cross the node network unencapsulated)")
-	flag.Int("tunnel-port", 4788, "deprecated and ignored: steered packets no longer use a tunnel")
 	var ifaces string
 	flag.StringVar(&ifaces, "interfaces", "", "comma-separated glob patterns (such as eth*) of the interfaces that may hold floating IPs; default: any whose subnet contains the IP")
 	flag.StringVar(&cluster, "cluster-cidrs", "", "comma-separated in-cluster CIDRs (services, nodes) that are never steered; every Node's pod CIDRs are added")
