@@ -435,13 +435,13 @@ func (a *Agent) writeReport(ctx context.Context, ifaces []Interface, held []neti
 // LeaseRefresh, which keeps the API server's load at a write per node every few seconds;
 // as soon as the answers stop, the Lease is renewed every RenewInterval again.
 func (a *Agent) heartbeatLoop(ctx context.Context) {
-	t := time.NewTicker(a.opts.RenewInterval)
+	t := time.NewTicker(a.opts.Heartbeat.RenewInterval)
 	defer t.Stop()
 	for {
 		now := a.now()
-		answered := a.beats != nil && a.beat.lastVouched() != 0 && now-a.beat.lastVouched() < a.opts.RenewInterval
-		if !answered || now-a.beat.lastWritten() >= a.opts.LeaseRefresh {
-			rctx, cancel := context.WithTimeout(ctx, a.opts.RenewInterval)
+		answered := a.beats != nil && a.beat.lastVouched() != 0 && now-a.beat.lastVouched() < a.opts.Heartbeat.RenewInterval
+		if !answered || now-a.beat.lastWritten() >= a.opts.Heartbeat.LeaseRefresh {
+			rctx, cancel := context.WithTimeout(ctx, a.opts.Heartbeat.RenewInterval)
 			lapsed := a.beat.grantExpiry() <= a.now()
 			err := a.beat.renew(rctx, a.beats == nil)
 			cancel()

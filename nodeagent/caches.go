@@ -241,7 +241,7 @@ func (c *caches) start(ctx context.Context, timeout time.Duration) error {
 }
 
 func (c *caches) snapshot(o Options) (snapshot, error) {
-	s := snapshot{node: o.NodeName, namespaces: map[string]map[string]string{}, cluster: o.ClusterCIDRs}
+	s := snapshot{node: o.NodeName, namespaces: map[string]map[string]string{}, cluster: o.parsed.clusterCIDRs}
 	var err error
 	if s.policies, err = c.policy.List(labels.Everything()); err != nil {
 		return s, err
@@ -279,11 +279,11 @@ func (c *caches) snapshot(o Options) (snapshot, error) {
 	if err != nil {
 		return s, err
 	}
-	s.cluster = append([]netip.Prefix(nil), o.ClusterCIDRs...)
-	s.podCIDRs = o.PodCIDRs
+	s.cluster = append([]netip.Prefix(nil), o.parsed.clusterCIDRs...)
+	s.podCIDRs = o.parsed.podCIDRs
 	for _, n := range nodes {
 		s.cluster = append(s.cluster, routing.NodePodCIDRs(n)...)
-		if n.Name == o.NodeName && len(o.PodCIDRs) == 0 {
+		if n.Name == o.NodeName && len(o.parsed.podCIDRs) == 0 {
 			s.podCIDRs = routing.NodePodCIDRs(n)
 		}
 	}

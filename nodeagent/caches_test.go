@@ -51,7 +51,7 @@ func TestSnapshotCIDRsStable(t *testing.T) {
 			Spec: corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}}})
 	}
 	c := listersOnly(t, nodes...)
-	opts := Options{NodeName: "node3", ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("198.18.2.0/24")}}
+	opts := Options{NodeName: "node3", parsed: parsedOptions{clusterCIDRs: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("198.18.2.0/24")}}}
 	var first string
 	for i := range 20 {
 		s, err := c.snapshot(opts)

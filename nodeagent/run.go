@@ -53,17 +53,17 @@ func newAgent(opts Options, cfg *rest.Config, k kernel, reg prometheus.Registere
 	if err != nil {
 		return nil, err
 	}
-	a.beat = &heartbeat{leases: beatKube.CoordinationV1(), node: opts.NodeName, duration: opts.LeaseDuration, now: monotonic}
+	a.beat = &heartbeat{leases: beatKube.CoordinationV1(), node: opts.NodeName, duration: opts.Heartbeat.LeaseDuration, now: monotonic}
 	if a.caches, err = newCaches(kube, net, opts.NodeName, a.handler()); err != nil {
 		return nil, err
 	}
 	a.m = newMetrics(reg, a)
-	if opts.ControllerLease != "" {
-		if err := a.caches.watchLeader(kube, opts.ControllerLease); err != nil {
+	if opts.Heartbeat.ControllerLease != "" {
+		if err := a.caches.watchLeader(kube, opts.Heartbeat.ControllerLease); err != nil {
 			return nil, err
 		}
 		a.beats = &beater{
-			node: opts.NodeName, interval: opts.HeartbeatInterval, lease: opts.LeaseDuration, now: monotonic,
+			node: opts.NodeName, interval: opts.Heartbeat.Interval, lease: opts.Heartbeat.LeaseDuration, now: monotonic,
 			beat: a.beat, leader: a.caches.leaderAddr, m: a.m,
 			generation: func() int64 { return a.caches.grantGeneration(opts.NodeName) },
 			extended:   a.extended,
@@ -115,10 +115,10 @@ func (a *Agent) run(ctx context.Context) error {
 			}
 		}()
 	}
-	deadline := time.Now().Add(a.opts.LeaseDuration / 2)
+	deadline := time.Now().Add(a.opts.Heartbeat.LeaseDuration / 2)
 	for attempt, written := 1, false; ; attempt++ {
 		if !written {
-			rctx, cancel := context.WithTimeout(ctx, a.opts.RenewInterval)
+			rctx, cancel := context.WithTimeout(ctx, a.opts.Heartbeat.RenewInterval)
 			err = a.beat.renew(rctx, a.beats == nil)
 			cancel()
 			written = err == nil
@@ -130,10 +130,10 @@ func (a *Agent) run(ctx context.Context) error {
 			}
 			break
 		}
-		time.Sleep(a.opts.RenewInterval / 4)
+		time.Sleep(a.opts.Heartbeat.RenewInterval / 4)
 	}
 	klog.InfoS("Node agent started", "node", a.opts.NodeName,
-		"leaseDuration", a.opts.LeaseDuration, "renewInterval", a.opts.RenewInterval)
+		"leaseDuration", a.opts.Heartbeat.LeaseDuration, "renewInterval", a.opts.Heartbeat.RenewInterval)
 	go a.heartbeatLoop(ctx)
 	a.loop(ctx)
 	return nil
@@ -214,7 +214,7 @@ func (a *Agent) directReads(ctx context.Context) {
 			}
 		case <-a.readLeader:
 			if read(&leader, "leader", func(ctx context.Context) (bool, error) {
-				return a.caches.readLeader(ctx, a.kube, a.opts.ControllerLease)
+				return a.caches.readLeader(ctx, a.kube, a.opts.Heartbeat.ControllerLease)
 			}) {
 				leader.every = 250 * time.Millisecond
 			} else {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
-	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/egressgw/egressgw/bpf"
@@ -16,8 +16,15 @@ import (
 // Run runs the agent on this node until ctx ends: it loads the BPF programs (keeping
 // pinned maps and links from a previous run), serves probes and metrics, and programs the
 // dataplane on every change. On return the kernel state stays, so a restart interrupts no
-// flow; Uninstall removes it.
-func Run(ctx context.Context, opts Options, cfg *rest.Config) error {
+// flow; Uninstall removes it. It loads the kubeconfig (in-cluster without --kubeconfig).
+func Run(ctx context.Context, opts *Options) error {
+	if err := opts.validComplete(); err != nil {
+		return err
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading the kubeconfig (--kubeconfig, or in-cluster without it): %w", err)
+	}
 	if err := ensureBPFFS(opts.BPFDir); err != nil {
 		return err
 	}
@@ -26,9 +33,9 @@ func Run(ctx context.Context, opts Options, cfg *rest.Config) error {
 		return fmt.Errorf("loading the BPF programs: %w", err)
 	}
 	defer dp.Close()
-	fips := floatingip.New(floatingip.Options{Interfaces: opts.Interfaces})
+	fips := floatingip.New(floatingip.Options{Interfaces: opts.parsed.interfaces})
 	reg := newRegistry()
-	a, err := newAgent(opts, cfg, kernel{dp: dp, fips: fips, host: linuxHost{}}, reg)
+	a, err := newAgent(*opts, cfg, kernel{dp: dp, fips: fips, host: linuxHost{}}, reg)
 	if err != nil {
 		return err
 	}
@@ -40,10 +47,14 @@ func Run(ctx context.Context, opts Options, cfg *rest.Config) error {
 }
 
 // Uninstall removes everything an agent put on this node: floating IPs, BPF programs and
-// pinned maps, the nft table, and the routing rules and table.
-func Uninstall(opts Options) error {
+// pinned maps, the nft table, and the routing rules and table. It reads the kernel only,
+// never the API server.
+func Uninstall(opts *Options) error {
+	if err := opts.validComplete(); err != nil {
+		return err
+	}
 	var errs []error
-	if err := floatingip.New(floatingip.Options{Interfaces: opts.Interfaces}).ReleaseAll(); err != nil {
+	if err := floatingip.New(floatingip.Options{Interfaces: opts.parsed.interfaces}).ReleaseAll(); err != nil {
 		errs = append(errs, fmt.Errorf("releasing floating IPs: %w", err))
 	}
 	if err := bpf.Uninstall(opts.BPFDir); err != nil {
