@@ -1,15 +1,10 @@
 package controller
 
 import (
-	"context"
-	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
 	"strings"
-
-	"k8s.io/klog/v2"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/controller/placement"
@@ -117,30 +112,19 @@ func blockerOf(ip netip.Addr, target string, mayHold []string, nodes map[string]
 	return blockers[0]
 }
 
-// grantNodes joins the node reports with liveness.
-func (r *Reconciler) grantNodes(reports []v1.NetworkGatewayNode, current map[netip.Addr]string) map[string]*grantNode {
-	if r.lapsed == nil {
-		r.lapsed = map[string]bool{}
-	}
+// grantNodes joins the node reports with liveness. The reports of lapsed nodes claim
+// nothing (noteLapsed says why), and neither does the status showing IPs on them.
+func grantNodes(reports []v1.NetworkGatewayNode, up, lapsed map[string]bool, current map[netip.Addr]string) map[string]*grantNode {
 	out := make(map[string]*grantNode, len(reports))
 	for i := range reports {
 		obj := &reports[i]
-		n := &grantNode{obj: obj, up: r.tracker.Up(obj.Name), spec: map[netip.Addr]bool{}, held: map[netip.Addr]bool{}, shown: map[netip.Addr]bool{}}
-		// A node back from Down holds nothing but what it is granted now: its old
-		// report and the status showing IPs on it speak of grants that have lapsed.
-		// Once its report has caught up with its spec, the report is current again.
-		switch {
-		case !n.up:
-			r.lapsed[obj.Name] = true
-		case obj.Status.ObservedGeneration >= obj.Generation:
-			delete(r.lapsed, obj.Name)
-		}
+		n := &grantNode{obj: obj, up: up[obj.Name], spec: map[netip.Addr]bool{}, held: map[netip.Addr]bool{}, shown: map[netip.Addr]bool{}}
 		for _, s := range obj.Spec.FloatingIPs {
 			if ip, err := netip.ParseAddr(s); err == nil {
 				n.spec[ip] = true
 			}
 		}
-		if !r.lapsed[obj.Name] {
+		if !lapsed[obj.Name] {
 			for _, s := range obj.Status.FloatingIPs {
 				if ip, err := netip.ParseAddr(s); err == nil {
 					n.held[ip] = true
@@ -150,19 +134,25 @@ func (r *Reconciler) grantNodes(reports []v1.NetworkGatewayNode, current map[net
 		out[obj.Name] = n
 	}
 	for ip, node := range current {
-		if n := out[node]; n != nil && !r.lapsed[node] {
+		if n := out[node]; n != nil && !lapsed[node] {
 			n.shown[ip] = true
 		}
 	}
 	return out
 }
 
-// writeGrants writes every node spec that changed: first those that lose IPs, then
-// those that gain some, so a spec never grants an IP another spec still grants.
-func (r *Reconciler) writeGrants(ctx context.Context, nodes map[string]*grantNode, plan grantPlan) error {
+// grantWrite is one node spec to write: the cache's object, which the patch is computed
+// from (and locked to), and the floating IPs it is to grant.
+type grantWrite struct {
+	obj  *v1.NetworkGatewayNode
+	want []string
+}
+
+// grantWrites lists every node spec that changes: first those that lose IPs, then those
+// that gain some, so a spec never grants an IP another spec still grants.
+func grantWrites(nodes map[string]*grantNode, plan grantPlan) []grantWrite {
 	type write struct {
-		name   string
-		want   []string
+		grantWrite
 		shrink bool
 	}
 	var writes []write
@@ -176,7 +166,7 @@ func (r *Reconciler) writeGrants(ctx context.Context, nodes map[string]*grantNod
 			continue
 		}
 		shrink := slices.ContainsFunc(n.obj.Spec.FloatingIPs, func(ip string) bool { return !slices.Contains(want, ip) })
-		writes = append(writes, write{name, want, shrink})
+		writes = append(writes, write{grantWrite{n.obj, want}, shrink})
 	}
 	slices.SortFunc(writes, func(a, b write) int {
 		if a.shrink != b.shrink {
@@ -185,25 +175,13 @@ func (r *Reconciler) writeGrants(ctx context.Context, nodes map[string]*grantNod
 			}
 			return 1
 		}
-		return strings.Compare(a.name, b.name)
+		return strings.Compare(a.obj.Name, b.obj.Name)
 	})
-	for _, w := range writes {
-		n := nodes[w.name]
-		updated := n.obj.DeepCopy()
-		updated.Spec.FloatingIPs = w.want
-		// Written from the version read: a grant computed from a stale cache fails.
-		if err := r.client.Patch(ctx, updated, client.MergeFromWithOptions(n.obj, client.MergeFromWithOptimisticLock{})); err != nil {
-			return fmt.Errorf("granting node %s its floating IPs %v: %w", w.name, w.want, err)
-		}
-		klog.V(3).InfoS("Granted floating IPs", "node", w.name, "floatingIPs", w.want, "generation", updated.Generation)
-		if r.fresh != nil {
-			r.fresh.wrote(kindReport, updated)
-		}
-		if r.answers != nil {
-			r.answers.wrote(w.name, updated.Generation)
-		}
+	out := make([]grantWrite, len(writes))
+	for i, w := range writes {
+		out[i] = w.grantWrite
 	}
-	return nil
+	return out
 }
 
 // effectiveResult is placement's result as it stands once the grants are written: moves

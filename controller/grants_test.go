@@ -141,7 +141,17 @@ func TestStatusComparisonsCoverEveryField(t *testing.T) {
 // count again.
 func TestNodeBackFromDownClaimsNothing(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
-	r := &Reconciler{tracker: liveness.NewTracker(clk, 100*time.Millisecond)}
+	tracker := liveness.NewTracker(clk, 100*time.Millisecond)
+	lapsed := map[string]bool{}
+	// grantNodes as a pass gathers its inputs: liveness read once, lapsed noted.
+	grantNodesNow := func(reports []v1.NetworkGatewayNode, current map[netip.Addr]string) map[string]*grantNode {
+		up := map[string]bool{}
+		for _, r := range reports {
+			up[r.Name] = tracker.Up(r.Name)
+		}
+		noteLapsed(lapsed, reports, up)
+		return grantNodes(reports, up, lapsed, current)
+	}
 	ip := netip.MustParseAddr("198.51.100.100")
 	report := func(name string, generation, observed int64, spec, held []string) v1.NetworkGatewayNode {
 		return v1.NetworkGatewayNode{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: generation},
@@ -150,14 +160,14 @@ func TestNodeBackFromDownClaimsNothing(t *testing.T) {
 	}
 	renew := func(nodes ...string) {
 		for _, n := range nodes {
-			r.tracker.Observe(n, fmt.Sprint(clk.Now().UnixNano()), time.Second)
+			tracker.Observe(n, fmt.Sprint(clk.Now().UnixNano()), time.Second)
 		}
 	}
 	renew("node1", "node2")
 	clk.Step(2 * time.Second) // node1 stops renewing, node2 renews: node1 is Down
 	renew("node2")
 	// The pass that moves the IP: node1's spec loses it (generation 6), node2 gets it.
-	down := r.grantNodes([]v1.NetworkGatewayNode{
+	down := grantNodesNow([]v1.NetworkGatewayNode{
 		report("node1", 5, 5, []string{ip.String()}, []string{ip.String()}),
 		report("node2", 3, 3, nil, nil),
 	}, map[netip.Addr]string{ip: "node1"})
@@ -166,7 +176,7 @@ func TestNodeBackFromDownClaimsNothing(t *testing.T) {
 	}
 	// node1's new agent renews before it reports: its report is the old one.
 	renew("node1", "node2")
-	back := r.grantNodes([]v1.NetworkGatewayNode{
+	back := grantNodesNow([]v1.NetworkGatewayNode{
 		report("node1", 6, 5, nil, []string{ip.String()}),
 		report("node2", 4, 4, []string{ip.String()}, []string{ip.String()}),
 	}, map[netip.Addr]string{ip: "node2"})
@@ -174,7 +184,7 @@ func TestNodeBackFromDownClaimsNothing(t *testing.T) {
 		t.Errorf("node1's stale report blocks %s: effective %q, %d waiting, node2 granted %v", ip, got.effective[ip], got.waiting, got.specs["node2"])
 	}
 	// Once node1 reports on generation 6, what it says counts again.
-	current := r.grantNodes([]v1.NetworkGatewayNode{
+	current := grantNodesNow([]v1.NetworkGatewayNode{
 		report("node1", 6, 6, nil, []string{ip.String()}),
 		report("node2", 4, 4, []string{ip.String()}, []string{ip.String()}),
 	}, map[netip.Addr]string{ip: "node2"})

@@ -2,16 +2,15 @@ package controller
 
 import (
 	"net/netip"
-	"strings"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+	"github.com/egressgw/egressgw/apiserver/apis/networking/v1alpha1"
 	"github.com/egressgw/egressgw/apiserver/heartbeat"
-	"github.com/egressgw/egressgw/controller/liveness"
+	"github.com/egressgw/egressgw/apiserver/routing"
 	"github.com/egressgw/egressgw/controller/placement"
 )
 
@@ -36,34 +35,16 @@ type gatewayObject struct {
 	status *v1.NetworkGatewayGroupStatus
 }
 
-// observeLeases feeds the heartbeat Leases to the liveness tracker.
-func observeLeases(tracker *liveness.Tracker, leases []coordinationv1.Lease, known map[string]bool) {
-	seen := map[string]bool{}
-	for _, l := range leases {
-		node, ok := strings.CutPrefix(l.Name, LeasePrefix)
-		if !ok {
-			continue
-		}
-		seen[node] = true
-		tracker.Observe(node, l.ResourceVersion, heartbeat.LeaseDuration(&l))
-	}
-	for node := range known {
-		if !seen[node] {
-			tracker.Forget(node)
-		}
-	}
-}
-
 // placementNodes joins each node report (subnets) with its Node (role, cordon) and its
 // liveness. A node without a report has no known subnet and can hold nothing.
-func placementNodes(reports []v1.NetworkGatewayNode, nodes []corev1.Node, tracker *liveness.Tracker) []placement.Node {
+func placementNodes(reports []v1.NetworkGatewayNode, nodes []corev1.Node, up map[string]bool) []placement.Node {
 	byName := map[string]*corev1.Node{}
 	for i := range nodes {
 		byName[nodes[i].Name] = &nodes[i]
 	}
 	var out []placement.Node
 	for _, r := range reports {
-		n := placement.Node{Name: r.Name, Up: tracker.Up(r.Name)}
+		n := placement.Node{Name: r.Name, Up: up[r.Name]}
 		for _, iface := range r.Status.Interfaces {
 			for _, s := range iface.Subnets {
 				if p, err := netip.ParsePrefix(s); err == nil {
@@ -101,4 +82,31 @@ func placementInput(gateways []gatewayObject, nodes []placement.Node) placement.
 		in.Gateways = append(in.Gateways, pg)
 	}
 	return in
+}
+
+// collectGateways lists the gateways of both kinds as one: floating IPs are unique across
+// both, so they are placed together.
+func collectGateways(groups []v1.NetworkGatewayGroup, legacy []v1alpha1.AnthosNetworkGateway) []gatewayObject {
+	var out []gatewayObject
+	for i := range groups {
+		g := &groups[i]
+		out = append(out, gatewayObject{id: placement.GatewayID{Kind: networking.KindNetworkGatewayGroup, Namespace: g.Namespace, Name: g.Name}, obj: g, spec: &g.Spec, status: &g.Status})
+	}
+	for i := range legacy {
+		g := &legacy[i]
+		out = append(out, gatewayObject{id: placement.GatewayID{Kind: networking.KindAnthosNetworkGateway, Namespace: g.Namespace, Name: g.Name}, obj: g, spec: &g.Spec, status: &g.Status})
+	}
+	return out
+}
+
+// routingGateways are the gateways of both kinds as the routing decision reads them.
+func routingGateways(groups []v1.NetworkGatewayGroup, legacy []v1alpha1.AnthosNetworkGateway) []routing.Gateway {
+	out := make([]routing.Gateway, 0, len(groups)+len(legacy))
+	for i := range groups {
+		out = append(out, routing.GroupGateway(&groups[i]))
+	}
+	for i := range legacy {
+		out = append(out, routing.LegacyGateway(&legacy[i]))
+	}
+	return out
 }

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crcontroller "sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/event"
+	crevent "sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -97,10 +97,10 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		fresh:   newFreshness(),
 		live:    mgr.GetAPIReader(),
 	}
-	wake := make(chan event.GenericEvent, 1)
+	wake := make(chan crevent.GenericEvent, 1)
 	kick := func() {
 		select {
-		case wake <- event.GenericEvent{Object: &v1.NetworkGatewayNode{}}:
+		case wake <- crevent.GenericEvent{Object: &v1.NetworkGatewayNode{}}:
 		default:
 		}
 	}
