@@ -2,9 +2,7 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -33,23 +31,6 @@ import (
 	"github.com/egressgw/egressgw/controller/liveness"
 )
 
-// Options configure the controller.
-type Options struct {
-	// LeaderElection makes replicas take turns; Election.Namespace holds the Lease.
-	LeaderElection bool
-	Election       ElectionOptions
-	// HeartbeatAddr is where the leader answers node agents' UDP heartbeats (host:port);
-	// empty turns the direct channel off, and agents renew their Leases instead.
-	// HeartbeatAdvertise is the address agents send to, if not HeartbeatAddr.
-	HeartbeatAddr, HeartbeatAdvertise string
-	// Grace is how long past a heartbeat Lease's duration a node is still Up.
-	Grace time.Duration
-	// MetricsAddr serves /metrics; ProbeAddr serves /healthz and /readyz. "0" disables.
-	MetricsAddr, ProbeAddr string
-	// SeveralInProcess allows more than one replica in one process, as tests run them.
-	SeveralInProcess bool
-}
-
 // everything is the one work item: every change leads to one full pass.
 var everything = reconcile.Request{NamespacedName: types.NamespacedName{Name: "placement"}}
 
@@ -62,9 +43,13 @@ type Controller struct {
 // Elected is closed when this replica first leads (at once without leader election).
 func (c *Controller) Elected() <-chan struct{} { return c.elected }
 
-// New wires the controller into a manager, ready to Start.
+// New validates and completes the options and wires the controller into a manager,
+// ready to Start.
 func New(cfg *rest.Config, opts Options) (*Controller, error) {
-	if err := opts.validate(); err != nil {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.Complete(); err != nil {
 		return nil, err
 	}
 	scheme, err := install.NewScheme()
@@ -110,11 +95,7 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	if !opts.LeaderElection {
 		close(elected)
 	} else {
-		advertise := opts.HeartbeatAdvertise
-		if advertise == "" {
-			advertise = opts.HeartbeatAddr
-		}
-		e, err := newElector(cfg, opts.Election, advertise, func(term uint64, fence time.Time) {
+		e, err := newElector(cfg, opts.Election, opts.HeartbeatAdvertise, func(term uint64, fence time.Time) {
 			r.tracker.Fence(fence)
 			r.fresh.won()
 			leading.WithLabelValues("answering").Set(float64(term))
@@ -175,32 +156,4 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		return nil, err
 	}
 	return &Controller{Manager: mgr, elected: elected}, nil
-}
-
-// validate says what is wrong with the options, naming the flag to fix.
-func (o Options) validate() error {
-	var errs []error
-	if o.LeaderElection {
-		e := o.Election
-		if e.RetryPeriod <= 0 || e.RenewDeadline <= e.RetryPeriod || e.LeaseDuration <= e.RenewDeadline {
-			errs = append(errs, fmt.Errorf("--leader-elect-lease-duration %s must exceed --leader-elect-renew-deadline %s, which must exceed --leader-elect-retry-period %s (> 0)",
-				e.LeaseDuration, e.RenewDeadline, e.RetryPeriod))
-		}
-		if e.AckHold < e.LeaseDuration {
-			errs = append(errs, fmt.Errorf("--heartbeat-hold %s must be at least --leader-elect-lease-duration %s", e.AckHold, e.LeaseDuration))
-		}
-	}
-	if o.HeartbeatAddr != "" {
-		if _, err := netip.ParseAddrPort(o.HeartbeatAddr); err != nil {
-			errs = append(errs, fmt.Errorf("--heartbeat-bind-address %q must be ip:port: %w", o.HeartbeatAddr, err))
-		}
-		adv := o.HeartbeatAdvertise
-		if adv == "" {
-			adv = o.HeartbeatAddr
-		}
-		if ap, err := netip.ParseAddrPort(adv); err != nil || ap.Addr().IsUnspecified() || ap.Port() == 0 {
-			errs = append(errs, fmt.Errorf("--heartbeat-advertise-address %q must be an ip:port the node agents reach, such as $(POD_IP):7471 (needed when --heartbeat-bind-address listens on every address)", adv))
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -3,14 +3,56 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
 )
+
+// Run validates and completes the options, before anything starts, then runs the
+// controller until ctx ends, waiting for the API server if it cannot be reached yet.
+func Run(ctx context.Context, o *Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if err := o.Complete(); err != nil {
+		return err
+	}
+	ctrl.SetLogger(klog.NewKlogr())
+	cfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	c, err := NewWhenReachable(ctx, cfg, *o)
+	if err != nil {
+		return err
+	}
+	return c.Start(ctx)
+}
+
+// restConfig loads the kubeconfig as controller-runtime's own --kubeconfig flag did,
+// client-side rate limiting off included: a pass writes every status that changed at
+// once, and the API server's priority and fairness is what limits it.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return ctrl.GetConfig()
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig}, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
+	}
+	if cfg.QPS == 0 {
+		cfg.QPS = -1
+	}
+	return cfg, nil
+}
 
 // NewWhenReachable is New, retried while the API server cannot be reached (it is
 // restarting, or the network to it is down): creating the manager asks the API server

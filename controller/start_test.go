@@ -71,3 +71,18 @@ func TestNewWhenReachableRetries(t *testing.T) {
 		t.Errorf("a bad option was retried: %v", err)
 	}
 }
+
+// TestRunValidatesFirst: a bad flag is reported before the kubeconfig is even read.
+func TestRunValidatesFirst(t *testing.T) {
+	o := NewOptions()
+	o.Kubeconfig = "/nonexistent/kubeconfig"
+	o.Election.AckHold = time.Second
+	err := Run(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "--heartbeat-hold") || strings.Contains(err.Error(), "kubeconfig") {
+		t.Errorf("Run = %v, want the bad --heartbeat-hold and nothing about the kubeconfig", err)
+	}
+	o.Election.AckHold = time.Minute * 2
+	if err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "--kubeconfig /nonexistent/kubeconfig") {
+		t.Errorf("Run with valid flags and a missing kubeconfig = %v, want the --kubeconfig named", err)
+	}
+}
