@@ -118,7 +118,7 @@ func TestPlanGrants(t *testing.T) {
 	}
 }
 
-// The status comparisons in writeGatewayStatus and writePolicyStatus name every field; a
+// The status comparisons in gatewayStatus and policyStatus (status.go) name every field; a
 // new status field must be added to them, or its changes would never be written.
 func TestStatusComparisonsCoverEveryField(t *testing.T) {
 	for _, c := range []struct {
