@@ -17,7 +17,7 @@ import (
 
 // listersOnly is caches whose listers read indexers filled by the test, in the indexer's
 // own order (a map's: it changes from one List to the next).
-func listersOnly(t *testing.T, objs ...any) *caches {
+func listersOnly(t *testing.T, sc scope, objs ...any) *caches {
 	t.Helper()
 	index := func() cache.Indexer {
 		return cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
@@ -29,13 +29,16 @@ func listersOnly(t *testing.T, objs ...any) *caches {
 		}
 	}
 	return &caches{
-		podList: corelisters.NewPodLister(index()),
-		nsList:  corelisters.NewNamespaceLister(index()),
-		node:    corelisters.NewNodeLister(nodes),
-		policy:  v1listers.NewEgressNATPolicyLister(index()),
-		groups:  v1listers.NewNetworkGatewayGroupLister(index()),
-		legacy:  v1alpha1listers.NewAnthosNetworkGatewayLister(index()),
-		grants:  v1listers.NewNetworkGatewayNodeLister(index()),
+		scope: sc,
+		list: listers{
+			pods:       corelisters.NewPodLister(index()),
+			namespaces: corelisters.NewNamespaceLister(index()),
+			nodes:      corelisters.NewNodeLister(nodes),
+			policies:   v1listers.NewEgressNATPolicyLister(index()),
+			groups:     v1listers.NewNetworkGatewayGroupLister(index()),
+			legacy:     v1alpha1listers.NewAnthosNetworkGatewayLister(index()),
+		},
+		own: &ownNode{list: v1listers.NewNetworkGatewayNodeLister(index()), name: sc.node},
 	}
 }
 
@@ -50,11 +53,10 @@ func TestSnapshotCIDRsStable(t *testing.T) {
 		nodes = append(nodes, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node%d", i)},
 			Spec: corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}}})
 	}
-	c := listersOnly(t, nodes...)
-	opts := Options{NodeName: "node3", parsed: parsedOptions{clusterCIDRs: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("198.18.2.0/24")}}}
+	c := listersOnly(t, scope{node: "node3", clusterCIDRs: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("198.18.2.0/24")}}, nodes...)
 	var first string
 	for i := range 20 {
-		s, err := c.snapshot(opts)
+		s, err := c.Snapshot()
 		if err != nil {
 			t.Fatal(err)
 		}

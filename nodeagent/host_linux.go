@@ -15,11 +15,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/egressgw/egressgw/apiserver/routing"
+	"github.com/egressgw/egressgw/bpf"
 )
 
 // linuxHost is the node's network outside BPF: the rule and table that lead steered
 // packets to an uplink, and the nft table.
 type linuxHost struct{}
+
+var _ host = linuxHost{}
 
 var steerMask uint32 = markClassMask
 
@@ -139,6 +142,15 @@ func (h linuxHost) PodLink(ip netip.Addr) (int, bool) {
 		return 0, false // Not a local pod: it is routed via another node.
 	}
 	return routes[0].LinkIndex, true
+}
+
+// Uplink finds the interface's index and MAC.
+func (h linuxHost) Uplink(name string) (bpf.Uplink, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return bpf.Uplink{}, err
+	}
+	return bpf.Uplink{Ifindex: ifi.Index, MAC: ifi.HardwareAddr}, nil
 }
 
 // SNATConnections counts conntrack entries whose reply goes to one of our egress IPs.

@@ -68,6 +68,9 @@ func TestHostSteering(t *testing.T) {
 		run(t, ns, "sysctl", "-qw", "net.ipv4.conf.up1.rp_filter=1", "net.ipv4.conf.up2.rp_filter=0")
 		up1, up2 := linkIndex(t, "up1"), linkIndex(t, "up2")
 		h := linuxHost{}
+		if u, err := h.Uplink("up1"); err != nil || u.Ifindex != up1 || len(u.MAC) != 6 {
+			t.Errorf("Uplink(up1) = %+v, %v; want index %d and its MAC", u, err, up1)
+		}
 		for range 2 { // idempotent
 			if err := h.EnsureSteering(up1, []int{up1, up2}); err != nil {
 				t.Errorf("EnsureSteering: %v", err)

@@ -9,20 +9,50 @@ import (
 	"github.com/egressgw/egressgw/nodeagent/floatingip"
 )
 
-// The kernel, behind the narrow interfaces the agent needs. The real implementations are
-// the bpf and floatingip packages and kernel_linux.go; tests use fakes.
+// The kernel, behind the narrow interfaces the agent's parts need: each part takes only
+// its own (the grant keeper grantMaps and addressHolder, the attacher attachments,
+// hostRouting and interfaceLister). The real implementations are package bpf, package
+// floatingip and host_linux.go; the unit tests use the fakes of fakes_test.go.
+
+// kernel is what an agent programs, and the clock its expiries are on.
+type kernel struct {
+	dp   dataplane
+	fips floatingIPs
+	host host
+	// now reads the monotonic clock that the dataplane's grant expiries are on.
+	now func() time.Duration
+}
 
 // dataplane is the BPF side: maps and program attachments.
 type dataplane interface {
+	policyMaps
+	grantMaps
+	attachments
+	// Stats are packet counts per verdict.
+	Stats() (map[string]uint64, error)
+}
+
+var _ dataplane = (*bpf.Dataplane)(nil)
+
+// policyMaps say which egress IP each local pod's packets to each destination leave with.
+type policyMaps interface {
 	// Sync makes the maps hold exactly the table, without a moment in which a packet is
 	// steered to another policy's egress IP.
 	Sync(routing.Table) error
+	// Numbering is the set id of each pod and the IP of each egress id in the maps now.
+	Numbering() (map[netip.Addr]uint32, map[uint32]netip.Addr, error)
+}
+
+// grantMaps say which egress IPs this node may SNAT steered packets to, and until when.
+type grantMaps interface {
 	// SetGrant lets the dataplane SNAT to ip until expires (monotonic clock).
 	SetGrant(ip netip.Addr, snatID uint32, expires time.Duration) error
 	DeleteGrant(ip netip.Addr) error
 	Grants() (map[netip.Addr]uint32, error)
-	// Numbering is the set id of each pod and the IP of each egress id in the maps now.
-	Numbering() (map[netip.Addr]uint32, map[uint32]netip.Addr, error)
+}
+
+// attachments are the programs on the pods' veths and on the uplinks.
+type attachments interface {
 	AttachPod(ifindex int) error
 	DetachPod(ifindex int) error
 	AttachedPods() ([]int, error)
@@ -33,33 +63,55 @@ type dataplane interface {
 	// SetUplinks says which uplink reaches each egress IP on its subnet; steered packets
 	// to any other IP are dropped.
 	SetUplinks(map[netip.Addr]bpf.Uplink) error
-	// Stats are packet counts per verdict.
-	Stats() (map[string]uint64, error)
 }
 
 // floatingIPs puts floating IPs on the interface whose subnet contains them.
 type floatingIPs interface {
+	addressHolder
+	interfaceLister
+}
+
+var _ floatingIPs = (*floatingip.Holder)(nil)
+
+// addressHolder holds the node's floating IPs.
+type addressHolder interface {
 	// Reconcile makes the node hold exactly want, each with a kernel lifetime as a
 	// backstop, announcing new ones with gratuitous ARP.
 	Reconcile(want map[netip.Addr]time.Duration) error
+}
+
+// interfaceLister lists the interfaces that can hold floating IPs.
+type interfaceLister interface {
 	Interfaces() ([]Interface, error)
 }
 
 // Interface is a node interface as the NetworkGatewayNode reports it.
 type Interface = floatingip.Interface
 
-// host is the rest of the node's network: the routing rule and table, the nft table, and
-// finding a pod's veth.
+// host is the rest of the node's network: the routing rule and table, the nft table,
+// finding a pod's veth, and conntrack.
 type host interface {
+	hostRouting
+	nftApplier
+	// SNATConnections counts conntrack entries SNATed to each egress IP.
+	SNATConnections() (map[netip.Addr]int, error)
+}
+
+// hostRouting is the node's routing as the attacher needs it.
+type hostRouting interface {
 	// EnsureSteering routes steered packets out of uplink, one of uplinks, the
 	// interfaces that can hold floating IPs.
 	EnsureSteering(uplink int, uplinks []int) error
-	// ApplyNftables replaces the agent's nft table in one transaction.
-	ApplyNftables(n nftState) error
 	// PodLink finds the interface the node routes the pod IP through.
 	PodLink(ip netip.Addr) (int, bool)
-	// SNATConnections counts conntrack entries SNATed to each egress IP.
-	SNATConnections() (map[netip.Addr]int, error)
+	// Uplink is the index and MAC of the interface of that name.
+	Uplink(name string) (bpf.Uplink, error)
+}
+
+// nftApplier writes the agent's nft table.
+type nftApplier interface {
+	// ApplyNftables replaces the agent's nft table in one transaction.
+	ApplyNftables(n nftState) error
 }
 
 // nftState is what the agent's nft table is built from.

@@ -19,7 +19,7 @@ type metrics struct {
 	directReads   *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, a *Agent) *metrics {
+func newMetrics(reg prometheus.Registerer, dp dataplane, h host) *metrics {
 	m := &metrics{
 		passSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "egressgw_agent_pass_seconds",
@@ -56,7 +56,7 @@ func newMetrics(reg prometheus.Registerer, a *Agent) *metrics {
 			Name: "egressgw_agent_grant_seconds_left", Help: "Seconds left on the node's grant after the last renewal.",
 		}),
 	}
-	reg.MustRegister(m.passSeconds, m.nftSeconds, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, m.beats, m.leaseWrites, m.directReads, &kernelCollector{a: a})
+	reg.MustRegister(m.passSeconds, m.nftSeconds, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, m.beats, m.leaseWrites, m.directReads, &kernelCollector{dp: dp, host: h})
 	return m
 }
 
@@ -68,7 +68,10 @@ var (
 )
 
 // kernelCollector reads the BPF stats map and conntrack at scrape time.
-type kernelCollector struct{ a *Agent }
+type kernelCollector struct {
+	dp   dataplane
+	host host
+}
 
 func (c *kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- packetsDesc
@@ -76,14 +79,14 @@ func (c *kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *kernelCollector) Collect(ch chan<- prometheus.Metric) {
-	stats, err := c.a.dp.Stats()
+	stats, err := c.dp.Stats()
 	if err != nil {
 		klog.ErrorS(err, "Reading BPF stats")
 	}
 	for verdict, n := range stats {
 		ch <- prometheus.MustNewConstMetric(packetsDesc, prometheus.CounterValue, float64(n), verdict)
 	}
-	conns, err := c.a.host.SNATConnections()
+	conns, err := c.host.SNATConnections()
 	if err != nil {
 		klog.ErrorS(err, "Counting SNAT connections")
 	}

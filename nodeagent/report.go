@@ -16,21 +16,48 @@ import (
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
 )
 
-// apiReporter writes the node's NetworkGatewayNode, creating it if needed. Its status is
+// reporter writes the node's report when what it says changes: a pass that changed
+// nothing writes nothing.
+type reporter struct {
+	w    statusWriter
+	last string // what the report last said
+}
+
+// report writes the report of a pass that ended with passErr, and says whether it wrote.
+func (r *reporter) report(ctx context.Context, ifaces []Interface, held []netip.Addr, observedGen int64, passErr error) (bool, error) {
+	msg := fmt.Sprintf("dataplane programmed; holding %d floating IPs", len(held))
+	if passErr != nil {
+		msg = passErr.Error()
+	}
+	key := fmt.Sprint(ifaces, held, observedGen, msg)
+	if key == r.last {
+		return false, nil
+	}
+	s := nodeStatus{Interfaces: ifaces, Held: held, ObservedGeneration: observedGen, Ready: passErr == nil, Message: msg}
+	if err := r.w.Report(ctx, s); err != nil {
+		return false, err
+	}
+	r.last = key
+	return true, nil
+}
+
+// apiStatusWriter writes the node's NetworkGatewayNode, creating it if needed. Its status is
 // the node's word to the controller: the subnets it can hold IPs on, and the IPs it holds
 // now (a planned move waits for the old node to list an IP no more).
 //
 // The status is the agent's alone, so it is replaced whole, in one request and without
 // reading it first: a handover waits for this write. The conditions are carried over from
 // the last write (read once, after a restart) so that a transition time stays put.
-type apiReporter struct {
+type apiStatusWriter struct {
 	client     versioned.Interface
 	node       string
 	conditions []metav1.Condition
 	known      bool // conditions holds what the API server has
 }
 
-func (r *apiReporter) Report(ctx context.Context, ifaces []Interface, held []netip.Addr, observedGeneration int64, ready bool, message string) error {
+var _ statusWriter = &apiStatusWriter{}
+
+func (r *apiStatusWriter) Report(ctx context.Context, s nodeStatus) error {
 	c := r.client.NetworkingV1().NetworkGatewayNodes(networking.NodeNamespace)
 	if !r.known {
 		obj, err := c.Get(ctx, r.node, metav1.GetOptions{})
@@ -42,19 +69,19 @@ func (r *apiReporter) Report(ctx context.Context, ifaces []Interface, held []net
 		}
 		r.conditions, r.known = obj.Status.Conditions, true
 	}
-	status := v1.NetworkGatewayNodeStatus{Conditions: append([]metav1.Condition(nil), r.conditions...), ObservedGeneration: observedGeneration}
-	for _, i := range ifaces {
+	status := v1.NetworkGatewayNodeStatus{Conditions: append([]metav1.Condition(nil), r.conditions...), ObservedGeneration: s.ObservedGeneration}
+	for _, i := range s.Interfaces {
 		ni := v1.NodeInterface{Name: i.Name, MAC: i.MAC}
 		for _, s := range i.Subnets {
 			ni.Subnets = append(ni.Subnets, s.String())
 		}
 		status.Interfaces = append(status.Interfaces, ni)
 	}
-	for _, ip := range held {
+	for _, ip := range s.Held {
 		status.FloatingIPs = append(status.FloatingIPs, ip.String())
 	}
-	cond := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Programmed", Message: message, ObservedGeneration: observedGeneration}
-	if !ready {
+	cond := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Programmed", Message: s.Message, ObservedGeneration: s.ObservedGeneration}
+	if !s.Ready {
 		cond.Status, cond.Reason = metav1.ConditionFalse, "DataplaneError"
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,34 +15,20 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
+	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
-	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
-// kernel is what an agent programs: the real one on Linux, fakes in tests.
-type kernel struct {
-	dp   dataplane
-	fips floatingIPs
-	host host
-}
-
-func newAgent(opts Options, cfg *rest.Config, k kernel, reg prometheus.Registerer) (*Agent, error) {
+// connect builds the agent's clients of the API server from cfg: the informers and
+// direct reads of opts's node, its heartbeat Lease and its NetworkGatewayNode status.
+func connect(cfg *rest.Config, opts *Options) (api, error) {
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, err
+		return api{}, err
 	}
 	net, err := versioned.NewForConfig(cfg)
 	if err != nil {
-		return nil, err
-	}
-	a := &Agent{
-		opts: opts, dp: k.dp, fips: k.fips, host: k.host, now: monotonic,
-		report:   &apiReporter{client: net, node: opts.NodeName},
-		tables:   routing.NewTableBuilder(),
-		snatIDs:  routing.NewIDs(1, routing.MaxEgressIDs),
-		trigger:  make(chan struct{}, 1),
-		refresh:  make(chan struct{}, 1),
-		attached: map[int]netip.Addr{},
+		return api{}, err
 	}
 	// The heartbeat has a client of its own, without client-side throttling: a renewal
 	// queued behind the agent's other requests would let the grant lapse.
@@ -51,90 +36,37 @@ func newAgent(opts Options, cfg *rest.Config, k kernel, reg prometheus.Registere
 	beatCfg.QPS = -1
 	beatKube, err := kubernetes.NewForConfig(beatCfg)
 	if err != nil {
-		return nil, err
+		return api{}, err
 	}
-	a.beat = &heartbeat{leases: beatKube.CoordinationV1(), node: opts.NodeName, duration: opts.Heartbeat.LeaseDuration, now: monotonic}
-	if a.caches, err = newCaches(kube, net, opts.NodeName, a.handler()); err != nil {
-		return nil, err
-	}
-	a.m = newMetrics(reg, a)
-	if opts.Heartbeat.ControllerLease != "" {
-		if err := a.caches.watchLeader(kube, opts.Heartbeat.ControllerLease); err != nil {
-			return nil, err
-		}
-		a.beats = &beater{
-			node: opts.NodeName, interval: opts.Heartbeat.Interval, lease: opts.Heartbeat.LeaseDuration, now: monotonic,
-			beat: a.beat, leader: a.caches.leaderAddr, m: a.m,
-			generation: func() int64 { return a.caches.grantGeneration(opts.NodeName) },
-			extended:   a.extended,
-			behind:     func() { signal(a.readGrants) },
-			unanswered: func() { signal(a.readLeader) },
-		}
-		a.readGrants, a.readLeader = make(chan struct{}, 1), make(chan struct{}, 1)
-		a.kube, a.net = kube, net
-	}
-	return a, nil
+	c := newCaches(kube, net, opts)
+	return api{
+		view:   c,
+		direct: c,
+		leases: apiLeases{c: beatKube.CoordinationV1().Leases(networking.NodeNamespace)},
+		status: &apiStatusWriter{client: net, node: opts.NodeName},
+	}, nil
 }
 
-// run starts the caches, and runs the heartbeat and the passes until
-// ctx ends. It leaves the kernel state in place when it returns: programs stay attached
-// and IPs stay until their grant lapses, so a restart interrupts nothing.
+// run starts the informers, and runs the heartbeat and the passes until ctx ends. It
+// leaves the kernel state in place when it returns: programs stay attached and IPs stay
+// until their grant lapses, so a restart interrupts nothing.
 func (a *Agent) run(ctx context.Context) error {
-	if err := a.caches.start(ctx, time.Minute); err != nil {
+	if err := a.cluster.Start(ctx, a.wake.kick); err != nil {
 		return err
 	}
 	// A restarted agent numbers its tables as before, so its first Sync changes nothing.
-	if pods, egressIDs, err := a.dp.Numbering(); err != nil {
+	if pods, egressIDs, err := a.tables.maps.Numbering(); err != nil {
 		klog.ErrorS(err, "Reading the dataplane's numbering; numbering afresh")
 	} else {
-		a.tables.Seed(pods, egressIDs)
+		a.tables.builder.Seed(pods, egressIDs)
 	}
-	// A restarted agent numbers the IPs it still grants as before: the nft table it
-	// left behind maps those numbers.
-	granted, err := a.dp.Grants()
-	if err != nil {
+	if err := a.grants.restore(); err != nil {
 		return err
 	}
-	a.snat = map[uint32]netip.Addr{}
-	for ip, id := range granted {
-		if err := a.snatIDs.Keep(ip.String(), id); err != nil {
-			klog.ErrorS(err, "Renumbering a floating IP the dataplane still grants", "ip", ip)
-			continue
-		}
-		a.snat[id] = ip
-	}
-	// Renew once before the first pass: a restarted agent on a gateway node keeps its IPs
-	// only if it can show a fresh grant; without one, the first pass drops them. With
-	// the direct channel, the fresh grant is the leader's vouched answer (the Lease write
-	// creates the Lease, and cannot revive a grant).
-	if a.beats != nil {
-		go a.directReads(ctx)
-		go func() {
-			if err := a.beats.run(ctx); err != nil {
-				klog.ErrorS(err, "UDP heartbeats stopped; renewing the Lease instead", "node", a.opts.NodeName)
-			}
-		}()
-	}
-	deadline := time.Now().Add(a.opts.Heartbeat.LeaseDuration / 2)
-	for attempt, written := 1, false; ; attempt++ {
-		if !written {
-			rctx, cancel := context.WithTimeout(ctx, a.opts.Heartbeat.RenewInterval)
-			err = a.beat.renew(rctx, a.beats == nil)
-			cancel()
-			written = err == nil
-		}
-		vouched := a.beats == nil || a.beat.lastVouched() != 0
-		if err == nil && vouched || time.Now().After(deadline) || attempt >= 40 {
-			if err != nil || !vouched {
-				klog.ErrorS(err, "No heartbeat answered yet; holding no floating IPs until one is", "node", a.opts.NodeName)
-			}
-			break
-		}
-		time.Sleep(a.opts.Heartbeat.RenewInterval / 4)
-	}
+	a.grants.start(ctx)
 	klog.InfoS("Node agent started", "node", a.opts.NodeName,
 		"leaseDuration", a.opts.Heartbeat.LeaseDuration, "renewInterval", a.opts.Heartbeat.RenewInterval)
-	go a.heartbeatLoop(ctx)
+	go a.grants.renewLoop(ctx)
 	a.loop(ctx)
 	return nil
 }
@@ -181,66 +113,4 @@ func signal(c chan struct{}) {
 	case c <- struct{}{}:
 	default:
 	}
-}
-
-// directReads reads the node's grants, or the leader's Lease, straight from the API
-// server when the heartbeats show the informers behind: after an API server restart
-// they reconnect with a backoff of seconds, and a failover must not wait for it. A read
-// asked for too soon after the last one is skipped: the next heartbeat answer asks again.
-// The grants are read at most every 200 ms; the Lease at most every 250 ms, slowing down
-// to every 10 s while it names the same holder (the leader may just be unreachable).
-func (a *Agent) directReads(ctx context.Context) {
-	grants := pace{every: 200 * time.Millisecond}
-	leader := pace{every: 250 * time.Millisecond}
-	read := func(p *pace, object string, do func(context.Context) (bool, error)) bool {
-		if !p.due() {
-			return false
-		}
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		changed, err := do(rctx)
-		a.m.directReads.WithLabelValues(object, outcome(err)).Inc()
-		return changed
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-a.readGrants:
-			if read(&grants, "grants", func(ctx context.Context) (bool, error) {
-				return a.caches.readOwn(ctx, a.net, a.opts.NodeName)
-			}) {
-				a.kick()
-			}
-		case <-a.readLeader:
-			if read(&leader, "leader", func(ctx context.Context) (bool, error) {
-				return a.caches.readLeader(ctx, a.kube, a.opts.Heartbeat.ControllerLease)
-			}) {
-				leader.every = 250 * time.Millisecond
-			} else {
-				leader.every = min(2*leader.every, 10*time.Second)
-			}
-		}
-	}
-}
-
-// pace lets something happen at most once per every.
-type pace struct {
-	every time.Duration
-	last  time.Time
-}
-
-func (p *pace) due() bool {
-	if time.Since(p.last) < p.every {
-		return false
-	}
-	p.last = time.Now()
-	return true
-}
-
-func outcome(err error) string {
-	if err != nil {
-		return "failed"
-	}
-	return "ok"
 }

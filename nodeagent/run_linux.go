@@ -33,12 +33,13 @@ func Run(ctx context.Context, opts *Options) error {
 		return fmt.Errorf("loading the BPF programs: %w", err)
 	}
 	defer dp.Close()
-	fips := floatingip.New(floatingip.Options{Interfaces: opts.parsed.interfaces})
-	reg := newRegistry()
-	a, err := newAgent(*opts, cfg, kernel{dp: dp, fips: fips, host: linuxHost{}}, reg)
+	c, err := connect(cfg, opts)
 	if err != nil {
 		return err
 	}
+	fips := floatingip.New(floatingip.Options{Interfaces: opts.parsed.interfaces})
+	reg := newRegistry()
+	a := newAgent(*opts, c, kernel{dp: dp, fips: fips, host: linuxHost{}, now: monotonic}, reg)
 	registerHolderMetrics(reg, fips)
 	if _, err := serveProbes(ctx, opts.ProbeAddr, reg, a.Ready); err != nil {
 		return err

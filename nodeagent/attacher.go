@@ -1,0 +1,138 @@
+package nodeagent
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/egressgw/egressgw/apiserver/routing"
+	"github.com/egressgw/egressgw/bpf"
+)
+
+// attacher puts the programs where packets pass: the classifier on every local pod's veth,
+// the uplink programs on every interface that can hold floating IPs, and the routing rule
+// and table that lead steered packets out of an uplink. It remembers what it attached, so
+// that a pass asks the kernel again only for what changed.
+type attacher struct {
+	dp     attachments
+	host   hostRouting
+	ifaces interfaceLister
+	now    func() time.Duration
+	// resync is how often the steering is written again though nothing changed, to
+	// repair what someone else changed.
+	resync time.Duration
+
+	pods      map[int]netip.Addr // pod ifindex → pod IP
+	uplinks   map[string]int     // interface name → ifindex its uplink programs are attached to
+	steering  []int              // the uplinks EnsureSteering was last given
+	steeredAt time.Duration      // when, on now's clock
+}
+
+// interfaces are those that can hold floating IPs: they get the uplink programs and carry
+// steered packets, they bound what is staged, and they are reported.
+func (at *attacher) interfaces() ([]Interface, error) {
+	ifaces, err := at.ifaces.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("listing interfaces: %w", err)
+	}
+	return ifaces, nil
+}
+
+// attachUplinks puts the uplink programs on every interface that can hold floating IPs,
+// before any IP is added there (they guard its ARP); tells the dataplane which of them
+// reaches each of the gateways' floating IPs on its subnet (egressIPs: those on a subnet
+// of this node); and routes steered packets out of the first one that reaches any, or
+// the first one if none does (egw_uplink_out moves a packet to its IP's uplink).
+func (at *attacher) attachUplinks(ifaces []Interface, egressIPs []netip.Addr) error {
+	if at.uplinks == nil {
+		at.uplinks = map[string]int{}
+	}
+	var errs []error
+	var indexes []int
+	steer := -1
+	uplinks := map[netip.Addr]bpf.Uplink{}
+	for _, i := range ifaces {
+		up, err := at.host.Uplink(i.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("finding interface %s: %w", i.Name, err))
+			continue
+		}
+		reaches := false
+		for _, ip := range egressIPs {
+			if _, done := uplinks[ip]; !done && slices.ContainsFunc(i.Subnets, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+				uplinks[ip] = up
+				reaches = true
+			}
+		}
+		if at.uplinks[i.Name] != up.Ifindex {
+			if err := at.dp.AttachUplink(up.Ifindex); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			at.uplinks[i.Name] = up.Ifindex
+		}
+		if steer < 0 && reaches {
+			steer = len(indexes)
+		}
+		indexes = append(indexes, up.Ifindex)
+	}
+	if err := at.dp.SetUplinks(uplinks); err != nil {
+		errs = append(errs, err)
+	}
+	if len(indexes) == 0 {
+		return errors.Join(append(errs, errors.New("no interface can hold floating IPs, so steered packets have no way out and are dropped"))...)
+	}
+	if steer > 0 {
+		indexes[0], indexes[steer] = indexes[steer], indexes[0]
+	}
+	// Passes run on every renewal: the kernel is asked again when the uplinks change, and
+	// once per resync interval, to repair what someone else changed.
+	if !slices.Equal(indexes, at.steering) || at.now()-at.steeredAt >= at.resync {
+		if err := at.host.EnsureSteering(indexes[0], indexes); err != nil {
+			at.steering = nil
+			return errors.Join(append(errs, fmt.Errorf("routing steered packets: %w", err))...)
+		}
+		at.steering, at.steeredAt = indexes, at.now()
+	}
+	return errors.Join(errs...)
+}
+
+// attachPods puts the classifier on every local pod's veth and takes it off veths whose
+// pod is gone. A pod whose veth is not found yet is caught by the nft backstop.
+func (at *attacher) attachPods(t routing.Table) error {
+	if at.pods == nil {
+		at.pods = map[int]netip.Addr{}
+	}
+	var errs []error
+	seen := map[int]bool{}
+	for ip := range t.Pods {
+		ifindex, ok := at.host.PodLink(ip)
+		if !ok {
+			continue
+		}
+		seen[ifindex] = true
+		if at.pods[ifindex] == ip {
+			continue
+		}
+		if err := at.dp.AttachPod(ifindex); err != nil {
+			errs = append(errs, fmt.Errorf("attaching to the veth of pod %s: %w", ip, err))
+			continue
+		}
+		at.pods[ifindex] = ip
+	}
+	current, err := at.dp.AttachedPods()
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, ifindex := range current {
+		if !seen[ifindex] {
+			if err := at.dp.DetachPod(ifindex); err != nil {
+				errs = append(errs, err)
+			}
+			delete(at.pods, ifindex)
+		}
+	}
+	return errors.Join(errs...)
+}

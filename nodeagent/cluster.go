@@ -1,0 +1,67 @@
+package nodeagent
+
+import (
+	"context"
+	"net/netip"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+)
+
+// The cluster, behind the narrow interfaces the agent needs, as kernel.go has the kernel.
+// The real implementations are caches (the informers, and the reads that skip them),
+// apiLeases and apiStatusWriter, all built from the clients in run.go; the unit tests
+// use the fakes of fakes_test.go.
+
+// api is what an agent reads and writes of the cluster.
+type api struct {
+	view   clusterView
+	direct directReads // read only with the direct channel to the leader
+	leases leaseClient
+	status statusWriter
+}
+
+// clusterView is what the agent reads of the cluster, as the informers have it.
+type clusterView interface {
+	// Start starts the informers, calling onChange on every change they see, and waits
+	// until they have synced.
+	Start(ctx context.Context, onChange func()) error
+	// Snapshot is what a pass decides from.
+	Snapshot() (snapshot, error)
+	// GrantGeneration is the generation of this node's grants; 0 if none.
+	GrantGeneration() int64
+	// Leader is where the controller's leader takes heartbeats, if it is known.
+	Leader() (netip.AddrPort, bool)
+}
+
+// directReads read straight from the API server, for when the informers are behind.
+type directReads interface {
+	// ReadGrants reads this node's grants, and says whether they are newer than the
+	// agent had.
+	ReadGrants(ctx context.Context) (newer bool, err error)
+	// ReadLeader reads the controller's leader election Lease, and says whether it names
+	// another leader.
+	ReadLeader(ctx context.Context) (changed bool, err error)
+}
+
+// leaseClient reads and writes the heartbeat Leases in networking.NodeNamespace.
+type leaseClient interface {
+	Get(ctx context.Context, name string) (*coordinationv1.Lease, error)
+	Create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error)
+	Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error)
+}
+
+// statusWriter writes the node's NetworkGatewayNode status.
+type statusWriter interface {
+	Report(ctx context.Context, s nodeStatus) error
+}
+
+// nodeStatus is what the node's NetworkGatewayNode status says.
+type nodeStatus struct {
+	Interfaces []Interface
+	// Held are the floating IPs the node holds, matching the grants of
+	// ObservedGeneration.
+	Held               []netip.Addr
+	ObservedGeneration int64
+	Ready              bool
+	Message            string
+}
