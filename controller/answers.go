@@ -1,17 +1,12 @@
 package controller
 
 import (
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/egressgw/egressgw/apiserver/heartbeat"
 	"github.com/egressgw/egressgw/controller/liveness"
-)
-
-// Longest and shortest lease a beat may ask for.
-const (
-	minBeatLease = 100 * time.Millisecond
-	maxBeatLease = 5 * time.Minute
 )
 
 // answerer answers node agents' beats. It vouches for the newest generation of a node's
@@ -21,40 +16,78 @@ const (
 // A node that was Down when its beat came is not vouched for until a pass that started
 // after the beat has completed: the pass that saw it Down may be writing its IPs to other
 // nodes right now, and its own spec may not say so yet.
+//
+// It answers only beats authenticated in a session of this replica's key with a key the
+// node's agent published in its NetworkGatewayNode status, whose sequence number is above
+// every one seen in that session, and that ask for the lease the node's heartbeat Lease
+// gives; it answers no node it has no session with.
 type answerer struct {
 	tracker *liveness.Tracker
 	term    func() (uint64, bool)
 	kick    func() // asks for a pass
+	key     *heartbeat.KeyPair
 
 	mu          sync.Mutex
 	generations map[string]int64  // node → newest generation of its grants known here
 	revived     map[string]uint64 // node → passes started when it came back
 	started     uint64            // passes started
 	completed   uint64            // passes that started and wrote everything, in order
+	sessions    sessions
 }
 
-func newAnswerer(tracker *liveness.Tracker, term func() (uint64, bool), kick func()) *answerer {
-	return &answerer{tracker: tracker, term: term, kick: kick,
-		generations: map[string]int64{}, revived: map[string]uint64{}}
+func newAnswerer(tracker *liveness.Tracker, term func() (uint64, bool), kick func(), key *heartbeat.KeyPair) *answerer {
+	return &answerer{tracker: tracker, term: term, kick: kick, key: key,
+		generations: map[string]int64{}, revived: map[string]uint64{}, sessions: newSessions()}
 }
 
-// answer decides the answer to one beat; false sends none.
-func (a *answerer) answer(b heartbeat.Beat) (heartbeat.Answer, bool) {
+// reply authenticates one datagram and decides its answer: it returns the answer's
+// datagram, appended to buf, or the reason no answer goes back. A datagram that does not
+// verify, or repeats or precedes a sequence number of its session, changes nothing.
+func (a *answerer) reply(buf, data []byte) ([]byte, string) {
+	beat, s, err := heartbeat.OpenBeat(data, a.sessions.find)
+	switch {
+	case errors.Is(err, heartbeat.ErrUnknownSession):
+		return nil, "unknown-session"
+	case errors.Is(err, heartbeat.ErrBadMAC):
+		return nil, "bad-mac"
+	case err != nil:
+		return nil, "malformed"
+	}
+	if !a.sessions.advance(s.ID, beat.Nonce, beat.Seq) {
+		return nil, "replayed"
+	}
+	ans, reason := a.answer(beat)
+	if reason != "" {
+		return nil, reason
+	}
+	out, err := s.SealAnswer(buf, ans)
+	if err != nil {
+		return nil, "malformed"
+	}
+	return out, ""
+}
+
+// answer decides the answer to one authenticated beat, or the reason it gets none.
+func (a *answerer) answer(b heartbeat.Beat) (heartbeat.Answer, string) {
 	term, ok := a.term()
 	if !ok || b.Term > term {
-		return heartbeat.Answer{}, false // not answering, or the agent follows a newer leader
+		return heartbeat.Answer{}, "unanswered" // not answering, or the agent follows a newer leader
 	}
-	lease := time.Duration(b.LeaseMillis) * time.Millisecond
-	if lease < minBeatLease || lease > maxBeatLease {
-		beatsDropped.WithLabelValues("bad-lease").Inc()
-		return heartbeat.Answer{}, false
+	// A beat asks for the lease its node's Lease gives, and no other: one asking for
+	// longer would keep a dead node Up, one asking for shorter would move its IPs while
+	// the node still holds them.
+	lease, known := a.tracker.LeaseDuration(b.Node)
+	if !known {
+		return heartbeat.Answer{}, "unknown-node"
+	}
+	if time.Duration(b.LeaseMillis)*time.Millisecond != lease {
+		return heartbeat.Answer{}, "bad-lease"
 	}
 	a.mu.Lock()
 	gen, known := a.generations[b.Node]
 	a.mu.Unlock()
 	if !known {
-		// No NetworkGatewayNode seen yet: nothing to vouch for, nothing to track.
-		return heartbeat.Answer{Node: b.Node, Seq: b.Seq, Term: term}, true
+		return heartbeat.Answer{}, "unknown-node"
 	}
 	wasUp, switched := a.tracker.Heard(b.Node, lease, b.Term == term)
 	a.mu.Lock()
@@ -72,12 +105,12 @@ func (a *answerer) answer(b heartbeat.Beat) (heartbeat.Answer, bool) {
 		// turns Down sooner than the passes so far have planned for.
 		a.kick()
 	}
-	ans := heartbeat.Answer{Node: b.Node, Seq: b.Seq, Term: term}
+	ans := heartbeat.Answer{Node: b.Node, Nonce: b.Nonce, Seq: b.Seq, Term: term}
 	if !waiting {
 		ans.Vouched = gen
 	}
 	beatsAnswered.WithLabelValues(vouchLabel(ans.Vouched != 0)).Inc()
-	return ans, true
+	return ans, ""
 }
 
 func vouchLabel(v bool) string {
@@ -87,10 +120,10 @@ func vouchLabel(v bool) string {
 	return "not-vouched"
 }
 
-// passStarted notes a pass's start, and the generations of the grants it read.
-func (a *answerer) passStarted(generations map[string]int64) {
+// passStarted notes a pass's start, with the generations of the grants it read and the
+// heartbeat keys the nodes' agents publish.
+func (a *answerer) passStarted(generations map[string]int64, keys map[string][]string) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.started++
 	for node, gen := range generations {
 		if gen > a.generations[node] {
@@ -102,6 +135,8 @@ func (a *answerer) passStarted(generations map[string]int64) {
 			delete(a.generations, node)
 		}
 	}
+	a.mu.Unlock()
+	a.sessions.update(a.key, keys)
 }
 
 // wrote notes the generation of a node's grants this controller just wrote.

@@ -8,12 +8,11 @@ import (
 	"net/netip"
 
 	"k8s.io/klog/v2"
-
-	"github.com/egressgw/egressgw/apiserver/heartbeat"
 )
 
-// beatHandler decides the answer to a beat; false sends none.
-type beatHandler func(heartbeat.Beat) (heartbeat.Answer, bool)
+// beatHandler authenticates a beat's datagram and decides its answer: the answer's
+// datagram appended to buf, or the reason none goes back.
+type beatHandler func(buf, data []byte) ([]byte, string)
 
 // beatServer answers beats on one UDP socket.
 type beatServer struct {
@@ -58,23 +57,15 @@ func (s *beatServer) Serve(ctx context.Context) {
 			klog.ErrorS(err, "Reading a heartbeat")
 			continue
 		}
-		beat, err := heartbeat.ParseBeat(buf[:n])
-		if err != nil {
-			s.dropped("malformed")
-			klog.V(4).InfoS("Ignoring a datagram", "from", from, "err", err)
+		answer, reason := s.handle(out[:0], buf[:n])
+		if reason != "" {
+			s.dropped(reason)
+			klog.V(4).InfoS("Not answering a datagram", "from", from, "reason", reason)
 			continue
 		}
-		answer, ok := s.handle(beat)
-		if !ok {
-			s.dropped("unanswered")
-			continue
-		}
-		if out, err = heartbeat.AppendAnswer(out[:0], answer); err != nil {
-			klog.ErrorS(err, "Encoding a heartbeat answer", "node", beat.Node)
-			continue
-		}
+		out = answer
 		if _, err := s.conn.WriteToUDPAddrPort(out, from); err != nil {
-			klog.V(2).InfoS("Answering a heartbeat failed", "node", beat.Node, "to", from, "err", err)
+			klog.V(2).InfoS("Answering a heartbeat failed", "to", from, "err", err)
 		}
 	}
 }

@@ -61,17 +61,18 @@ type ElectionOptions struct {
 	AckHold time.Duration
 }
 
-// newElector builds an elector whose identity carries the heartbeat address agents send
-// to ("name_random@host:port"); advertise may be empty.
-func newElector(cfg *rest.Config, opts ElectionOptions, advertise string, onLead func(uint64, time.Time)) (*elector, error) {
+// newElector builds an elector whose identity is "name_random", followed by what
+// heartbeat (the address agents send to and the key answers are authenticated with,
+// "@host:port#key") returns of it; heartbeat may be nil when agents send no beats.
+func newElector(cfg *rest.Config, opts ElectionOptions, heartbeat func(replica string) string, onLead func(uint64, time.Time)) (*elector, error) {
 	host, _ := os.Hostname()
 	buf := make([]byte, 4)
 	if _, err := rand.Read(buf); err != nil {
 		return nil, err
 	}
 	identity := host + "_" + hex.EncodeToString(buf)
-	if advertise != "" {
-		identity += "@" + advertise
+	if heartbeat != nil {
+		identity = heartbeat(identity)
 	}
 	kube, err := kubernetes.NewForConfig(rest.CopyConfig(cfg))
 	if err != nil {

@@ -84,10 +84,12 @@ func (r *Reconciler) gather(ctx context.Context) (inputs, error) {
 	}
 	if r.answers != nil {
 		gens := make(map[string]int64, len(reports.Items))
+		keys := make(map[string][]string, len(reports.Items))
 		for i := range reports.Items {
 			gens[reports.Items[i].Name] = reports.Items[i].Generation
+			keys[reports.Items[i].Name] = reports.Items[i].Status.HeartbeatKeys
 		}
-		r.answers.passStarted(gens)
+		r.answers.passStarted(gens, keys)
 	}
 	observeLeases(r.tracker, leases.Items, r.leaseSet)
 	r.leaseSet = map[string]bool{}

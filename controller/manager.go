@@ -28,6 +28,7 @@ import (
 	"github.com/egressgw/egressgw/apiserver/apis/networking/install"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/apis/networking/v1alpha1"
+	"github.com/egressgw/egressgw/apiserver/heartbeat"
 	"github.com/egressgw/egressgw/controller/liveness"
 )
 
@@ -90,12 +91,18 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		}
 	}
 	term := func() (uint64, bool) { return 1, true }
+	// This replica's heartbeat key, made at every start; agents read it from the holder
+	// identity of the leader election Lease.
+	key, err := heartbeat.NewKeyPair()
+	if err != nil {
+		return nil, err
+	}
 	elected := make(chan struct{})
 	var electedOnce sync.Once
 	if !opts.LeaderElection {
 		close(elected)
 	} else {
-		e, err := newElector(cfg, opts.Election, opts.HeartbeatAdvertise, func(term uint64, fence time.Time) {
+		e, err := newElector(cfg, opts.Election, opts.heartbeatIdentity(key.Public), func(term uint64, fence time.Time) {
 			r.tracker.Fence(fence)
 			r.fresh.won()
 			leading.WithLabelValues("answering").Set(float64(term))
@@ -120,8 +127,8 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		}
 	}
 	if opts.HeartbeatAddr != "" {
-		r.answers = newAnswerer(r.tracker, term, kick)
-		srv, err := listenBeats(opts.HeartbeatAddr, r.answers.answer, func(reason string) {
+		r.answers = newAnswerer(r.tracker, term, kick, key)
+		srv, err := listenBeats(opts.HeartbeatAddr, r.answers.reply, func(reason string) {
 			beatsDropped.WithLabelValues(reason).Inc()
 		})
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/egressgw/egressgw/apiserver/heartbeat"
 )
 
 // Options are the controller's flags. NewOptions has the defaults, which fit the
@@ -91,6 +93,9 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("--heartbeat-advertise-address %q must be an ip:port the node agents reach, such as $(POD_IP):7471 (needed when --heartbeat-bind-address listens on every address)", o.advertise()))
 		}
 	}
+	if o.HeartbeatAddr != "" && !o.LeaderElection {
+		errs = append(errs, errors.New("--heartbeat-bind-address needs --leader-elect: agents learn where to send heartbeats, and the key answers are authenticated with, from the leader election Lease"))
+	}
 	if o.Grace < 0 {
 		errs = append(errs, fmt.Errorf("--grace %s must not be negative: it is how long past its Lease a node is still Up, such as 500ms", o.Grace))
 	}
@@ -109,4 +114,14 @@ func (o *Options) advertise() string {
 		return o.HeartbeatAddr
 	}
 	return o.HeartbeatAdvertise
+}
+
+// heartbeatIdentity returns what a replica's identity carries for the agents: the address
+// they send beats to and the key its answers are authenticated with; nil without beats.
+func (o *Options) heartbeatIdentity(key heartbeat.PublicKey) func(replica string) string {
+	if o.HeartbeatAddr == "" {
+		return nil
+	}
+	addr := netip.MustParseAddrPort(o.advertise()) // Validate checked it
+	return func(replica string) string { return heartbeat.LeaderIdentity(replica, addr, key) }
 }

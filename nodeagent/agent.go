@@ -50,7 +50,7 @@ func (w wakeups) refreshSoon() { signal(w.refresh) }
 
 // newAgent builds an agent from what it reads and writes: the cluster, and the node's
 // kernel. opts must be validated and completed.
-func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) *Agent {
+func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) (*Agent, error) {
 	a := &Agent{
 		opts:    opts,
 		cluster: c.view,
@@ -68,18 +68,24 @@ func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) *Agent {
 		dp:     k.dp, fips: k.fips, wake: a.wake, m: a.m,
 	}
 	if opts.Heartbeat.ControllerLease != "" {
+		keys, err := newBeatKeys(opts.Heartbeat.KeyRotation)
+		if err != nil {
+			return nil, err
+		}
+		a.report.keys = keys
 		reads := newDirectReader(c.direct, a.wake.kick, a.m)
-		g.direct = &directChannel{reads: reads, beats: &beater{
+		g.direct = &directChannel{reads: reads, publish: a.report.publishKeys, beats: &beater{
 			node: opts.NodeName, interval: opts.Heartbeat.Interval, lease: opts.Heartbeat.LeaseDuration, now: k.now,
-			beat: g.beat, leader: c.view.Leader, m: a.m,
+			beat: g.beat, keys: keys, leader: c.view.Leader, m: a.m,
 			generation: c.view.GrantGeneration,
 			extended:   g.extended,
 			behind:     reads.askGrants,
 			unanswered: reads.askLeader,
+			republish:  a.wake.kick,
 		}}
 	}
 	a.grants = g
-	return a
+	return a, nil
 }
 
 // loop runs passes: on every change, on every renewal (grants move), when the grant is

@@ -22,6 +22,7 @@ import (
 	netinformers "github.com/egressgw/egressgw/apiserver/client/informers/externalversions"
 	v1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1"
 	v1alpha1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1alpha1"
+	hb "github.com/egressgw/egressgw/apiserver/heartbeat"
 	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
@@ -143,11 +144,11 @@ func (c *caches) Start(ctx context.Context, onChange func()) error {
 
 func (c *caches) GrantGeneration() int64 { return c.own.generation() }
 
-func (c *caches) Leader() (netip.AddrPort, bool) {
+func (c *caches) Leader() (hb.Leader, bool) {
 	if c.leader == nil {
-		return netip.AddrPort{}, false
+		return hb.Leader{}, false
 	}
-	return c.leader.addr()
+	return c.leader.leader()
 }
 
 func (c *caches) ReadGrants(ctx context.Context) (bool, error) { return c.own.read(ctx) }

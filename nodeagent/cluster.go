@@ -5,6 +5,8 @@ import (
 	"net/netip"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+
+	hb "github.com/egressgw/egressgw/apiserver/heartbeat"
 )
 
 // The cluster, behind the narrow interfaces the agent needs, as kernel.go has the kernel.
@@ -29,8 +31,9 @@ type clusterView interface {
 	Snapshot() (snapshot, error)
 	// GrantGeneration is the generation of this node's grants; 0 if none.
 	GrantGeneration() int64
-	// Leader is where the controller's leader takes heartbeats, if it is known.
-	Leader() (netip.AddrPort, bool)
+	// Leader is where the controller's leader takes heartbeats, and the key it answers
+	// with, if they are known.
+	Leader() (hb.Leader, bool)
 }
 
 // directReads read straight from the API server, for when the informers are behind.
@@ -53,6 +56,10 @@ type leaseClient interface {
 // statusWriter writes the node's NetworkGatewayNode status.
 type statusWriter interface {
 	Report(ctx context.Context, s nodeStatus) error
+	// PublishKeys writes the heartbeat keys alone, creating the NetworkGatewayNode if
+	// needed: an agent publishes its new key before the first pass, so that the leader
+	// can vouch for its grants by then.
+	PublishKeys(ctx context.Context, keys []string) error
 }
 
 // nodeStatus is what the node's NetworkGatewayNode status says.
@@ -64,4 +71,6 @@ type nodeStatus struct {
 	ObservedGeneration int64
 	Ready              bool
 	Message            string
+	// HeartbeatKeys are the agent's public heartbeat keys, newest first.
+	HeartbeatKeys []string
 }

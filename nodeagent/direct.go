@@ -2,9 +2,7 @@ package nodeagent
 
 import (
 	"context"
-	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	netv1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
 	v1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1"
+	hb "github.com/egressgw/egressgw/apiserver/heartbeat"
 )
 
 // directChannel is the agent's side of the direct channel to the controller's leader: UDP
@@ -27,9 +26,19 @@ import (
 type directChannel struct {
 	beats *beater
 	reads *directReader
+	// publish writes the agent's heartbeat keys, so the leader can answer its beats.
+	publish func(context.Context) error
 }
 
 func (d *directChannel) start(ctx context.Context, node string) {
+	// The leader answers only beats under a published key: an agent's first beats go out
+	// once its key is in its NetworkGatewayNode status, or, if that write fails, after
+	// the first report writes it.
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	if err := d.publish(pctx); err != nil {
+		klog.ErrorS(err, "Publishing the heartbeat key; the first report publishes it", "node", node)
+	}
+	cancel()
 	go d.reads.run(ctx)
 	go func() {
 		if err := d.beats.run(ctx); err != nil {
@@ -170,9 +179,9 @@ type leaderLease struct {
 	direct *coordinationv1.Lease // read straight from the API server; used while newer
 }
 
-// addr is where the leader takes heartbeats: the address after the last "@" in its
-// Lease's holder identity.
-func (l *leaderLease) addr() (netip.AddrPort, bool) {
+// leader is where the leader takes heartbeats and the key it answers with, as its Lease's
+// holder identity names them.
+func (l *leaderLease) leader() (hb.Leader, bool) {
 	var lease *coordinationv1.Lease
 	if leases, err := l.list.List(labels.Everything()); err == nil {
 		for _, x := range leases {
@@ -187,21 +196,16 @@ func (l *leaderLease) addr() (netip.AddrPort, bool) {
 	}
 	l.mu.Unlock()
 	if lease == nil || lease.Spec.HolderIdentity == nil {
-		return netip.AddrPort{}, false
+		return hb.Leader{}, false
 	}
-	id := *lease.Spec.HolderIdentity
-	at := strings.LastIndexByte(id, '@')
-	if at < 0 {
-		return netip.AddrPort{}, false
-	}
-	ap, err := netip.ParseAddrPort(id[at+1:])
-	return ap, err == nil
+	leader, err := hb.ParseLeaderIdentity(*lease.Spec.HolderIdentity)
+	return leader, err == nil
 }
 
 // read reads the Lease from the API server, and reports whether its holder differs from
 // the one the agent sent heartbeats to.
 func (l *leaderLease) read(ctx context.Context) (bool, error) {
-	before, _ := l.addr()
+	before, _ := l.leader()
 	lease, err := l.client.CoordinationV1().Leases(l.namespace).Get(ctx, l.name, metav1.GetOptions{})
 	if err != nil {
 		return false, err
@@ -209,7 +213,7 @@ func (l *leaderLease) read(ctx context.Context) (bool, error) {
 	l.mu.Lock()
 	l.direct = lease
 	l.mu.Unlock()
-	after, _ := l.addr()
+	after, _ := l.leader()
 	return after != before, nil
 }
 

@@ -1,6 +1,8 @@
 package nodeagent
 
 import (
+	hb "github.com/egressgw/egressgw/apiserver/heartbeat"
+
 	"context"
 	"fmt"
 	"maps"
@@ -259,6 +261,15 @@ func (s *fakeStatus) Report(_ context.Context, st nodeStatus) error {
 	return nil
 }
 
+func (s *fakeStatus) PublishKeys(_ context.Context, keys []string) error {
+	s.rec.add(call{op: "PublishKeys"})
+	if s.err != nil {
+		return s.err
+	}
+	s.last.HeartbeatKeys = keys
+	return nil
+}
+
 // fakeCluster is the cluster as a pass reads it: the snapshot it is given.
 type fakeCluster struct{ snap snapshot }
 
@@ -267,7 +278,7 @@ var _ clusterView = &fakeCluster{}
 func (c *fakeCluster) Start(context.Context, func()) error { return nil }
 func (c *fakeCluster) Snapshot() (snapshot, error)         { return c.snap, nil }
 func (c *fakeCluster) GrantGeneration() int64              { return c.snap.generation }
-func (c *fakeCluster) Leader() (netip.AddrPort, bool)      { return netip.AddrPort{}, false }
+func (c *fakeCluster) Leader() (hb.Leader, bool)           { return hb.Leader{}, false }
 
 // fakeLeases keeps one Lease, as the API server would; err fails the writes.
 type fakeLeases struct {

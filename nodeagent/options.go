@@ -57,6 +57,9 @@ type HeartbeatOptions struct {
 	Interval time.Duration
 	// LeaseRefresh is how often the heartbeat Lease is written while the leader answers.
 	LeaseRefresh time.Duration
+	// KeyRotation is how often the agent makes a new heartbeat key (it makes one at every
+	// start too); zero: only at start.
+	KeyRotation time.Duration
 }
 
 // parsedOptions are the list flags, parsed.
@@ -78,6 +81,7 @@ func NewOptions() *Options {
 			ControllerLease: "egressgw-system/egressgw-controller",
 			Interval:        100 * time.Millisecond,
 			LeaseRefresh:    10 * time.Second,
+			KeyRotation:     24 * time.Hour,
 		},
 		Resync:    30 * time.Second,
 		ProbeAddr: ":9464",
@@ -98,6 +102,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&h.ControllerLease, "controller-lease", h.ControllerLease, "namespace/name of the controller's leader election Lease, whose holder says where UDP heartbeats go; empty: Lease renewals only")
 	fs.DurationVar(&h.Interval, "heartbeat-interval", h.Interval, "how often a UDP heartbeat goes to the controller's leader")
 	fs.DurationVar(&h.LeaseRefresh, "lease-refresh", h.LeaseRefresh, "how often the heartbeat Lease is written while the leader answers UDP heartbeats")
+	fs.DurationVar(&h.KeyRotation, "heartbeat-key-rotation", h.KeyRotation, "how often a new key authenticates the UDP heartbeats (one is made at every start too); 0: only at start")
 	fs.DurationVar(&o.Resync, "resync", o.Resync, "how often to repair the kernel state with no change seen")
 	fs.StringVar(&o.ProbeAddr, "probe-bind-address", o.ProbeAddr, "address of /healthz, /readyz and /metrics")
 	fs.BoolVar(&o.Uninstall, "uninstall", o.Uninstall, "remove everything the agent put on this node (IPs, nft table, routing rules, BPF programs and maps) and exit")
@@ -140,6 +145,9 @@ func (h HeartbeatOptions) validate() []error {
 	}
 	if h.Interval <= 0 || h.Interval*3 > h.LeaseDuration {
 		errs = append(errs, fmt.Errorf("--heartbeat-interval %s must be positive and at most a third of --lease-duration %s, so one lost heartbeat does not drop the node's IPs", h.Interval, h.LeaseDuration))
+	}
+	if h.KeyRotation < 0 || h.KeyRotation > 0 && h.KeyRotation < 10*h.Interval {
+		errs = append(errs, fmt.Errorf("--heartbeat-key-rotation %s must be 0 (at start only) or at least ten --heartbeat-interval %s: a rotation takes a few heartbeats", h.KeyRotation, h.Interval))
 	}
 	if h.LeaseRefresh < h.RenewInterval {
 		errs = append(errs, fmt.Errorf("--lease-refresh %s must be at least --renew-interval %s", h.LeaseRefresh, h.RenewInterval))

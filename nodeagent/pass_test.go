@@ -64,8 +64,12 @@ func newRig(t *testing.T) *rig {
 		status: &fakeStatus{rec: rec},
 		leases: &fakeLeases{},
 	}
-	r.a = newAgent(*opts, api{view: r.view, leases: r.leases, status: r.status},
+	var err error
+	r.a, err = newAgent(*opts, api{view: r.view, leases: r.leases, status: r.status},
 		kernel{dp: r.dp, fips: r.fips, host: r.host, now: clock.now}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
 	return r
 }
 

@@ -20,7 +20,8 @@ import (
 // nothing writes nothing.
 type reporter struct {
 	w    statusWriter
-	last string // what the report last said
+	keys *beatKeys // nil without the direct channel
+	last string    // what the report last said
 }
 
 // report writes the report of a pass that ended with passErr, and says whether it wrote.
@@ -29,16 +30,37 @@ func (r *reporter) report(ctx context.Context, ifaces []Interface, held []netip.
 	if passErr != nil {
 		msg = passErr.Error()
 	}
-	key := fmt.Sprint(ifaces, held, observedGen, msg)
+	var keys []string
+	var version uint64
+	if r.keys != nil {
+		keys, version = r.keys.list()
+	}
+	key := fmt.Sprint(ifaces, held, observedGen, msg, keys)
 	if key == r.last {
 		return false, nil
 	}
-	s := nodeStatus{Interfaces: ifaces, Held: held, ObservedGeneration: observedGen, Ready: passErr == nil, Message: msg}
+	s := nodeStatus{Interfaces: ifaces, Held: held, ObservedGeneration: observedGen, Ready: passErr == nil, Message: msg, HeartbeatKeys: keys}
 	if err := r.w.Report(ctx, s); err != nil {
 		return false, err
 	}
+	if r.keys != nil {
+		r.keys.wrote(version)
+	}
 	r.last = key
 	return true, nil
+}
+
+// publishKeys writes the heartbeat keys alone, before the first pass.
+func (r *reporter) publishKeys(ctx context.Context) error {
+	if r.keys == nil {
+		return nil
+	}
+	keys, version := r.keys.list()
+	if err := r.w.PublishKeys(ctx, keys); err != nil {
+		return err
+	}
+	r.keys.wrote(version)
+	return nil
 }
 
 // apiStatusWriter writes the node's NetworkGatewayNode, creating it if needed. Its status is
@@ -57,17 +79,46 @@ type apiStatusWriter struct {
 
 var _ statusWriter = &apiStatusWriter{}
 
+// read reads the NetworkGatewayNode once, creating it if needed, for the conditions the
+// reports carry over.
+func (r *apiStatusWriter) read(ctx context.Context) error {
+	if r.known {
+		return nil
+	}
+	c := r.client.NetworkingV1().NetworkGatewayNodes(networking.NodeNamespace)
+	obj, err := c.Get(ctx, r.node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		obj, err = c.Create(ctx, &v1.NetworkGatewayNode{ObjectMeta: metav1.ObjectMeta{Name: r.node, Namespace: networking.NodeNamespace}}, metav1.CreateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("reading NetworkGatewayNode %s/%s: %w", networking.NodeNamespace, r.node, err)
+	}
+	r.conditions, r.known = obj.Status.Conditions, true
+	return nil
+}
+
+func (r *apiStatusWriter) PublishKeys(ctx context.Context, keys []string) error {
+	if err := r.read(ctx); err != nil {
+		return err
+	}
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"heartbeatKeys": keys}})
+	if err != nil {
+		return err
+	}
+	_, err = r.client.NetworkingV1().NetworkGatewayNodes(networking.NodeNamespace).Patch(ctx, r.node, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
+	if apierrors.IsNotFound(err) {
+		r.known = false
+	}
+	if err != nil {
+		return fmt.Errorf("publishing the heartbeat keys in NetworkGatewayNode %s/%s: %w", networking.NodeNamespace, r.node, err)
+	}
+	return nil
+}
+
 func (r *apiStatusWriter) Report(ctx context.Context, s nodeStatus) error {
 	c := r.client.NetworkingV1().NetworkGatewayNodes(networking.NodeNamespace)
-	if !r.known {
-		obj, err := c.Get(ctx, r.node, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			obj, err = c.Create(ctx, &v1.NetworkGatewayNode{ObjectMeta: metav1.ObjectMeta{Name: r.node, Namespace: networking.NodeNamespace}}, metav1.CreateOptions{})
-		}
-		if err != nil {
-			return fmt.Errorf("reading NetworkGatewayNode %s/%s: %w", networking.NodeNamespace, r.node, err)
-		}
-		r.conditions, r.known = obj.Status.Conditions, true
+	if err := r.read(ctx); err != nil {
+		return err
 	}
 	status := v1.NetworkGatewayNodeStatus{Conditions: append([]metav1.Condition(nil), r.conditions...), ObservedGeneration: s.ObservedGeneration}
 	for _, i := range s.Interfaces {
@@ -80,6 +131,7 @@ func (r *apiStatusWriter) Report(ctx context.Context, s nodeStatus) error {
 	for _, ip := range s.Held {
 		status.FloatingIPs = append(status.FloatingIPs, ip.String())
 	}
+	status.HeartbeatKeys = s.HeartbeatKeys
 	cond := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Programmed", Message: s.Message, ObservedGeneration: s.ObservedGeneration}
 	if !s.Ready {
 		cond.Status, cond.Reason = metav1.ConditionFalse, "DataplaneError"

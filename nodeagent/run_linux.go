@@ -39,7 +39,10 @@ func Run(ctx context.Context, opts *Options) error {
 	}
 	fips := floatingip.New(floatingip.Options{Interfaces: opts.parsed.interfaces})
 	reg := newRegistry()
-	a := newAgent(*opts, c, kernel{dp: dp, fips: fips, host: linuxHost{}, now: monotonic}, reg)
+	a, err := newAgent(*opts, c, kernel{dp: dp, fips: fips, host: linuxHost{}, now: monotonic}, reg)
+	if err != nil {
+		return err
+	}
 	registerHolderMetrics(reg, fips)
 	if _, err := serveProbes(ctx, opts.ProbeAddr, reg, a.Ready); err != nil {
 		return err

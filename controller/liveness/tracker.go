@@ -26,6 +26,9 @@ type heartbeat struct {
 	renewal  string        // what identifies the last renewal, e.g. the Lease's renewTime
 	seen     time.Time     // when this process saw it change, with a monotonic reading
 	duration time.Duration // how long a renewal is valid, from the Lease
+	// leased is the duration the node's heartbeat Lease gives, which only its agent may
+	// write; zero until the Lease is seen.
+	leased time.Duration
 	// switched: the node's agent has sent a beat carrying this leader's term, so it no
 	// longer accepts answers from an earlier leader, and the fence no longer covers it.
 	switched bool
@@ -51,10 +54,10 @@ func (t *Tracker) Observe(node, renewal string, duration time.Duration) {
 	now := t.clock.Now()
 	hb, ok := t.nodes[node]
 	if !ok {
-		t.nodes[node] = &heartbeat{renewal: renewal, seen: now, duration: duration}
+		t.nodes[node] = &heartbeat{renewal: renewal, seen: now, duration: duration, leased: duration}
 		return
 	}
-	hb.duration = duration
+	hb.duration, hb.leased = duration, duration
 	if hb.renewal == renewal {
 		return
 	}
@@ -119,6 +122,18 @@ func (t *Tracker) downAt(hb *heartbeat) time.Time {
 		return fenced
 	}
 	return at
+}
+
+// LeaseDuration is the duration the node's heartbeat Lease gives, if its Lease has been
+// seen: the only lease a beat of the node's may ask for.
+func (t *Tracker) LeaseDuration(node string) (time.Duration, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	hb, ok := t.nodes[node]
+	if !ok || hb.leased == 0 {
+		return 0, false
+	}
+	return hb.leased, true
 }
 
 // Forget drops a node whose heartbeat object is gone; it is Down from now on.

@@ -3,33 +3,45 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"strings"
+	"net/netip"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/egressgw/egressgw/apiserver/heartbeat"
 	"github.com/egressgw/egressgw/controller"
 	"github.com/egressgw/egressgw/test/controlplane"
 	"github.com/egressgw/egressgw/test/topology"
 )
 
 // Leader returns the controller replica that holds the leadership, from the leader
-// election Lease: its holder identity ends with the replica's heartbeat address.
+// election Lease: its holder identity names the replica's heartbeat address.
 func (c *Cluster) Leader(ctx context.Context) (int, error) {
+	i, _, err := c.LeaderHeartbeat(ctx)
+	return i, err
+}
+
+// LeaderHeartbeat returns the replica that leads, and where it takes heartbeats and the
+// key it answers with.
+func (c *Cluster) LeaderHeartbeat(ctx context.Context) (int, heartbeat.Leader, error) {
 	l, err := c.Kube.CoordinationV1().Leases(controlplane.WebhookNamespace).Get(ctx, controller.LeaderElectionID, metav1.GetOptions{})
 	if err != nil {
-		return -1, err
+		return -1, heartbeat.Leader{}, err
 	}
 	if l.Spec.HolderIdentity == nil {
-		return -1, fmt.Errorf("nobody holds the leadership")
+		return -1, heartbeat.Leader{}, fmt.Errorf("nobody holds the leadership")
 	}
 	id := *l.Spec.HolderIdentity
+	leader, err := heartbeat.ParseLeaderIdentity(id)
+	if err != nil {
+		return -1, heartbeat.Leader{}, err
+	}
 	for i, p := range c.controllers {
-		if p != nil && strings.HasSuffix(id, fmt.Sprintf("@%s:%d", topology.ControlIP, HeartbeatPort+i)) {
-			return i, nil
+		if p != nil && leader.Addr == netip.AddrPortFrom(topology.ControlIP, uint16(HeartbeatPort+i)) {
+			return i, leader, nil
 		}
 	}
-	return -1, fmt.Errorf("the leader %q is none of the %d replicas", id, len(c.controllers))
+	return -1, heartbeat.Leader{}, fmt.Errorf("the leader %q is none of the %d replicas", id, len(c.controllers))
 }
 
 // WaitLeader waits for a running replica other than not (-1: any) to lead.

@@ -57,6 +57,14 @@ type NetworkGatewayNodeStatus struct {
 	// +kubebuilder:validation:items:Format=ipv4
 	// +optional
 	FloatingIPs []string `json:"floatingIPs,omitempty"`
+	// HeartbeatKeys are the X25519 public keys (base64) of the node's agent, newest first:
+	// the controller's leader answers only heartbeats authenticated with one of them. The
+	// agent makes a key at every start and while it rotates lists the old key second.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=2
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9+/]{43}=$`
+	// +optional
+	HeartbeatKeys []string `json:"heartbeatKeys,omitempty"`
 	// Conditions are the standard conditions; Ready is True while the agent is healthy.
 	// +listType=map
 	// +listMapKey=type

@@ -391,6 +391,11 @@ func (in *NetworkGatewayNodeStatus) DeepCopyInto(out *NetworkGatewayNodeStatus) 
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.HeartbeatKeys != nil {
+		in, out := &in.HeartbeatKeys, &out.HeartbeatKeys
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]metav1.Condition, len(*in))
