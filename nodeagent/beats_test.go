@@ -234,7 +234,7 @@ func TestBeaterTakesOnlyTheLeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := hb.NewAgentSession(keys.current, forger.Public, "worker1")
+	s, err := hb.NewLeaderSession(forger, keys.current.Public, "worker1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"sync/atomic"
 )
 
 // Each side of the direct channel has an X25519 key pair and publishes its public key
@@ -37,6 +38,8 @@ func ParsePublicKey(s string) (PublicKey, error) {
 type KeyPair struct {
 	priv   *ecdh.PrivateKey
 	Public PublicKey
+	// answers counts the answers sealed in the sessions of this key (a leader's).
+	answers atomic.Uint64
 }
 
 // NewKeyPair makes a key pair from the system's random source.
@@ -60,6 +63,9 @@ type Session struct {
 	// beat and answer MAC the two directions, each with a key of its own: a datagram
 	// MACed for one direction never passes for the other.
 	beat, answer *macer
+	// answers counts the answers of the leader's key, in every session it has; nil in an
+	// agent's session, which does not answer.
+	answers *atomic.Uint64
 }
 
 // NewAgentSession is an agent's session with the leader key it read from the Lease.
@@ -69,7 +75,11 @@ func NewAgentSession(own *KeyPair, leader PublicKey, node string) (*Session, err
 
 // NewLeaderSession is the leader's session with an agent key its node published.
 func NewLeaderSession(own *KeyPair, agent PublicKey, node string) (*Session, error) {
-	return newSession(own, agent, agent, own.Public, node)
+	s, err := newSession(own, agent, agent, own.Public, node)
+	if err == nil {
+		s.answers = &own.answers
+	}
+	return s, err
 }
 
 const sessionInfo = "egressgw heartbeat v2 "

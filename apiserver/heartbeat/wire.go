@@ -11,19 +11,19 @@ import (
 // The wire format is fixed-size binary, big-endian, one datagram per message:
 //
 //	magic "EGWB" | version 2 | kind | node name length | node name | session id [8]
-//	| nonce u64 | seq u64 | term u64 | generation i64 | lease ms u32 (beats only)
-//	| MAC [16]
+//	| nonce u64 | seq u64 | term u64 | generation i64
+//	| lease ms u32 (beats) or counter u64 (answers) | MAC [16]
 //
 // The MAC is AES-256-GCM's tag over everything before it, as additional data with no
 // plaintext (GMAC), with the session's key for the datagram's direction: it covers the
 // direction (the kind, and the key), the node, the agent's per-boot nonce, the sequence
 // number, the term and the rest. A receiver checks it before it reads anything else, and
-// before any state changes. GCM's nonce is the kind and the sequence number, which never
-// repeat under one key: an agent's key is its own start's, whose beats count up; the
-// leader's answer key is its own replica's, and it answers a beat only if its sequence
-// number is above every one it answered in that session (see the controller). GMAC costs
-// a third of HMAC-SHA-256 here, which keeps a heartbeat's cost at the leader within twice
-// what it was without authentication.
+// before any state changes. GCM's nonce is the kind and a number that never repeats under
+// one key: for a beat its sequence number (an agent's key is its own start's, whose beats
+// count up); for an answer the counter, which counts every answer of the leader's key (a
+// replica's own, made at its start), whatever the leader remembers of each session. GMAC
+// costs a third of HMAC-SHA-256 here, which keeps a heartbeat's cost at the leader within
+// twice what it was without authentication.
 //
 // A beat's nonce is random per agent start; its seq grows by one with every beat of that
 // start; its term is the highest leader term the agent has accepted an answer from, and
@@ -111,6 +111,10 @@ func (s *Session) SealAnswer(buf []byte, a Answer) ([]byte, error) {
 	buf = binary.BigEndian.AppendUint64(buf, a.Seq)
 	buf = binary.BigEndian.AppendUint64(buf, a.Term)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(a.Vouched))
+	if s.answers == nil {
+		return nil, fmt.Errorf("an agent's session of node %q does not answer", s.Node)
+	}
+	buf = binary.BigEndian.AppendUint64(buf, s.answers.Add(1))
 	return appendMAC(buf, start, s.answer), nil
 }
 
@@ -140,7 +144,7 @@ func OpenBeat(data []byte, sessions func(SessionID) *Session) (Beat, *Session, e
 
 // OpenAnswer checks an answer's MAC with this session, and decodes it.
 func (s *Session) OpenAnswer(data []byte) (Answer, error) {
-	node, id, rest, err := parseHeader(data, kindAnswer, 32)
+	node, id, rest, err := parseHeader(data, kindAnswer, 40)
 	if err != nil {
 		return Answer{}, err
 	}
@@ -212,11 +216,11 @@ func parseHeader(data []byte, kind byte, body int) (string, SessionID, []byte, e
 // macer is one direction's GMAC.
 type macer struct {
 	kind byte
-	// seqFromEnd is where the sequence number starts, counted from the end of a datagram
-	// without its MAC: a beat has term, generation and lease after it; an answer, term
-	// and generation.
-	seqFromEnd int
-	aead       cipher.AEAD
+	// nonceFromEnd is where the number GCM's nonce is made of starts, counted from the
+	// end of a datagram without its MAC: a beat's sequence number has term, generation and
+	// lease after it; an answer's counter is last.
+	nonceFromEnd int
+	aead         cipher.AEAD
 }
 
 func newMacer(kind byte, key []byte) *macer {
@@ -228,19 +232,19 @@ func newMacer(kind byte, key []byte) *macer {
 	if err != nil {
 		panic(err) // AES has GCM's block size
 	}
-	m := &macer{kind: kind, seqFromEnd: 8 + 8 + 8, aead: aead}
+	m := &macer{kind: kind, nonceFromEnd: 8, aead: aead}
 	if kind == kindBeat {
-		m.seqFromEnd += 4
+		m.nonceFromEnd = 8 + 8 + 8 + 4
 	}
 	return m
 }
 
-// nonce is GCM's nonce for a datagram: its kind and its sequence number, read from msg,
-// which is a whole datagram without its MAC.
+// nonce is GCM's nonce for a datagram: its kind and its sequence number or counter, read
+// from msg, which is a whole datagram without its MAC.
 func (m *macer) nonce(msg []byte) [12]byte {
 	var n [12]byte
 	n[0] = m.kind
-	copy(n[4:], msg[len(msg)-m.seqFromEnd:])
+	copy(n[4:], msg[len(msg)-m.nonceFromEnd:])
 	return n
 }
 

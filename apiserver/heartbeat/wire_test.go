@@ -128,8 +128,9 @@ func TestForgeries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reflected := append([]byte{}, good[:len(good)-macSize-4]...)
+	reflected := append([]byte{}, good[:len(good)-macSize-4]...) // without the lease
 	reflected[len(magic)+1] = kindAnswer
+	reflected = append(reflected, 0, 0, 0, 0, 0, 0, 0, 1) // a counter
 	reflected = append(reflected, good[len(good)-macSize:]...)
 	if _, err := agent.OpenAnswer(reflected); !errors.Is(err, ErrBadMAC) {
 		t.Errorf("the agent's beat reflected as an answer: %v, want ErrBadMAC", err)
@@ -153,6 +154,9 @@ func TestSessionsRefuseBadInput(t *testing.T) {
 	agent, _ := pair(t, "worker-1")
 	if _, err := agent.SealBeat(nil, Beat{Node: "worker-2"}); err == nil {
 		t.Error("worker-1's session sealed a beat of worker-2's")
+	}
+	if _, err := agent.SealAnswer(nil, Answer{Node: "worker-1"}); err == nil {
+		t.Error("an agent's session sealed an answer: it has no counter, so its nonces could repeat")
 	}
 	if _, err := ParsePublicKey("short"); err == nil {
 		t.Error("a key of the wrong size parsed")
@@ -194,5 +198,36 @@ func BenchmarkSealOpen(b *testing.B) {
 		if _, _, err := OpenBeat(buf, sessions); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestAnswerNoncesNeverRepeat: a leader that forgets a session (its node took the key out
+// of its status and put it back) and answers a replayed beat again does not reuse GCM's
+// nonce: the counter is the leader key's, across its sessions.
+func TestAnswerNoncesNeverRepeat(t *testing.T) {
+	a, err := NewKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans := Answer{Node: "worker-1", Nonce: 1, Seq: 7, Term: 2, Vouched: 3}
+	seen := map[string]bool{}
+	for range 3 {
+		s, err := NewLeaderSession(l, a.Public, "worker-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := s.SealAnswer(nil, ans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counter := string(data[len(data)-macSize-8 : len(data)-macSize])
+		if seen[counter] {
+			t.Fatalf("two answers under one key with the counter %x", counter)
+		}
+		seen[counter] = true
 	}
 }
