@@ -29,6 +29,7 @@ import (
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/apis/networking/v1alpha1"
 	"github.com/egressgw/egressgw/apiserver/heartbeat"
+	"github.com/egressgw/egressgw/apiserver/metricsauth"
 	"github.com/egressgw/egressgw/controller/liveness"
 )
 
@@ -62,7 +63,7 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	}
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
+		Metrics:                securedMetrics(opts.MetricsAddr),
 		HealthProbeBindAddress: opts.ProbeAddr,
 		// The election is ours (elector): the leader answers heartbeats through an API
 		// server outage, which controller-runtime's would end by exiting.
@@ -163,4 +164,12 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		return nil, err
 	}
 	return &Controller{Manager: mgr, elected: elected}, nil
+}
+
+// securedMetrics serves /metrics over TLS (a self-signed certificate) to clients that
+// authenticate with a token and may get /metrics (TokenReview and SubjectAccessReview,
+// as kube-rbac-proxy does): the metrics say which nodes hold which IPs, and how often
+// the heartbeats come. artifacts/ has a ClusterRole that allows it.
+func securedMetrics(addr string) metricsserver.Options {
+	return metricsserver.Options{BindAddress: addr, SecureServing: true, FilterProvider: metricsauth.Filter}
 }

@@ -46,7 +46,7 @@ func NewOptions() *Options {
 			AckHold:       90 * time.Second,
 		},
 		Grace:       500 * time.Millisecond,
-		MetricsAddr: ":8080",
+		MetricsAddr: ":8443",
 		ProbeAddr:   ":8081",
 	}
 }
@@ -64,7 +64,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HeartbeatAddr, "heartbeat-bind-address", o.HeartbeatAddr, "host:port where the leader answers node agents' UDP heartbeats; empty: agents renew their Leases instead")
 	fs.StringVar(&o.HeartbeatAdvertise, "heartbeat-advertise-address", o.HeartbeatAdvertise, "host:port agents send heartbeats to, if not --heartbeat-bind-address (e.g. $(POD_IP):7471)")
 	fs.DurationVar(&o.Grace, "grace", o.Grace, "how long past its heartbeat Lease's duration a node is still Up")
-	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics; 0 disables")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics, over TLS, for clients with a token that may get /metrics; 0 disables")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz; 0 disables")
 }
 

@@ -21,7 +21,7 @@ func TestOptions(t *testing.T) {
 			e := o.Election
 			if !o.LeaderElection || e.Namespace != "egressgw-system" || e.LeaseDuration != 15*time.Second || e.RenewDeadline != 10*time.Second ||
 				e.RetryPeriod != 2*time.Second || e.AckHold != 90*time.Second || o.Grace != 500*time.Millisecond ||
-				o.MetricsAddr != ":8080" || o.ProbeAddr != ":8081" || o.HeartbeatAddr != "" || o.HeartbeatAdvertise != "" || o.Kubeconfig != "" {
+				o.MetricsAddr != ":8443" || o.ProbeAddr != ":8081" || o.HeartbeatAddr != "" || o.HeartbeatAdvertise != "" || o.Kubeconfig != "" {
 				return "defaults changed"
 			}
 			return ""

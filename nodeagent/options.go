@@ -32,8 +32,9 @@ type Options struct {
 	Heartbeat HeartbeatOptions
 	// Resync is how often a pass runs with no change, to repair the kernel state.
 	Resync time.Duration
-	// ProbeAddr serves /healthz, /readyz and /metrics.
-	ProbeAddr string
+	// ProbeAddr serves /healthz and /readyz; MetricsAddr serves /metrics, over TLS, to
+	// clients that may get it ("0": not at all).
+	ProbeAddr, MetricsAddr string
 	// Uninstall removes what the agent put on the node instead of running it.
 	Uninstall bool
 
@@ -83,8 +84,9 @@ func NewOptions() *Options {
 			LeaseRefresh:    10 * time.Second,
 			KeyRotation:     24 * time.Hour,
 		},
-		Resync:    30 * time.Second,
-		ProbeAddr: ":9464",
+		Resync:      30 * time.Second,
+		ProbeAddr:   ":9464",
+		MetricsAddr: ":9465",
 	}
 }
 
@@ -104,7 +106,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&h.LeaseRefresh, "lease-refresh", h.LeaseRefresh, "how often the heartbeat Lease is written while the leader answers UDP heartbeats")
 	fs.DurationVar(&h.KeyRotation, "heartbeat-key-rotation", h.KeyRotation, "how often a new key authenticates the UDP heartbeats (one is made at every start too); 0: only at start")
 	fs.DurationVar(&o.Resync, "resync", o.Resync, "how often to repair the kernel state with no change seen")
-	fs.StringVar(&o.ProbeAddr, "probe-bind-address", o.ProbeAddr, "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&o.ProbeAddr, "probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz, for the kubelet")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics, over TLS, for clients with a token that may get /metrics; 0 disables")
 	fs.BoolVar(&o.Uninstall, "uninstall", o.Uninstall, "remove everything the agent put on this node (IPs, nft table, routing rules, BPF programs and maps) and exit")
 }
 

@@ -10,13 +10,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
+	"github.com/egressgw/egressgw/apiserver/metricsauth"
 )
 
 // connect builds the agent's clients of the API server from cfg: the informers and
@@ -71,9 +73,9 @@ func (a *Agent) run(ctx context.Context) error {
 	return nil
 }
 
-// serveProbes serves /healthz (the process runs), /readyz (the last pass programmed
-// everything) and /metrics.
-func serveProbes(ctx context.Context, addr string, reg *prometheus.Registry, ready func() error) (string, error) {
+// serveProbes serves /healthz (the process runs) and /readyz (the last pass programmed
+// everything), for the kubelet: nothing more, as anyone on the node network reaches them.
+func serveProbes(ctx context.Context, addr string, ready func() error) (string, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -83,7 +85,6 @@ func serveProbes(ctx context.Context, addr string, reg *prometheus.Registry, rea
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("listening for probes on %s: %w", addr, err)
@@ -101,9 +102,41 @@ func serveProbes(ctx context.Context, addr string, reg *prometheus.Registry, rea
 	return ln.Addr().String(), nil
 }
 
-func newRegistry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+// serveMetrics serves /metrics of the registry controller-runtime's metrics server serves
+// (crmetrics.Registry), over TLS with a self-signed certificate, to clients that
+// authenticate with a token and may get /metrics (TokenReview and SubjectAccessReview, as
+// kube-rbac-proxy does): the agent runs on the host network, where every pod and host on
+// the node network could read them otherwise, and they tell how the heartbeats go.
+func serveMetrics(ctx context.Context, addr string, cfg *rest.Config) error {
+	if addr == "0" {
+		return nil
+	}
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	srv, err := metricsserver.NewServer(metricsserver.Options{BindAddress: addr, SecureServing: true,
+		FilterProvider: metricsauth.Filter}, cfg, httpClient)
+	if err != nil {
+		return fmt.Errorf("serving metrics on %s: %w", addr, err)
+	}
+	go func() {
+		if err := srv.Start(ctx); err != nil {
+			klog.ErrorS(err, "Metrics server stopped")
+		}
+	}()
+	return nil
+}
+
+// newRegistry is the registry the metrics server serves, with the Go runtime's and the
+// process's metrics.
+func newRegistry() prometheus.Registerer {
+	reg := crmetrics.Registry
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			klog.ErrorS(err, "Registering a metrics collector")
+		}
+	}
 	return reg
 }
 

@@ -44,7 +44,10 @@ func Run(ctx context.Context, opts *Options) error {
 		return err
 	}
 	registerHolderMetrics(reg, fips)
-	if _, err := serveProbes(ctx, opts.ProbeAddr, reg, a.Ready); err != nil {
+	if _, err := serveProbes(ctx, opts.ProbeAddr, a.Ready); err != nil {
+		return err
+	}
+	if err := serveMetrics(ctx, opts.MetricsAddr, cfg); err != nil {
 		return err
 	}
 	return a.run(ctx)

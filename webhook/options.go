@@ -44,7 +44,7 @@ func NewOptions() *Options {
 		Namespace:   namespace,
 		SecretName:  "egressgw-webhook-certs",
 		ServiceName: "egressgw-webhook",
-		MetricsAddr: ":8080",
+		MetricsAddr: ":8443",
 		ProbeAddr:   ":8081",
 	}
 }
@@ -57,7 +57,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace of the Service and the certificate Secret; defaults to $POD_NAMESPACE when set")
 	fs.StringVar(&o.SecretName, "secret-name", o.SecretName, "Secret that holds the CA and serving certificate")
 	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "the webhook Service, whose DNS names the serving certificate carries")
-	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics; 0 disables")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics, over TLS, for clients with a token that may get /metrics; 0 disables")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz; 0 disables")
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/egressgw/egressgw/apiserver/apis/networking/install"
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	"github.com/egressgw/egressgw/apiserver/certs"
+	"github.com/egressgw/egressgw/apiserver/metricsauth"
 )
 
 // Paths the webhook configurations in artifacts/webhook point at.
@@ -75,8 +76,10 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 		}},
 	})
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
+		Scheme: scheme,
+		// Served as the controller's are: over TLS, to clients that may get /metrics.
+		Metrics: metricsserver.Options{BindAddress: opts.MetricsAddr, SecureServing: true,
+			FilterProvider: metricsauth.Filter},
 		HealthProbeBindAddress: opts.ProbeAddr,
 		WebhookServer:          server,
 		Logger:                 klog.NewKlogr().WithName("webhook"),

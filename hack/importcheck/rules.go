@@ -9,9 +9,10 @@ import (
 // The folders of the module, by role. A folder says who may import it.
 var (
 	// shared are the packages every component may import: the API types and their
-	// install packages, the generated clients, the routing decision, and the contracts
-	// between components. They import nothing of any component.
-	shared = []string{"apiserver/apis", "apiserver/client", "apiserver/routing", "apiserver/heartbeat", "apiserver/certs"}
+	// install packages, the generated clients, the routing decision, the contracts
+	// between components, and the TLS and metrics access they all serve with. They import
+	// nothing of any component.
+	shared = []string{"apiserver/apis", "apiserver/client", "apiserver/routing", "apiserver/heartbeat", "apiserver/certs", "apiserver/metricsauth"}
 	// components import the shared packages and their own, and may import the folders
 	// listed for them: the node agent's dataplane is bpf/.
 	components = map[string][]string{

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -60,6 +61,11 @@ type Cluster struct {
 	controllers []*Process
 	agents      map[string]*Process
 	aggregated  *Process
+
+	// The token the harness reads the agents' metrics with, made on first use.
+	metricsOnce sync.Once
+	metricsTok  string
+	metricsErr  error
 }
 
 // Start brings the whole system up. On error it removes what it started.

@@ -2,10 +2,7 @@ package cluster
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
-	"time"
 
 	"github.com/egressgw/egressgw/test/topology"
 )
@@ -32,7 +29,7 @@ func (c *Cluster) Diagnose() string {
 				fmt.Fprintf(&b, "(%v)\n", err)
 			}
 		}
-		fmt.Fprintf(&b, "--- agent metrics\n%s", agentMetrics(n))
+		fmt.Fprintf(&b, "--- agent metrics\n%s", c.agentMetrics(n))
 	}
 	out, _ := topology.Exec(c.Topo.Router, "ip", "neigh")
 	fmt.Fprintf(&b, "===== router neighbours\n%s", out)
@@ -41,14 +38,11 @@ func (c *Cluster) Diagnose() string {
 	return b.String()
 }
 
-func agentMetrics(n *topology.Node) string {
-	client := http.Client{Timeout: 2 * time.Second}
-	resp, err := client.Get(fmt.Sprintf("http://%s:9464/metrics", n.IP))
+func (c *Cluster) agentMetrics(n *topology.Node) string {
+	body, err := c.AgentMetrics(n)
 	if err != nil {
 		return err.Error() + "\n"
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	var keep []string
 	for _, line := range strings.Split(string(body), "\n") {
 		if strings.HasPrefix(line, "egressgw_") {

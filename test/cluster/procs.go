@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,7 +190,8 @@ func (c *Cluster) StartAgent(node string) error {
 		"--renew-interval="+(c.opts.LeaseDuration/4).String(),
 		"--controller-lease="+controlplane.WebhookNamespace+"/"+controller.LeaderElectionID,
 		"--heartbeat-interval="+min(100*time.Millisecond, c.opts.LeaseDuration/6).String(),
-		"--probe-bind-address="+n.IP.String()+":9464", "-v=3")
+		"--probe-bind-address="+n.IP.String()+":9464",
+		"--metrics-bind-address="+netip.AddrPortFrom(n.IP, AgentMetricsPort).String(), "-v=3")
 	if err != nil {
 		return err
 	}

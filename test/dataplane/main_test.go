@@ -2,10 +2,10 @@ package dataplane
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -161,14 +161,12 @@ func eventually(timeout time.Duration, f func() error) error {
 // agentMetric reads one sample of an agent's metrics: the sum over series of name whose
 // labels contain every one of match.
 func agentMetric(n *topology.Node, name string, match ...string) (float64, error) {
-	client := http.Client{Timeout: 3 * time.Second}
-	resp, err := client.Get(fmt.Sprintf("http://%s:9464/metrics", n.IP))
+	body, err := sys.AgentMetrics(n)
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
 	var sum float64
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 outer:
 	for sc.Scan() {

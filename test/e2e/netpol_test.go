@@ -2,10 +2,10 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -202,14 +202,12 @@ func netpolDrops(t *testing.T, n *topology.Node) int {
 // steered packets the node took in and SNATed: what reaches a gateway.
 func gatewaySteeredIn(t *testing.T, n *topology.Node) float64 {
 	t.Helper()
-	client := http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(fmt.Sprintf("http://%s:9464/metrics", n.IP))
+	body, err := sys.AgentMetrics(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	const series = `egressgw_agent_packets_total{verdict="uplink_in_snat"} `
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), series); ok {
