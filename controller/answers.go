@@ -44,7 +44,14 @@ func newAnswerer(tracker *liveness.Tracker, term func() (uint64, bool), kick fun
 // datagram, appended to buf, or the reason no answer goes back. A datagram that does not
 // verify, or repeats or precedes a sequence number of its session, changes nothing.
 func (a *answerer) reply(buf, data []byte) ([]byte, string) {
-	beat, s, err := heartbeat.OpenBeat(data, a.sessions.find)
+	id, _ := heartbeat.PeekSession(data)
+	ent := a.sessions.find(id)
+	beat, s, err := heartbeat.OpenBeat(data, func(heartbeat.SessionID) *heartbeat.Session {
+		if ent == nil {
+			return nil
+		}
+		return ent.s
+	})
 	switch {
 	case errors.Is(err, heartbeat.ErrUnknownSession):
 		return nil, "unknown-session"
@@ -53,7 +60,7 @@ func (a *answerer) reply(buf, data []byte) ([]byte, string) {
 	case err != nil:
 		return nil, "malformed"
 	}
-	if !a.sessions.advance(s.ID, beat.Nonce, beat.Seq) {
+	if !ent.advance(beat.Nonce, beat.Seq) {
 		return nil, "replayed"
 	}
 	ans, reason := a.answer(beat)
@@ -73,24 +80,18 @@ func (a *answerer) answer(b heartbeat.Beat) (heartbeat.Answer, string) {
 	if !ok || b.Term > term {
 		return heartbeat.Answer{}, "unanswered" // not answering, or the agent follows a newer leader
 	}
-	// A beat asks for the lease its node's Lease gives, and no other: one asking for
-	// longer would keep a dead node Up, one asking for shorter would move its IPs while
-	// the node still holds them.
-	lease, known := a.tracker.LeaseDuration(b.Node)
-	if !known {
-		return heartbeat.Answer{}, "unknown-node"
-	}
-	if time.Duration(b.LeaseMillis)*time.Millisecond != lease {
-		return heartbeat.Answer{}, "bad-lease"
+	// A beat asks for the lease its node's Lease gives, and no other (HeardLeased).
+	wasUp, switched, reason := a.tracker.HeardLeased(b.Node, time.Duration(b.LeaseMillis)*time.Millisecond, b.Term == term)
+	if reason != "" {
+		return heartbeat.Answer{}, reason
 	}
 	a.mu.Lock()
 	gen, known := a.generations[b.Node]
-	a.mu.Unlock()
 	if !known {
-		return heartbeat.Answer{}, "unknown-node"
+		// A session outlived its node's report by a pass: nothing to vouch for.
+		a.mu.Unlock()
+		return heartbeat.Answer{Node: b.Node, Nonce: b.Nonce, Seq: b.Seq, Term: term}, ""
 	}
-	wasUp, switched := a.tracker.Heard(b.Node, lease, b.Term == term)
-	a.mu.Lock()
 	if !wasUp {
 		a.revived[b.Node] = a.started
 	}
@@ -109,15 +110,12 @@ func (a *answerer) answer(b heartbeat.Beat) (heartbeat.Answer, string) {
 	if !waiting {
 		ans.Vouched = gen
 	}
-	beatsAnswered.WithLabelValues(vouchLabel(ans.Vouched != 0)).Inc()
-	return ans, ""
-}
-
-func vouchLabel(v bool) string {
-	if v {
-		return "vouched"
+	if ans.Vouched != 0 {
+		answeredVouched.Inc()
+	} else {
+		answeredNotVouched.Inc()
 	}
-	return "not-vouched"
+	return ans, ""
 }
 
 // passStarted notes a pass's start, with the generations of the grants it read and the

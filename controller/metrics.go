@@ -53,3 +53,6 @@ func RegisterMetrics() error {
 }
 
 func recordMove(m placement.Move) { failovers.WithLabelValues(string(m.Reason)).Inc() }
+
+// The answered series, bound once: answering is the leader's hot path.
+var answeredVouched, answeredNotVouched = beatsAnswered.WithLabelValues("vouched"), beatsAnswered.WithLabelValues("not-vouched")

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/klog/v2"
 
@@ -25,10 +26,10 @@ type nodeKey struct {
 
 type session struct {
 	s *heartbeat.Session
-	// nonce and seq are the agent's start and its highest beat seen; seen is false
-	// before the first.
-	nonce, seq uint64
-	seen       bool
+	// nonce and seq are the agent's start and its highest beat seen, zero before the
+	// first (agents' nonces are random and never zero); changed with compare-and-swap,
+	// as beats of one session are taken by one goroutine but update runs beside it.
+	nonce, seq atomic.Uint64
 }
 
 func newSessions() sessions {
@@ -36,26 +37,27 @@ func newSessions() sessions {
 }
 
 // find is the session a datagram names; nil if there is none.
-func (ss *sessions) find(id heartbeat.SessionID) *heartbeat.Session {
+func (ss *sessions) find(id heartbeat.SessionID) *session {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if s := ss.byID[id]; s != nil {
-		return s.s
-	}
-	return nil
+	return ss.byID[id]
 }
 
 // advance takes an authenticated beat's nonce and sequence number: true the first time
 // they come, false for any repeat, an earlier number, or another start's nonce.
-func (ss *sessions) advance(id heartbeat.SessionID, nonce, seq uint64) bool {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s := ss.byID[id]
-	if s == nil || s.seen && (nonce != s.nonce || seq <= s.seq) {
+func (s *session) advance(nonce, seq uint64) bool {
+	if nonce == 0 || !s.nonce.CompareAndSwap(0, nonce) && s.nonce.Load() != nonce {
 		return false
 	}
-	s.nonce, s.seq, s.seen = nonce, seq, true
-	return true
+	for {
+		last := s.seq.Load()
+		if seq <= last {
+			return false
+		}
+		if s.seq.CompareAndSwap(last, seq) {
+			return true
+		}
+	}
 }
 
 // update makes the sessions those of own with every key the nodes publish (node → keys,

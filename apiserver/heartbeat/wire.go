@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // The wire format is fixed-size binary, big-endian, one datagram per message:
@@ -129,11 +130,11 @@ func OpenBeat(data []byte, sessions func(SessionID) *Session) (Beat, *Session, e
 	if s == nil {
 		return Beat{}, nil, ErrUnknownSession
 	}
-	if !verify(data, s.beat) || s.Node != node {
+	if !verify(data, s.beat) || s.Node != string(node) {
 		return Beat{}, nil, ErrBadMAC
 	}
 	return Beat{
-		Node:        node,
+		Node:        s.Node,
 		Nonce:       binary.BigEndian.Uint64(rest),
 		Seq:         binary.BigEndian.Uint64(rest[8:]),
 		Term:        binary.BigEndian.Uint64(rest[16:]),
@@ -151,11 +152,11 @@ func (s *Session) OpenAnswer(data []byte) (Answer, error) {
 	if id != s.ID {
 		return Answer{}, ErrUnknownSession
 	}
-	if !verify(data, s.answer) || node != s.Node {
+	if !verify(data, s.answer) || string(node) != s.Node {
 		return Answer{}, ErrBadMAC
 	}
 	return Answer{
-		Node:    node,
+		Node:    s.Node,
 		Nonce:   binary.BigEndian.Uint64(rest),
 		Seq:     binary.BigEndian.Uint64(rest[8:]),
 		Term:    binary.BigEndian.Uint64(rest[16:]),
@@ -194,27 +195,31 @@ func verify(data []byte, m *macer) bool {
 
 // parseHeader checks the header and the length, and returns the node name, the session id
 // and the fixed-size body. It does not check the MAC.
-func parseHeader(data []byte, kind byte, body int) (string, SessionID, []byte, error) {
+func parseHeader(data []byte, kind byte, body int) ([]byte, SessionID, []byte, error) {
 	var id SessionID
 	if len(data) < header || string(data[:len(magic)]) != magic {
-		return "", id, nil, ErrMalformed
+		return nil, id, nil, ErrMalformed
 	}
 	if v := data[len(magic)]; v != version {
-		return "", id, nil, fmt.Errorf("%w: version %d, want %d", ErrMalformed, v, version)
+		return nil, id, nil, fmt.Errorf("%w: version %d, want %d", ErrMalformed, v, version)
 	}
 	if k := data[len(magic)+1]; k != kind {
-		return "", id, nil, fmt.Errorf("%w: message kind %d, want %d", ErrMalformed, k, kind)
+		return nil, id, nil, fmt.Errorf("%w: message kind %d, want %d", ErrMalformed, k, kind)
 	}
 	n := int(data[len(magic)+2])
 	if n == 0 || len(data) != header+n+len(id)+body+macSize {
-		return "", id, nil, ErrMalformed
+		return nil, id, nil, ErrMalformed
 	}
 	copy(id[:], data[header+n:])
-	return string(data[header : header+n]), id, data[header+n+len(id) : len(data)-macSize], nil
+	return data[header : header+n], id, data[header+n+len(id) : len(data)-macSize], nil
 }
 
 // macer is one direction's GMAC.
 type macer struct {
+	mu sync.Mutex
+	// n is the scratch of GCM's nonce: passed to the AEAD, a nonce on the stack would
+	// escape to the heap, once per datagram.
+	n    [12]byte
 	kind byte
 	// nonceFromEnd is where the number GCM's nonce is made of starts, counted from the
 	// end of a datagram without its MAC: a beat's sequence number has term, generation and
@@ -239,25 +244,25 @@ func newMacer(kind byte, key []byte) *macer {
 	return m
 }
 
-// nonce is GCM's nonce for a datagram: its kind and its sequence number or counter, read
-// from msg, which is a whole datagram without its MAC.
-func (m *macer) nonce(msg []byte) [12]byte {
-	var n [12]byte
-	n[0] = m.kind
-	copy(n[4:], msg[len(msg)-m.nonceFromEnd:])
-	return n
+// nonce fills in GCM's nonce for a datagram: its kind and its sequence number or
+// counter, read from msg, which is a whole datagram without its MAC. m.mu is held.
+func (m *macer) nonce(msg []byte) []byte {
+	m.n[0] = m.kind
+	copy(m.n[4:], msg[len(msg)-m.nonceFromEnd:])
+	return m.n[:]
 }
 
 // seal appends the MAC of msg to buf.
 func (m *macer) seal(buf, msg []byte) []byte {
-	n := m.nonce(msg)
-	return m.aead.Seal(buf, n[:], nil, msg)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.aead.Seal(buf, m.nonce(msg), nil, msg)
 }
 
 // open checks the MAC of msg.
 func (m *macer) open(msg, tag []byte) bool {
-	n := m.nonce(msg)
-	var none [0]byte
-	_, err := m.aead.Open(none[:0], n[:], tag, msg)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, err := m.aead.Open(m.n[len(m.n):], m.nonce(msg), tag, msg)
 	return err == nil
 }

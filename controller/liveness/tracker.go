@@ -72,6 +72,29 @@ func (t *Tracker) Observe(node, renewal string, duration time.Duration) {
 func (t *Tracker) Heard(node string, duration time.Duration, current bool) (wasUp, switched bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.heard(node, duration, current)
+}
+
+// HeardLeased is Heard for a beat that must ask for the lease the node's heartbeat Lease
+// gives, and no other: one asking for longer would keep a dead node Up, one asking for
+// shorter would move its IPs while it still holds them. A beat of a node whose Lease was
+// never seen, or asking for another lease, is not recorded, and reason says why:
+// "unknown-node" or "bad-lease".
+func (t *Tracker) HeardLeased(node string, duration time.Duration, current bool) (wasUp, switched bool, reason string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	hb, ok := t.nodes[node]
+	switch {
+	case !ok || hb.leased == 0:
+		return false, false, "unknown-node"
+	case duration != hb.leased:
+		return false, false, "bad-lease"
+	}
+	wasUp, switched = t.heard(node, duration, current)
+	return wasUp, switched, ""
+}
+
+func (t *Tracker) heard(node string, duration time.Duration, current bool) (wasUp, switched bool) {
 	now := t.clock.Now()
 	hb, ok := t.nodes[node]
 	if !ok {
