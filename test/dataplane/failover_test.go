@@ -153,6 +153,22 @@ func TestPartitionedGatewayLetsGo(t *testing.T) {
 	w.check(t, c, ex.egressIP)
 }
 
+// failHard fails node n as a crash does: its agent killed, its link down; both come back
+// when the test ends.
+func failHard(t *testing.T, c *cluster.Cluster, n *topology.Node) {
+	t.Helper()
+	if err := c.Agent(n.Name).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.SetLink(false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = n.SetLink(true)
+		_ = c.StartAgent(n.Name)
+	})
+}
+
 // connection is one TCP connection to the external host, opened at a time.
 type connection struct {
 	at   time.Time
@@ -302,16 +318,7 @@ func TestFailover(t *testing.T) {
 	ctx := context.Background()
 	w := watchFault(t, c, ex, "failover") // whichever node holds the IP now
 	old := w.old
-	if err := c.Agent(old.Name).Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if err := old.SetLink(false); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = old.SetLink(true)
-		_ = c.StartAgent(old.Name)
-	})
+	failHard(t, c, old)
 	gw, err := c.WaitGatewayNodeChange(ctx, "egress", old.Name, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)

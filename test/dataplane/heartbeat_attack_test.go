@@ -139,16 +139,7 @@ func TestForgedBeatsKeepNoGatewayUp(t *testing.T) {
 			}
 		}
 	}()
-	if err := c.Agent(old.Name).Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if err := old.SetLink(false); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = old.SetLink(true)
-		_ = c.StartAgent(old.Name)
-	})
+	failHard(t, c, old)
 	gw, err := c.WaitGatewayNodeChange(ctx, "egress", old.Name, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
