@@ -188,6 +188,9 @@ type faultWatch struct {
 	start time.Time // when the probe was answered: faults come after
 	seq   int       // the probe's next datagram then
 	mark  int       // the external host's sniffer then
+	// gapFrom and back bound the gap resumed measured: the last answer before the fault
+	// and the first after it.
+	gapFrom, back time.Time
 }
 
 func watchFault(t testing.TB, c *cluster.Cluster, ex example, tag string) *faultWatch {
@@ -242,7 +245,9 @@ func (w *faultWatch) resumed(t testing.TB, c *cluster.Cluster, ip netip.Addr, gw
 	if err != nil {
 		t.Fatalf("traffic did not resume on %s: %v\n%s", gw, err, c.Diagnose())
 	}
-	return w.probe.Gap(ip, w.start, back.At), w.probe.Lost(ip, w.seq, back.Seq)
+	gap := w.probe.Gap(ip, w.start, back.At)
+	w.gapFrom, w.back = back.At.Add(-gap), back.At
+	return gap, w.probe.Lost(ip, w.seq, back.Seq)
 }
 
 // check stops the watches and fails on a split-brain or a leak: an answer from another

@@ -3,9 +3,11 @@ package dataplane
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -273,7 +275,10 @@ func cordonOnce(t testing.TB, c *cluster.Cluster, ex example, w *faultWatch) (gw
 // a grant to lapse would not be one. (The 200 ms target is BenchmarkCordon's.) New TCP
 // connections, opened every 50 ms from before the cordon until after the handover, all
 // succeed, each seen with the egress IP (one whose SYN falls in the gap is
-// retransmitted). Uncordoning moves nothing.
+// retransmitted); but one opened just as the IP moved may have its handshake SNATed by
+// the old node and its data by the new one, which has no conntrack entry for it: it may
+// stall, as established connections do across a move until they survive one (issue
+// #21), and at most one such is let off, with a log line. Uncordoning moves nothing.
 func TestCordonHandsOver(t *testing.T) {
 	c, ex := setupExample(t)
 	w := watchFault(t, c, ex, "cordon")
@@ -287,8 +292,16 @@ func TestCordonHandsOver(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	results := conns.stop()
 	slowest := time.Duration(0)
+	straddled := 0
 	for _, r := range results {
+		// Opened from shortly before the gap (a handshake takes a round trip through
+		// the old node) until traffic resumed.
+		across := !r.at.Before(w.gapFrom.Add(-100*time.Millisecond)) && !r.at.After(w.back)
 		switch {
+		case r.err != nil && across && straddled == 0 && errors.Is(r.err, os.ErrDeadlineExceeded):
+			straddled++
+			t.Logf("a connection opened %s after the watch started, as the IP moved (the gap ran from %s to %s), stalled: %v",
+				r.at.Sub(w.start).Round(time.Millisecond), w.gapFrom.Sub(w.start).Round(time.Millisecond), w.back.Sub(w.start).Round(time.Millisecond), r.err)
 		case r.err != nil:
 			t.Errorf("a new connection opened %s after the watch started failed: %v", r.at.Sub(w.start).Round(time.Millisecond), r.err)
 		case r.seen.Addr() != ex.egressIP:

@@ -237,8 +237,12 @@ func (f *forger) answer(t testing.TB, term uint64) []byte {
 // waitVouched waits for node n's agent to count at least more vouched answers.
 func waitVouched(t testing.TB, n *topology.Node, more float64, timeout time.Duration) {
 	t.Helper()
-	start, err := agentMetric(n, "egressgw_agent_heartbeats_total", `event="vouched"`)
-	if err != nil {
+	// A restarted agent (an earlier test's cleanup) may not serve its metrics yet.
+	var start float64
+	if err := eventually(timeout, func() (err error) {
+		start, err = agentMetric(n, "egressgw_agent_heartbeats_total", `event="vouched"`)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := eventually(timeout, func() error {
