@@ -170,6 +170,10 @@ func (r *requestIndex) NodeWithAddress(ip string) (string, bool) {
 	return "", false
 }
 
+func (r *requestIndex) NodeSubnetsContaining(ip netip.Addr) []netip.Prefix {
+	return r.subnets.Containing(ip)
+}
+
 func (r *requestIndex) NodeSubnetContains(ip netip.Addr) bool {
 	return r.subnets.Contains(ip)
 }

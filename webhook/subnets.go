@@ -35,6 +35,19 @@ func (s *subnetSet) Contains(ip netip.Addr) bool {
 	return false
 }
 
+// Containing returns the reported subnets that contain ip.
+func (s *subnetSet) Containing(ip netip.Addr) []netip.Prefix {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []netip.Prefix
+	for p := range s.count {
+		if p.Contains(ip) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func (s *subnetSet) set(name string, subnets []netip.Prefix) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -70,6 +70,16 @@ func (f *fakeIndex) NodeWithAddress(ip string) (string, bool) {
 	return node, ok
 }
 
+func (f *fakeIndex) NodeSubnetsContaining(ip netip.Addr) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range f.subnets {
+		if p.Contains(ip) {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
 func (f *fakeIndex) NodeSubnetContains(ip netip.Addr) bool {
 	return slices.ContainsFunc(f.subnets, func(p netip.Prefix) bool { return p.Contains(ip) })
 }

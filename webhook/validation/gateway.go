@@ -39,6 +39,10 @@ func Gateway(self ObjectRef, spec *v1.NetworkGatewayGroupSpec, old *v1.NetworkGa
 		if had[raw] {
 			continue
 		}
+		if why := floatingIPUnusable(ip, idx.NodeSubnetsContaining(ip)); why != "" {
+			errs = append(errs, field.Invalid(p, raw, why))
+			continue
+		}
 		if other := otherGateway(self, idx.GatewaysWithFloatingIP(raw)); other != nil {
 			errs = append(errs, duplicate(p, raw, "already used by "+other.String()+"; floating IPs must be unique across all gateways"))
 			continue

@@ -34,4 +34,6 @@ type Index interface {
 	NodeWithAddress(ip string) (node string, found bool)
 	// NodeSubnetContains reports whether a subnet of some node contains ip.
 	NodeSubnetContains(ip netip.Addr) bool
+	// NodeSubnetsContaining returns the node subnets (masked) that contain ip.
+	NodeSubnetsContaining(ip netip.Addr) []netip.Prefix
 }
