@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash -o pipefail -o errexit
 
 GO ?= go
 
-.PHONY: all build generate verify test test-unit test-integration e2e chaos bench lint check run demo-down deps controlplane
+.PHONY: all build generate verify test test-unit test-integration e2e chaos bench lint check run demo-down deps controlplane fuzz
 
 all: build
 
@@ -61,8 +61,23 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck $$($(GO) list ./... | grep -v /apiserver/client/)
 
+## fuzz: each fuzz target for FUZZTIME (5 s): the heartbeat decoders (beats and answers, with
+## their MACs), the admission validators, the API conversion and the preview's input
+FUZZTIME ?= 5s
+FUZZ_TARGETS := \
+	FuzzOpenBeat:./apiserver/heartbeat \
+	FuzzOpenAnswer:./apiserver/heartbeat \
+	FuzzValidators:./webhook/validation \
+	FuzzRoundTrip:./apiserver/apis/networking/v1alpha1 \
+	FuzzValidateSpec:./apiserver/aggregated/registry/egresspreview
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzzing $${t%%:*} in $${t#*:} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}" || exit 1; \
+	done
+
 ## check: everything CI runs (the README's test command): the e2e suite last
-check: deps verify lint test e2e
+check: deps verify lint test fuzz e2e
 
 ## run: run the whole system on this machine, in network namespaces, until Ctrl-C or make demo-down
 run: deps
