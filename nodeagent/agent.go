@@ -60,7 +60,7 @@ func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) (*Agent,
 		wake:    wakeups{pass: make(chan struct{}, 1), refresh: make(chan struct{}, 1)},
 	}
 	a.m = newMetrics(reg, k.dp, k.host)
-	a.nft = &nftWriter{host: k.host, node: opts.NodeName, m: a.m}
+	a.nft = &nftWriter{host: k.host, node: opts.NodeName, m: a.m, now: k.now, resync: opts.Resync}
 	g := &grantKeeper{
 		beat:   &heartbeat{leases: c.leases, node: opts.NodeName, duration: opts.Heartbeat.LeaseDuration, now: k.now},
 		timing: opts.Heartbeat,

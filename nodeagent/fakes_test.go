@@ -211,6 +211,8 @@ type fakeHost struct {
 	uplinks map[string]bpf.Uplink
 	pods    map[netip.Addr]int
 	nft     nftState
+	// listing is the kernel's table as ListNftables shows it; a test empties it to flush.
+	listing string
 }
 
 var _ host = &fakeHost{}
@@ -223,8 +225,11 @@ func (h *fakeHost) EnsureSteering(uplink int, _ []int) error {
 func (h *fakeHost) ApplyNftables(n nftState) error {
 	h.rec.add(call{op: "ApplyNftables", ips: slices.SortedFunc(maps.Values(n.SNAT), netip.Addr.Compare)})
 	h.nft = n
+	h.listing = n.render()
 	return nil
 }
+
+func (h *fakeHost) ListNftables() (string, error) { return h.listing, nil }
 
 func (h *fakeHost) PodLink(ip netip.Addr) (int, bool) {
 	i, ok := h.pods[ip]

@@ -134,6 +134,21 @@ func (h linuxHost) ApplyNftables(n nftState) error {
 	return nil
 }
 
+// ListNftables lists the table stateless (-s), so that counters do not make two listings
+// of the same table differ.
+func (h linuxHost) ListNftables() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "nft", "-s", "list", "table", "ip", nftTable).CombinedOutput()
+	if err != nil {
+		if bytes.Contains(out, []byte("No such file")) {
+			return "", nil
+		}
+		return "", fmt.Errorf("nft list table ip %s: %w: %s", nftTable, err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}
+
 // PodLink asks the kernel which interface it routes the pod's IP through: the pod's veth,
 // whatever the CNI named it.
 func (h linuxHost) PodLink(ip netip.Addr) (int, bool) {

@@ -80,6 +80,20 @@ func TestHostSteering(t *testing.T) {
 		if err := h.ApplyNftables(nftState{SNAT: map[uint32]netip.Addr{1: netip.MustParseAddr("198.51.100.100")}}); err != nil {
 			t.Errorf("ApplyNftables: %v", err)
 		}
+		// The writer's repair relies on two listings of an untouched table being equal,
+		// and on a flushed one listing empty.
+		if a, err := h.ListNftables(); err != nil || a == "" {
+			t.Errorf("ListNftables = %q, %v; want the table", a, err)
+		} else if b, _ := h.ListNftables(); !sameListing(a, b) {
+			t.Errorf("two listings of an untouched table differ:\n%s\n%s", a, b)
+		}
+		run(t, ns, "nft", "flush", "ruleset")
+		if got, err := h.ListNftables(); err != nil || got != "" {
+			t.Errorf("ListNftables after a flush = %q, %v; want empty", got, err)
+		}
+		if err := h.ApplyNftables(nftState{SNAT: map[uint32]netip.Addr{1: netip.MustParseAddr("198.51.100.100")}}); err != nil {
+			t.Errorf("ApplyNftables: %v", err)
+		}
 		rules := run(t, ns, "ip", "rule")
 		if !strings.Contains(rules, "2640:\tfrom all fwmark 0xe0000000/0xf0000000 lookup 2640") ||
 			!strings.Contains(rules, "2641:\tfrom all fwmark 0xe0000000/0xf0000000 blackhole") {

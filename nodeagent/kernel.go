@@ -112,6 +112,9 @@ type hostRouting interface {
 type nftApplier interface {
 	// ApplyNftables replaces the agent's nft table in one transaction.
 	ApplyNftables(n nftState) error
+	// ListNftables is the kernel's listing of the agent's table, without counters; empty
+	// if the table is gone.
+	ListNftables() (string, error)
 }
 
 // nftState is what the agent's nft table is built from.

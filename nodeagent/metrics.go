@@ -10,6 +10,7 @@ import (
 type metrics struct {
 	passSeconds   prometheus.Histogram
 	nftSeconds    prometheus.Histogram
+	nftRepairs    prometheus.Counter
 	passErrors    prometheus.Counter
 	renewFailures prometheus.Counter
 	heldIPs       prometheus.Gauge
@@ -30,6 +31,10 @@ func newMetrics(reg prometheus.Registerer, dp dataplane, h host) *metrics {
 			Name:    "egressgw_agent_nft_write_seconds",
 			Help:    "Time to replace the agent's nft table; it is written only when it changes.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 12),
+		}),
+		nftRepairs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "egressgw_agent_nft_repairs_total",
+			Help: "Times the kernel's nft table no longer matched the agent's last write (flushed or edited by someone else) and was written again.",
 		}),
 		passErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "egressgw_agent_pass_errors_total", Help: "Dataplane passes that failed and were retried.",
@@ -56,7 +61,7 @@ func newMetrics(reg prometheus.Registerer, dp dataplane, h host) *metrics {
 			Name: "egressgw_agent_grant_seconds_left", Help: "Seconds left on the node's grant after the last renewal.",
 		}),
 	}
-	reg.MustRegister(m.passSeconds, m.nftSeconds, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, m.beats, m.leaseWrites, m.directReads, &kernelCollector{dp: dp, host: h})
+	reg.MustRegister(m.passSeconds, m.nftSeconds, m.nftRepairs, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, m.beats, m.leaseWrites, m.directReads, &kernelCollector{dp: dp, host: h})
 	return m
 }
 

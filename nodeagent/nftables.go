@@ -27,28 +27,87 @@ const (
 )
 
 // nftWriter writes the agent's nft table when it changes: a rewrite costs 20–190 ms on a
-// busy node, and most passes change nothing in it.
+// busy node, and most passes change nothing in it. Once per resync interval it also reads
+// the kernel's table back: after `nft flush ruleset` or a firewall reload the identity
+// SNAT, the SNAT map and the guard are gone while the agent's own last write says they
+// are there, and the gateway's packets would leave with the node IP.
 type nftWriter struct {
 	host nftApplier
 	node string
 	m    *metrics
-	last string // the table last written
+	// now and resync pace the read-back; a zero resync reads the kernel on every pass.
+	now    func() time.Duration
+	resync time.Duration
+	last   string // the table last written
+	// kernel is the kernel's listing of the table just after the last write: a later
+	// listing that differs means someone else changed or removed it.
+	kernel    string
+	checkedAt time.Duration
 }
 
-// apply writes the table if it changed.
+// apply writes the table if it changed, or if the kernel's copy no longer matches.
 func (w *nftWriter) apply(n nftState) error {
 	text := n.render()
 	if text == w.last {
-		return nil
+		drifted, err := w.drifted()
+		if err != nil || !drifted {
+			return err
+		}
+		klog.InfoS("The kernel's nft table differs from the agent's last write: someone flushed or edited it; writing it again", "node", w.node, "table", nftTable)
+		w.m.nftRepairs.Inc()
 	}
 	start := time.Now()
 	if err := w.host.ApplyNftables(n); err != nil {
+		w.last = "" // Unknown now: write again on the next pass.
 		return fmt.Errorf("writing the nft table: %w", err)
 	}
 	w.m.nftSeconds.Observe(time.Since(start).Seconds())
 	klog.V(3).InfoS("Wrote the nft table", "node", w.node, "took", time.Since(start), "egressIPs", len(n.SNAT), "destinations", len(n.Destinations))
 	w.last = text
+	kernel, err := w.host.ListNftables()
+	if err != nil {
+		return fmt.Errorf("reading back the nft table: %w", err)
+	}
+	w.kernel, w.checkedAt = kernel, w.clock()
 	return nil
+}
+
+// drifted reads the kernel's table, at most once per resync interval, and says whether
+// it differs from what the kernel held just after the agent's last write.
+func (w *nftWriter) drifted() (bool, error) {
+	if now := w.clock(); w.resync > 0 && now-w.checkedAt < w.resync {
+		return false, nil
+	}
+	kernel, err := w.host.ListNftables()
+	if err != nil {
+		return false, fmt.Errorf("reading the kernel's nft table: %w", err)
+	}
+	w.checkedAt = w.clock()
+	return !sameListing(kernel, w.kernel), nil
+}
+
+func (w *nftWriter) clock() time.Duration {
+	if w.now == nil {
+		return 0
+	}
+	return w.now()
+}
+
+// sameListing compares two listings of the table by their lines, blanks trimmed. An
+// empty listing (the table is gone) never matches: the agent's table is never empty.
+func sameListing(a, b string) bool {
+	la, lb := listingLines(a), listingLines(b)
+	return len(la) > 0 && slices.Equal(la, lb)
+}
+
+func listingLines(s string) []string {
+	var out []string
+	for l := range strings.Lines(s) {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // snatMap is the union of the maps: the nft table's egress IPs by SNAT id.
