@@ -103,11 +103,18 @@ func newIndex(nodes []Node) *index {
 	return ix
 }
 
-// ipv4Subnets masks, sorts and de-duplicates the IPv4 prefixes of ps, in place.
+// MinSubnetBits is the shortest prefix placement takes from a node's report. A node that
+// says it is on 0.0.0.0/0 (or on a /3) is not on an L2 segment that size: were placement to
+// believe it, that node would be eligible for every floating IP of every gateway, and one
+// bad or compromised report would draw them all.
+const MinSubnetBits = 8
+
+// ipv4Subnets masks, sorts and de-duplicates the IPv4 prefixes of ps, in place, leaving out
+// those shorter than MinSubnetBits.
 func ipv4Subnets(ps []netip.Prefix) []netip.Prefix {
 	out := ps[:0]
 	for _, p := range ps {
-		if p.IsValid() && p.Addr().Is4() {
+		if p.IsValid() && p.Addr().Is4() && p.Bits() >= MinSubnetBits {
 			out = append(out, p.Masked())
 		}
 	}

@@ -45,6 +45,12 @@ func TestPlace(t *testing.T) {
 			"192.168.1.100", "worker1", "192.168.1.101", "worker2", "192.168.1.102", "worker1",
 			"192.168.1.103", "worker0")},
 	}, {
+		name:     "a node that reports 0.0.0.0/0 (or any prefix shorter than /8) holds nothing by it",
+		gateways: []Gateway{ngg("gw", 0, "192.168.1.100", "10.1.2.3")},
+		nodes:    []Node{worker("aaa-rogue", "0.0.0.0/0", "8.0.0.0/5"), worker("worker1", lan)},
+		want: Result{Assignment: on("192.168.1.100", "worker1"),
+			Unassigned: on("10.1.2.3", "no node has a subnet containing 10.1.2.3")},
+	}, {
 		name:     "workers come before an idle control-plane node",
 		gateways: []Gateway{ngg("gw", 0, "192.168.1.100", "192.168.1.101")},
 		nodes:    []Node{controlPlane("aaa-cp", lan), worker("worker1", lan)},
