@@ -69,7 +69,11 @@ type Uplink struct {
 
 // SetUplinks makes egw_uplinks hold exactly uplinks: egw_uplink_out sends a packet
 // steered to one of these IPs out of its interface, and drops one steered to any other.
-// Entries are written before stale ones go, so an IP that stays never misses a packet.
+// Stale entries go first, so that the old and new entries together never need more room
+// than the map has; an IP that stays keeps its entry, and never misses a packet. If
+// uplinks do not fit, the IPs the map holds already keep their entries, the lowest of the
+// others fill the room left, and the rest are refused (their steered packets drop) with a
+// *CapacityError.
 func (d *Dataplane) SetUplinks(uplinks map[netip.Addr]Uplink) error {
 	want := make(map[ipv4]uplinkValue, len(uplinks))
 	for ip, u := range uplinks {
@@ -94,20 +98,34 @@ func (d *Dataplane) SetUplinks(uplinks map[netip.Addr]Uplink) error {
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("listing egw_uplinks: %w", err)
 	}
-	for k, v := range want {
-		if old, ok := have[k]; ok && old == v {
-			continue
-		}
-		if err := d.objs.EgwUplinks.Update(k, v, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("writing the uplink of %s to egw_uplinks (holds %d): %w", k.addr(), d.objs.EgwUplinks.MaxEntries(), err)
-		}
-	}
 	for k := range have {
 		if _, ok := want[k]; !ok {
 			if err := d.objs.EgwUplinks.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 				return fmt.Errorf("deleting the uplink of %s from egw_uplinks: %w", k.addr(), err)
 			}
+			delete(have, k)
 		}
+	}
+	room := int(d.objs.EgwUplinks.MaxEntries()) - len(have)
+	var refused []netip.Addr
+	for _, k := range sortedIPs(want) {
+		old, ok := have[k]
+		if ok && old == want[k] {
+			continue
+		}
+		if !ok {
+			if room == 0 {
+				refused = append(refused, k.addr())
+				continue
+			}
+			room--
+		}
+		if err := d.objs.EgwUplinks.Update(k, want[k], ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("writing the uplink of %s to egw_uplinks (holds %d): %w", k.addr(), d.objs.EgwUplinks.MaxEntries(), err)
+		}
+	}
+	if len(refused) > 0 {
+		return &CapacityError{Map: egwMapEgwUplinks, Limit: int(d.objs.EgwUplinks.MaxEntries()), What: "uplinks (floating IPs on this node's subnets)", Refused: refuseAddrs(refused)}
 	}
 	return nil
 }

@@ -196,6 +196,6 @@ func bySet(routes map[routeKey]routeValue) map[uint32]map[dstKey]routeValue {
 	return out
 }
 
-func sortedIPs(m map[ipv4]uint32) []ipv4 {
+func sortedIPs[V any](m map[ipv4]V) []ipv4 {
 	return slices.SortedFunc(maps.Keys(m), func(a, b ipv4) int { return a.addr().Compare(b.addr()) })
 }
