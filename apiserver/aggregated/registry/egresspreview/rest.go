@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 
@@ -43,17 +44,35 @@ func (p previewer) run(ctx context.Context, req request, name string) (v1alpha1.
 		}
 	}
 	in, err := p.inputs.PreviewInput(req.namespace, req.name, req.ip, req.pkt.Destination)
+	if req.name == "" {
+		// By IP, the namespace is known only once the pod is found. A user who may not get
+		// that pod hears what he would hear if no pod had the IP: a Forbidden would tell him
+		// that one does, and in which namespace.
+		if apierrors.IsNotFound(err) {
+			return v1alpha1.EgressPreviewStatus{}, noPodWithIP(req.ip)
+		}
+		if err == nil {
+			if err := access.Pods(ctx, p.authz, in.Pod.Namespace, resource, name); apierrors.IsForbidden(err) {
+				return v1alpha1.EgressPreviewStatus{}, noPodWithIP(req.ip)
+			} else if err != nil {
+				return v1alpha1.EgressPreviewStatus{}, err
+			}
+		}
+	}
 	if err != nil {
 		return v1alpha1.EgressPreviewStatus{}, passThrough(err)
-	}
-	if req.name == "" {
-		if err := access.Pods(ctx, p.authz, in.Pod.Namespace, resource, name); err != nil {
-			return v1alpha1.EgressPreviewStatus{}, err
-		}
 	}
 	status := preview.Run(in, req.pkt)
 	previewSeconds.WithLabelValues(string(status.Verdict)).Observe(time.Since(start).Seconds())
 	return status, nil
+}
+
+// noPodWithIP is the one answer to a preview by IP of a pod that is not there, or that the
+// user may not see.
+func noPodWithIP(ip netip.Addr) error {
+	err := apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, ip.String())
+	err.ErrStatus.Message = fmt.Sprintf("no running pod you may get has IP %s (host-network pods share their node's IP: name them by namespace and name)", ip)
+	return err
 }
 
 // REST is the storage of egresspreviews.

@@ -95,7 +95,10 @@ func TestCreate(t *testing.T) {
 		{name: "an unknown pod is 404", preview: previewOf(v1alpha1.PreviewSource{Namespace: "alice", Name: "nope"}, "8.8.8.8", "", 0), err: apierrors.IsNotFound},
 		{name: "an unknown pod IP is 404", preview: previewOf(v1alpha1.PreviewSource{IP: "198.18.9.9"}, "8.8.8.8", "", 0), err: apierrors.IsNotFound},
 		{name: "another namespace's pod is 403", preview: previewOf(v1alpha1.PreviewSource{Namespace: "bob", Name: "frontend"}, "8.8.8.8", "", 0), err: apierrors.IsForbidden},
-		{name: "another namespace's pod by IP is 403", preview: previewOf(v1alpha1.PreviewSource{IP: "198.18.3.10"}, "8.8.8.8", "", 0), err: apierrors.IsForbidden},
+		{name: "another namespace's pod by IP is 404, as if no pod had it", preview: previewOf(v1alpha1.PreviewSource{IP: "198.18.3.10"}, "8.8.8.8", "", 0),
+			err: func(err error) bool {
+				return apierrors.IsNotFound(err) && err.Error() == noPodWithIP(netip.MustParseAddr("198.18.3.10")).Error()
+			}},
 		{name: "no source", preview: previewOf(v1alpha1.PreviewSource{}, "8.8.8.8", "", 0), err: apierrors.IsInvalid, fields: []string{"spec.source"}},
 		{name: "a name without a namespace", preview: previewOf(v1alpha1.PreviewSource{Name: "frontend"}, "8.8.8.8", "", 0), err: apierrors.IsInvalid, fields: []string{"spec.source.namespace"}},
 		{name: "both a name and an IP", preview: previewOf(v1alpha1.PreviewSource{Namespace: "alice", Name: "frontend", IP: "198.18.1.10"}, "8.8.8.8", "", 0), err: apierrors.IsInvalid, fields: []string{"spec.source.ip"}},
