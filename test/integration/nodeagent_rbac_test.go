@@ -127,15 +127,20 @@ func TestNodeAgentWritesOnlyItsOwnNode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.do()
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("denied: %v", err)
-			case tt.wantErr != "" && err == nil:
-				t.Fatalf("allowed, want denied with %q", tt.wantErr)
-			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
-				t.Fatalf("denied with %v, want %q", err, tt.wantErr)
-			}
+			wantDenied(t, tt.do(), tt.wantErr)
 		})
+	}
+}
+
+// wantDenied fails t unless err is nil and wantErr empty (allowed), or err says wantErr.
+func wantDenied(t *testing.T, err error, wantErr string) {
+	t.Helper()
+	switch {
+	case wantErr == "" && err != nil:
+		t.Fatalf("denied: %v", err)
+	case wantErr != "" && err == nil:
+		t.Fatalf("allowed, want denied with %q", wantErr)
+	case wantErr != "" && !strings.Contains(err.Error(), wantErr):
+		t.Fatalf("denied with %v, want %q", err, wantErr)
 	}
 }

@@ -225,9 +225,9 @@ func (s *Store) PreviewInput(namespace, name string, ip, dst netip.Addr) (previe
 			return preview.Input{}, apierrors.NewNotFound(pods, namespace+"/"+name)
 		}
 	} else if e = s.d.byIP[ip]; e == nil {
-		err := apierrors.NewNotFound(pods, ip.String())
-		err.ErrStatus.Message = fmt.Sprintf("no running pod has IP %s (host-network pods share their node's IP: name them by namespace and name)", ip)
-		return preview.Input{}, err
+		// The preview's registry words the answer: it must be the same whether no pod has
+		// the IP or the user may not see the one that does.
+		return preview.Input{}, apierrors.NewNotFound(pods, ip.String())
 	}
 	in := preview.Input{
 		Pod: e.pod, NamespaceLabels: s.in.namespaces[e.pod.Namespace], NodeIP: s.in.nodes[e.pod.Spec.NodeName].ip,
