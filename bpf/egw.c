@@ -168,17 +168,46 @@ static __always_inline int egw_arp_out(struct __sk_buff *skb)
 }
 
 /*
+ * A packet marked for SNAT (steered here, or from a local pod) leaving an uplink: it
+ * leaves only with the egress IP its mark names as its source. The nft table's guard
+ * says the same, but a firewall reload or `nft flush ruleset` takes the table, its SNAT
+ * rule and its guard away at once, until the agent's next read-back repairs them; meanwhile
+ * the packet would leave with the pod's IP. This guard is in BPF, which no nft command
+ * touches.
+ */
+static __always_inline int egw_snat_guard(struct __sk_buff *skb)
+{
+	struct egw_grant *grant;
+	__be32 saddr, daddr;
+	__u32 id;
+
+	id = (skb->mark >> EGW_MARK_ID_SHIFT) & EGW_MARK_ID_MAX;
+	if (egw_ipv4_addrs(skb, &saddr, &daddr) < 0)
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_NOT_SNATED, TCX_DROP);
+	grant = bpf_map_lookup_elem(&egw_grants, &saddr);
+	if (!grant || grant->snat_id != id)
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_NOT_SNATED, TCX_DROP);
+	return TCX_NEXT;
+}
+
+/*
  * tcx egress on every interface that can hold floating IPs (the uplinks): steered
- * packets get their egress IP's virtual MAC, and ARP claims for floating IPs are
- * guarded. Everything else passes untouched.
+ * packets get their egress IP's virtual MAC, packets marked for SNAT leave only SNATed,
+ * and ARP claims for floating IPs are guarded. Everything else passes untouched.
  */
 SEC("tcx/egress")
 int egw_uplink_out(struct __sk_buff *skb)
 {
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
 		return egw_arp_out(skb);
-	if ((skb->mark & EGW_MARK_CLASS) == EGW_MARK_STEER && skb->protocol == bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return TCX_NEXT;
+	switch (skb->mark & EGW_MARK_CLASS) {
+	case EGW_MARK_STEER:
 		return egw_steer_out(skb);
+	case EGW_MARK_SNAT:
+		return egw_snat_guard(skb);
+	}
 	return TCX_NEXT;
 }
 

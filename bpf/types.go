@@ -115,6 +115,7 @@ var statNames = []string{
 	"uplink_out_steer",
 	"uplink_out_no_egress_ip",
 	"uplink_out_no_uplink",
+	"uplink_out_not_snated",
 	"arp_virtual_mac",
 	"arp_lapsed_grant",
 	"uplink_in_snat",

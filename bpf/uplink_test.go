@@ -53,7 +53,8 @@ func withDst(pkt []byte, mac net.HardwareAddr) []byte {
 }
 
 // TestUplinkOut runs egw_uplink_out on every path: a steered packet leaves for its
-// egress IP's virtual MAC, by the uplink on the IP's subnet; ARP claims of floating IPs
+// egress IP's virtual MAC, by the uplink on the IP's subnet; a packet marked for SNAT
+// leaves only with the egress IP its snat id is granted; ARP claims of floating IPs
 // carry the virtual MAC while the grant is valid and do not leave once it lapses;
 // everything else passes untouched.
 func TestUplinkOut(t *testing.T) {
@@ -83,6 +84,7 @@ func TestUplinkOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	pkt := pkt0()
+	snated := ipv4Packet(valid.String(), "203.0.113.5", protoTCP)
 	arpValid := arpPacket(2, valid)
 	copy(arpValid[6:12], routing.VirtualMAC(valid))  // the frame's source
 	copy(arpValid[22:28], routing.VirtualMAC(valid)) // the sender hardware address
@@ -107,8 +109,14 @@ func TestUplinkOut(t *testing.T) {
 		{name: "unmarked IPv4 passes untouched", pkt: pkt, mark: 0x1234, wantRet: retNext, wantMark: 0x1234},
 		{name: "classified, unsteered IPv4 passes untouched", pkt: pkt, mark: markClassified | web<<16,
 			wantRet: retNext, wantMark: markClassified | web<<16},
-		{name: "SNAT-marked IPv4 passes untouched", pkt: pkt, mark: markSNAT | web<<16,
-			wantRet: retNext, wantMark: markSNAT | web<<16},
+		{name: "SNAT-marked, SNATed to the IP its snat id is granted: passes untouched", pkt: snated, mark: markSNAT | 1<<16,
+			wantRet: retNext, wantMark: markSNAT | 1<<16},
+		{name: "SNAT-marked, still the pod's IP (the nft table was flushed): dropped", pkt: pkt, mark: markSNAT | 1<<16,
+			wantRet: retDrop, wantStat: "uplink_out_not_snated"},
+		{name: "SNAT-marked, SNATed to another snat id's IP: dropped", pkt: snated, mark: markSNAT | 2<<16,
+			wantRet: retDrop, wantStat: "uplink_out_not_snated"},
+		{name: "SNAT-marked, from an IP this node holds no grant for: dropped", pkt: ipv4Packet("198.51.100.200", "203.0.113.5", protoTCP), mark: markSNAT | 1<<16,
+			wantRet: retDrop, wantStat: "uplink_out_not_snated"},
 		{name: "IPv6 with a steer mark passes untouched", pkt: ipv6Packet(), mark: markSteer | web<<16,
 			wantRet: retNext, wantMark: markSteer | web<<16},
 		{name: "ARP for a valid grant: claimed with the virtual MAC", pkt: arpPacket(2, valid),

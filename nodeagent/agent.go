@@ -23,6 +23,7 @@ type Agent struct {
 	grants  *grantKeeper
 	nft     *nftWriter
 	report  *reporter
+	flows   *flowSweeper
 	wake    wakeups
 	m       *metrics
 	// ready says whether the last pass programmed everything.
@@ -57,9 +58,11 @@ func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) (*Agent,
 		tables:  policyTables{builder: routing.NewTableBuilder(), maps: k.dp},
 		attach:  &attacher{dp: k.dp, host: k.host, ifaces: k.fips, now: k.now, resync: opts.Resync},
 		report:  &reporter{w: c.status},
+		flows:   &flowSweeper{ct: k.host},
 		wake:    wakeups{pass: make(chan struct{}, 1), refresh: make(chan struct{}, 1)},
 	}
 	a.m = newMetrics(reg, k.dp, k.host)
+	a.flows.m = a.m
 	a.nft = &nftWriter{host: k.host, node: opts.NodeName, m: a.m, now: k.now, resync: opts.Resync}
 	g := &grantKeeper{
 		beat:   &heartbeat{leases: c.leases, node: opts.NodeName, duration: opts.Heartbeat.LeaseDuration, now: k.now},
@@ -137,6 +140,8 @@ func (a *Agent) loop(ctx context.Context) {
 //     its SNAT address (were the map entry missing, the CNI's masquerade would NAT the
 //     flow's first packet, and conntrack would keep the flow on the node IP);
 //   - the BPF grant is set before the address goes up, and deleted after it is gone;
+//   - conntrack entries a change left stale are deleted only after the maps stopped
+//     steering their flows, or the grant that SNATed them is gone (conntrack.go);
 //   - the report goes before the nft map shrinks: a controller handing an IP over waits
 //     for it, and the entries of IPs let go are inert meanwhile (nothing marks packets
 //     for them once their BPF grant is gone).
@@ -165,6 +170,8 @@ func (a *Agent) pass(ctx context.Context) error {
 	}
 	if err := a.tables.maps.Sync(want.table); err != nil {
 		errs = append(errs, fmt.Errorf("programming BPF maps: %w", err))
+	} else if err := a.flows.tablesChanged(want.table, snap.cluster); err != nil {
+		errs = append(errs, err)
 	}
 	if err := a.attach.attachPods(want.table); err != nil {
 		errs = append(errs, err)
@@ -183,6 +190,8 @@ func (a *Agent) pass(ctx context.Context) error {
 	}
 	held, err := a.grants.hold(snat, snap.generation)
 	if err != nil {
+		errs = append(errs, err)
+	} else if err := a.flows.grantsChanged(held); err != nil {
 		errs = append(errs, err)
 	}
 	a.m.heldIPs.Set(float64(len(held)))

@@ -213,6 +213,8 @@ type fakeHost struct {
 	nft     nftState
 	// listing is the kernel's table as ListNftables shows it; a test empties it to flush.
 	listing string
+	// flows is the conntrack table; DeleteFlows removes from it.
+	flows []Flow
 }
 
 var _ host = &fakeHost{}
@@ -245,6 +247,13 @@ func (h *fakeHost) Uplink(name string) (bpf.Uplink, error) {
 }
 
 func (h *fakeHost) SNATConnections() (map[netip.Addr]int, error) { return nil, nil }
+
+func (h *fakeHost) DeleteFlows(stale func(Flow) bool) (int, error) {
+	h.rec.add(call{op: "DeleteFlows"})
+	before := len(h.flows)
+	h.flows = slices.DeleteFunc(h.flows, stale)
+	return before - len(h.flows), nil
+}
 
 // fakeStatus keeps the last status written; err fails the writes.
 type fakeStatus struct {

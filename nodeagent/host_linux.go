@@ -188,6 +188,22 @@ func (h linuxHost) SNATConnections() (map[netip.Addr]int, error) {
 	return out, nil
 }
 
+// DeleteFlows deletes the IPv4 conntrack entries stale picks, in every zone.
+func (h linuxHost) DeleteFlows(stale func(Flow) bool) (int, error) {
+	n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.FAMILY_V4, flowFilter(stale))
+	return int(n), err
+}
+
+// flowFilter is a netlink conntrack filter that asks stale.
+type flowFilter func(Flow) bool
+
+func (f flowFilter) MatchConntrackFlow(c *netlink.ConntrackFlow) bool {
+	src, _ := netip.AddrFromSlice(c.Forward.SrcIP.To4())
+	dst, _ := netip.AddrFromSlice(c.Forward.DstIP.To4())
+	reply, _ := netip.AddrFromSlice(c.Reverse.DstIP.To4())
+	return src.IsValid() && f(Flow{Zone: c.Zone, Src: src, Dst: dst, ReplyDst: reply})
+}
+
 // RemoveHost undoes EnsureSteering and the nft table: the agent's uninstall. It leaves
 // rp_filter as it is.
 func RemoveHost() error {

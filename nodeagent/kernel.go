@@ -93,6 +93,7 @@ type Interface = floatingip.Interface
 type host interface {
 	hostRouting
 	nftApplier
+	conntrackCleaner
 	// SNATConnections counts conntrack entries SNATed to each egress IP.
 	SNATConnections() (map[netip.Addr]int, error)
 }

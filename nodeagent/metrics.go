@@ -18,6 +18,8 @@ type metrics struct {
 	beats         *prometheus.CounterVec
 	leaseWrites   prometheus.Counter
 	directReads   *prometheus.CounterVec
+	// conntrackDeleted counts the conntrack entries a change left stale (conntrack.go).
+	conntrackDeleted *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, dp dataplane, h host) *metrics {
@@ -60,8 +62,12 @@ func newMetrics(reg prometheus.Registerer, dp dataplane, h host) *metrics {
 		grantExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "egressgw_agent_grant_seconds_left", Help: "Seconds left on the node's grant after the last renewal.",
 		}),
+		conntrackDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "egressgw_agent_conntrack_deleted_total",
+			Help: "Conntrack entries deleted because a change left them stale: unsteered (a flow no longer steered kept its pod IP) or grant-lost (SNATed to an egress IP this node no longer holds).",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.passSeconds, m.nftSeconds, m.nftRepairs, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, m.beats, m.leaseWrites, m.directReads, &kernelCollector{dp: dp, host: h})
+	reg.MustRegister(m.passSeconds, m.nftSeconds, m.nftRepairs, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, m.beats, m.leaseWrites, m.directReads, m.conntrackDeleted, &kernelCollector{dp: dp, host: h})
 	return m
 }
 

@@ -72,10 +72,12 @@ func (w *nftWriter) apply(n nftState) error {
 	return nil
 }
 
-// drifted reads the kernel's table, at most once per resync interval, and says whether
+// drifted reads the kernel's table, about once per resync interval, and says whether
 // it differs from what the kernel held just after the agent's last write.
 func (w *nftWriter) drifted() (bool, error) {
-	if now := w.clock(); w.resync > 0 && now-w.checkedAt < w.resync {
+	// A tenth of slack: the resync ticker's pass reads the kernel, though it comes a
+	// little less than an interval after the last read, which came a little after its tick.
+	if now := w.clock(); w.resync > 0 && now-w.checkedAt < w.resync-w.resync/10 {
 		return false, nil
 	}
 	kernel, err := w.host.ListNftables()

@@ -26,6 +26,9 @@ func TestNftWriterRepairsWhatTheKernelLost(t *testing.T) {
 		{name: "a rule deleted", kernel: func(s string) string { return s[:len(s)/2] }, after: time.Minute, want: 2},
 		{name: "reformatted only", kernel: func(s string) string { return "\n  " + s + "\n" }, after: time.Minute, want: 1},
 		{name: "flushed, before the resync interval is up", kernel: func(string) string { return "" }, after: time.Second, want: 1},
+		// The resync ticker's pass comes a moment less than an interval after the last
+		// read: were it skipped, a flush would go unrepaired for two intervals.
+		{name: "flushed, read by the next resync's pass", kernel: func(string) string { return "" }, after: 30*time.Second - 50*time.Millisecond, want: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
