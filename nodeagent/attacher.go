@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -24,10 +25,10 @@ type attacher struct {
 	// repair what someone else changed.
 	resync time.Duration
 
-	pods      map[int]netip.Addr // pod ifindex → pod IP
-	uplinks   map[string]int     // interface name → ifindex its uplink programs are attached to
-	steering  []int              // the uplinks EnsureSteering was last given
-	steeredAt time.Duration      // when, on now's clock
+	pods      map[int][]netip.Addr // pod ifindex → the pod IPs it may send from, sorted
+	uplinks   map[string]int       // interface name → ifindex its uplink programs are attached to
+	steering  []int                // the uplinks EnsureSteering was last given
+	steeredAt time.Duration        // when, on now's clock
 }
 
 // interfaces are those that can hold floating IPs: they get the uplink programs and carry
@@ -99,35 +100,41 @@ func (at *attacher) attachUplinks(ifaces []Interface, egressIPs []netip.Addr) er
 	return errors.Join(errs...)
 }
 
-// attachPods puts the classifier on every local pod's veth and takes it off veths whose
-// pod is gone. A pod whose veth is not found yet is caught by the nft backstop.
+// attachPods puts the classifier on every local pod's veth, letting it send from the
+// pod's own IPs only, and takes it off veths whose pod is gone. A pod whose veth is not
+// found yet is caught by the nft backstop.
 func (at *attacher) attachPods(t routing.Table) error {
 	if at.pods == nil {
-		at.pods = map[int]netip.Addr{}
+		at.pods = map[int][]netip.Addr{}
+	}
+	want := map[int][]netip.Addr{}
+	for ip := range t.Pods {
+		if ifindex, ok := at.host.PodLink(ip); ok {
+			want[ifindex] = append(want[ifindex], ip)
+		}
 	}
 	var errs []error
-	seen := map[int]bool{}
-	for ip := range t.Pods {
-		ifindex, ok := at.host.PodLink(ip)
-		if !ok {
+	for _, ifindex := range slices.Sorted(maps.Keys(want)) {
+		ips := want[ifindex]
+		slices.SortFunc(ips, netip.Addr.Compare)
+		if slices.Equal(at.pods[ifindex], ips) {
 			continue
 		}
-		seen[ifindex] = true
-		if at.pods[ifindex] == ip {
+		// The dataplane writes the sources before it attaches: the pod's first packet
+		// finds them.
+		if err := at.dp.AttachPod(ifindex, ips); err != nil {
+			errs = append(errs, fmt.Errorf("attaching to the veth of pod %s: %w", ips[0], err))
+			delete(at.pods, ifindex) // what the kernel holds is unknown: write it again
 			continue
 		}
-		if err := at.dp.AttachPod(ifindex); err != nil {
-			errs = append(errs, fmt.Errorf("attaching to the veth of pod %s: %w", ip, err))
-			continue
-		}
-		at.pods[ifindex] = ip
+		at.pods[ifindex] = ips
 	}
 	current, err := at.dp.AttachedPods()
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
 	for _, ifindex := range current {
-		if !seen[ifindex] {
+		if _, ok := want[ifindex]; !ok {
 			if err := at.dp.DetachPod(ifindex); err != nil {
 				errs = append(errs, err)
 			}

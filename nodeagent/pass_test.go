@@ -56,7 +56,7 @@ func newRig(t *testing.T) *rig {
 	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
 	r := &rig{
 		rec: rec, clock: clock, view: &fakeCluster{},
-		dp: &fakeDataplane{rec: rec, grants: map[netip.Addr]fakeGrant{}, pods: map[int]bool{}},
+		dp: &fakeDataplane{rec: rec, grants: map[netip.Addr]fakeGrant{}, pods: map[int][]netip.Addr{}},
 		fips: &fakeFloatingIPs{rec: rec, ifaces: []Interface{{Name: "eth0", MAC: mac.String(),
 			Subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}}},
 		host: &fakeHost{rec: rec, uplinks: map[string]bpf.Uplink{"eth0": {Ifindex: eth0, MAC: mac}},
@@ -172,7 +172,7 @@ func TestPassTakesIPsInOrder(t *testing.T) {
 			if got := r.status.last.Held; !slices.Equal(got, tt.want) || r.status.last.ObservedGeneration != tt.snap.generation {
 				t.Errorf("reported %v of generation %d, want %v of %d", got, r.status.last.ObservedGeneration, tt.want, tt.snap.generation)
 			}
-			if !r.dp.pods[feVeth] {
+			if len(r.dp.pods[feVeth]) == 0 {
 				t.Errorf("pod alice/fe's veth has no program")
 			}
 		})
