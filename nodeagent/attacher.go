@@ -20,6 +20,9 @@ type attacher struct {
 	dp     attachments
 	host   hostRouting
 	ifaces interfaceLister
+	// chosen: --interfaces names the interfaces that may hold floating IPs; without it,
+	// they are the one with the node's IP.
+	chosen bool
 	now    func() time.Duration
 	// resync is how often the steering is written again though nothing changed, to
 	// repair what someone else changed.
@@ -32,13 +35,32 @@ type attacher struct {
 }
 
 // interfaces are those that can hold floating IPs: they get the uplink programs and carry
-// steered packets, they bound what is staged, and they are reported.
-func (at *attacher) interfaces() ([]Interface, error) {
+// steered packets (their rp_filter is loosened), they bound what is staged, and they are
+// reported, so placement uses their subnets. With no --interfaces, they are those on a
+// subnet of the node's IPs (nodeIPs): a bridge's pod CIDR is no uplink.
+func (at *attacher) interfaces(nodeIPs []netip.Addr) ([]Interface, error) {
 	ifaces, err := at.ifaces.Interfaces()
 	if err != nil {
 		return nil, fmt.Errorf("listing interfaces: %w", err)
 	}
-	return ifaces, nil
+	if at.chosen {
+		return ifaces, nil
+	}
+	return holdingNodeIP(ifaces, nodeIPs)
+}
+
+// holdingNodeIP are the interfaces with a subnet that contains one of the node's IPs.
+func holdingNodeIP(ifaces []Interface, nodeIPs []netip.Addr) ([]Interface, error) {
+	var out []Interface
+	for _, i := range ifaces {
+		if slices.ContainsFunc(i.Subnets, func(p netip.Prefix) bool { return slices.ContainsFunc(nodeIPs, p.Contains) }) {
+			out = append(out, i)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no interface has a subnet with the node's IPs %v (the Node's InternalIP addresses): name the interfaces that may hold floating IPs with --interfaces", nodeIPs)
+	}
+	return out, nil
 }
 
 // attachUplinks puts the uplink programs on every interface that can hold floating IPs,

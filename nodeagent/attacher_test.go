@@ -1,13 +1,16 @@
 package nodeagent
 
 import (
+	"context"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/egressgw/egressgw/apiserver/routing"
+	"github.com/egressgw/egressgw/bpf"
 )
 
 // TestAttachPodsSources: every local pod's veth gets the classifier with the pod's own IPs
@@ -76,6 +79,54 @@ func TestAttachPodsSources(t *testing.T) {
 				if !maps.EqualFunc(dp.pods, s.want, slices.Equal) {
 					t.Errorf("step %d: the dataplane holds %v, want %v", i, dp.pods, s.want)
 				}
+			}
+		})
+	}
+}
+
+// TestDefaultUplinks: with no --interfaces, the uplinks are the interfaces on a subnet of
+// the node's IPs: a bridge's pod CIDR is neither reported (so no floating IP is placed
+// on it) nor given the uplink programs, nor has its rp_filter loosened.
+func TestDefaultUplinks(t *testing.T) {
+	const cni0 = 3
+	eth := Interface{Name: "eth0", MAC: "02:00:00:00:00:01", Subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}
+	bridge := Interface{Name: "cni0", MAC: "02:00:00:00:00:03", Subnets: []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24")}}
+	tests := []struct {
+		name       string
+		chosen     bool // --interfaces given, matching both
+		nodeIPs    []netip.Addr
+		wantIfaces []string
+		wantErr    bool
+	}{
+		{name: "the interface with the node IP", nodeIPs: []netip.Addr{nodeIP}, wantIfaces: []string{"eth0"}},
+		{name: "--interfaces decides", chosen: true, nodeIPs: []netip.Addr{nodeIP}, wantIfaces: []string{"cni0", "eth0"}},
+		{name: "a Node without an InternalIP has no uplink", wantErr: true},
+		{name: "a node IP on no interface's subnet", nodeIPs: []netip.Addr{netip.MustParseAddr("203.0.113.7")}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			r.fips.ifaces = []Interface{bridge, eth}
+			r.host.uplinks["cni0"] = bpf.Uplink{Ifindex: cni0, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}}
+			r.a.attach.chosen = tt.chosen
+			r.renew(t)
+			s := cluster(1, []netip.Addr{ip1})
+			s.nodeIPs = tt.nodeIPs
+			r.view.snap = s
+			err := r.a.pass(context.Background())
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("pass: %v, want an error: %v", err, tt.wantErr)
+			}
+			var got []string
+			for _, i := range r.status.last.Interfaces {
+				got = append(got, i.Name)
+			}
+			if !slices.Equal(got, tt.wantIfaces) {
+				t.Errorf("reported interfaces %v, want %v", got, tt.wantIfaces)
+			}
+			attached := r.rec.index(attachUplink(cni0), 0) >= 0
+			if want := slices.Contains(tt.wantIfaces, "cni0"); attached != want || slices.Contains(r.host.loose, cni0) != want {
+				t.Errorf("cni0 got the uplink programs: %v, a loose rp_filter: %v (%v); want %v", attached, slices.Contains(r.host.loose, cni0), r.host.loose, want)
 			}
 		})
 	}

@@ -211,15 +211,18 @@ type fakeHost struct {
 	rec     *recorder
 	uplinks map[string]bpf.Uplink
 	pods    map[netip.Addr]int
-	nft     nftState
+	// loose are the uplinks EnsureSteering was last given: their rp_filter is loosened.
+	loose []int
+	nft   nftState
 	// listing is the kernel's table as ListNftables shows it; a test empties it to flush.
 	listing string
 }
 
 var _ host = &fakeHost{}
 
-func (h *fakeHost) EnsureSteering(uplink int, _ []int) error {
+func (h *fakeHost) EnsureSteering(uplink int, uplinks []int) error {
 	h.rec.add(call{op: "EnsureSteering", ifindex: uplink})
+	h.loose = slices.Clone(uplinks)
 	return nil
 }
 

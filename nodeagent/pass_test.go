@@ -23,6 +23,8 @@ var (
 	ip2 = netip.MustParseAddr("198.51.100.102")
 	ip3 = netip.MustParseAddr("198.51.100.103")
 	ip4 = netip.MustParseAddr("198.51.100.104")
+	// nodeIP is worker1's InternalIP, on eth0.
+	nodeIP = netip.MustParseAddr("198.51.100.11")
 )
 
 const (
@@ -113,6 +115,7 @@ func cluster(generation int64, gatewayIPs []netip.Addr, granted ...netip.Addr) s
 		namespaces: map[string]map[string]string{"alice": {"user": "alice"}},
 		cluster:    []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")},
 		podCIDRs:   []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24")},
+		nodeIPs:    []netip.Addr{nodeIP},
 		generation: generation,
 	}
 	for _, ip := range granted {
