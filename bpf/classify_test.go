@@ -32,6 +32,9 @@ func TestFromPod(t *testing.T) {
 	if err := d.Sync(tbl); err != nil {
 		t.Fatal(err)
 	}
+	// 198.18.9.9 may send from its veth, but the agent has not put it in a set yet.
+	allowSources(t, d, netip.MustParseAddr("198.18.9.9"))
+	allowPods(t, d, tbl)
 	web := egressIDOf(t, tbl, "198.51.100.100")
 	db := egressIDOf(t, tbl, "198.51.100.101")
 
@@ -69,6 +72,12 @@ func TestFromPod(t *testing.T) {
 			wantRet: retNext, wantMark: markClassified, wantStat: "from_pod_unknown_pod_pass"},
 		{name: "an unknown pod in the cluster is classified", pkt: ipv4Packet("198.18.9.9", "198.51.100.7", protoTCP),
 			wantRet: retNext, wantMark: markClassified, wantStat: "from_pod_in_cluster"},
+		{name: "a source the veth may not send from drops before classification", pkt: ipv4Packet("198.18.1.13", "203.0.113.5", protoTCP), mark: 0x1234,
+			wantRet: retDrop, wantStat: "from_pod_drop_spoofed"},
+		{name: "so does one to a destination no policy has", pkt: ipv4Packet("198.18.1.13", "198.19.0.1", protoUDP),
+			wantRet: retDrop, wantStat: "from_pod_drop_spoofed"},
+		{name: "and one with the node's source", pkt: ipv4Packet("198.51.100.11", "203.0.113.5", protoUDP),
+			wantRet: retDrop, wantStat: "from_pod_drop_spoofed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,6 +104,7 @@ func TestFromPodOnTheGateway(t *testing.T) {
 	if err := d.Sync(tbl); err != nil {
 		t.Fatal(err)
 	}
+	allowPods(t, d, tbl)
 	db := egressIDOf(t, tbl, "198.51.100.101")
 	pkt := ipv4Packet("198.18.1.11", "203.0.113.130", protoUDP)
 	tests := []struct {

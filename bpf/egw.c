@@ -31,7 +31,9 @@ static __always_inline int egw_local_grant(__u32 egress_id, __u32 *snat_id)
 }
 
 /*
- * tcx ingress on the host side of each local pod's veth: packets from the pod.
+ * tcx ingress on the host side of each local pod's veth: packets from the pod. IPv4
+ * from any source but the pod's own (egw_pod_sources) is dropped: it would classify as
+ * the pod whose address it claims.
  *
  * Marks only. The packet then goes through the node's FORWARD chain, where the CNI
  * enforces network policy, before routing by mark takes a steered packet to an uplink.
@@ -40,6 +42,7 @@ SEC("tcx/ingress")
 int egw_from_pod(struct __sk_buff *skb)
 {
 	struct egw_dst_key key = { .prefixlen = 32 };
+	struct egw_pod_source src = {};
 	struct egw_route *route = NULL;
 	__u32 *set, set_id, snat_id;
 	void *routes;
@@ -52,6 +55,13 @@ int egw_from_pod(struct __sk_buff *skb)
 	/* Shorter than an IPv4 header: the stack would drop it too. */
 	if (egw_ipv4_addrs(skb, &saddr, &key.dst) < 0)
 		return egw_count(skb, EGW_STAT_FROM_POD_MALFORMED, TCX_DROP);
+
+	/* A source that is not the pod's own is another pod's, or nobody's: classified, it
+	 * would leave with that pod's egress IP. Drop it before anything reads saddr. */
+	src.ifindex = skb->ifindex;
+	src.saddr = saddr;
+	if (!bpf_map_lookup_elem(&egw_pod_sources, &src))
+		return egw_count(skb, EGW_STAT_FROM_POD_DROP_SPOOFED, TCX_DROP);
 
 	/* A pod the agent does not know yet gets the unknown set: fail closed. */
 	set = bpf_map_lookup_elem(&egw_pods, &saddr);

@@ -58,6 +58,7 @@ enum egw_stat_id {
 	EGW_STAT_FROM_POD_LOCAL_SNAT,
 	EGW_STAT_FROM_POD_DROP_POLICY,
 	EGW_STAT_FROM_POD_DROP_UNKNOWN_POD,
+	EGW_STAT_FROM_POD_DROP_SPOOFED,
 	EGW_STAT_UPLINK_OUT_STEER,
 	EGW_STAT_UPLINK_OUT_NO_EGRESS_IP,
 	EGW_STAT_UPLINK_OUT_NO_UPLINK,
@@ -111,6 +112,12 @@ struct egw_grant {
 	__u64 expires_ns;	/* CLOCK_MONOTONIC, as bpf_ktime_get_ns reads it */
 };
 
+/* Key of egw_pod_sources: a source address a pod may use, on its host-side veth. */
+struct egw_pod_source {
+	__u32 ifindex;		/* the host-side veth, as skb->ifindex reads it on its ingress */
+	__be32 saddr;		/* one of the pod's IPv4 status.podIPs */
+};
+
 struct egw_uplink {
 	__u32 ifindex;		/* the interface whose subnet holds the egress IP */
 	__u8 mac[ETH_ALEN];	/* its MAC */
@@ -130,6 +137,19 @@ struct {
 	__type(value, __u32);		/* set id */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } egw_pods SEC(".maps");
+
+/*
+ * The sources each pod's veth may send from: the attacher writes them before it puts
+ * egw_from_pod on the veth, and egw_from_pod drops any other, so that no pod classifies
+ * as another (pods have CAP_NET_RAW by default).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct egw_pod_source);
+	__type(value, __u8);		/* unused: presence is the answer */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} egw_pod_sources SEC(".maps");
 
 /*
  * One routes trie per set of policies, so that a lookup walks only the set's own

@@ -18,6 +18,7 @@ import (
 const (
 	egwMapEgwEgress     = "egw_egress"
 	egwMapEgwGrants     = "egw_grants"
+	egwMapEgwPodSources = "egw_pod_sources"
 	egwMapEgwPods       = "egw_pods"
 	egwMapEgwSetRoutes  = "egw_set_routes"
 	egwMapEgwStats      = "egw_stats"
@@ -78,12 +79,13 @@ type egwProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egwMapSpecs struct {
-	EgwEgress    *ebpf.MapSpec `ebpf:"egw_egress"`
-	EgwGrants    *ebpf.MapSpec `ebpf:"egw_grants"`
-	EgwPods      *ebpf.MapSpec `ebpf:"egw_pods"`
-	EgwSetRoutes *ebpf.MapSpec `ebpf:"egw_set_routes"`
-	EgwStats     *ebpf.MapSpec `ebpf:"egw_stats"`
-	EgwUplinks   *ebpf.MapSpec `ebpf:"egw_uplinks"`
+	EgwEgress     *ebpf.MapSpec `ebpf:"egw_egress"`
+	EgwGrants     *ebpf.MapSpec `ebpf:"egw_grants"`
+	EgwPodSources *ebpf.MapSpec `ebpf:"egw_pod_sources"`
+	EgwPods       *ebpf.MapSpec `ebpf:"egw_pods"`
+	EgwSetRoutes  *ebpf.MapSpec `ebpf:"egw_set_routes"`
+	EgwStats      *ebpf.MapSpec `ebpf:"egw_stats"`
+	EgwUplinks    *ebpf.MapSpec `ebpf:"egw_uplinks"`
 }
 
 // egwVariableSpecs contains global variables before they are loaded into the kernel.
@@ -112,18 +114,20 @@ func (o *egwObjects) Close() error {
 //
 // It can be passed to loadEgwObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egwMaps struct {
-	EgwEgress    *ebpf.Map `ebpf:"egw_egress"`
-	EgwGrants    *ebpf.Map `ebpf:"egw_grants"`
-	EgwPods      *ebpf.Map `ebpf:"egw_pods"`
-	EgwSetRoutes *ebpf.Map `ebpf:"egw_set_routes"`
-	EgwStats     *ebpf.Map `ebpf:"egw_stats"`
-	EgwUplinks   *ebpf.Map `ebpf:"egw_uplinks"`
+	EgwEgress     *ebpf.Map `ebpf:"egw_egress"`
+	EgwGrants     *ebpf.Map `ebpf:"egw_grants"`
+	EgwPodSources *ebpf.Map `ebpf:"egw_pod_sources"`
+	EgwPods       *ebpf.Map `ebpf:"egw_pods"`
+	EgwSetRoutes  *ebpf.Map `ebpf:"egw_set_routes"`
+	EgwStats      *ebpf.Map `ebpf:"egw_stats"`
+	EgwUplinks    *ebpf.Map `ebpf:"egw_uplinks"`
 }
 
 func (m *egwMaps) Close() error {
 	return _EgwClose(
 		m.EgwEgress,
 		m.EgwGrants,
+		m.EgwPodSources,
 		m.EgwPods,
 		m.EgwSetRoutes,
 		m.EgwStats,

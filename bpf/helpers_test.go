@@ -3,8 +3,10 @@ package bpf
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -258,4 +260,33 @@ func statsDelta(t testing.TB, d *Dataplane, f func()) map[string]uint64 {
 	before := stats(t, d)
 	f()
 	return diff(before, stats(t, d))
+}
+
+// loIfindex is the interface prog.Run runs a program on when the context names none: the
+// loopback device, whose skb->ifindex is 1.
+const loIfindex = 1
+
+// allowSources lets the sources send through egw_from_pod as prog.Run runs it, as
+// AttachPod lets a pod's own addresses through its veth.
+func allowSources(t testing.TB, d *Dataplane, ips ...netip.Addr) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var have []netip.Addr
+	var k podSourceKey
+	var v uint8
+	for it := d.objs.EgwPodSources.Iterate(); it.Next(&k, &v); {
+		if k.Ifindex == loIfindex {
+			have = append(have, k.Saddr.addr())
+		}
+	}
+	if err := d.setPodSources(loIfindex, append(have, ips...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// allowPods lets every pod of the table send from its own address.
+func allowPods(t testing.TB, d *Dataplane, tbl routing.Table) {
+	t.Helper()
+	allowSources(t, d, slices.Collect(maps.Keys(tbl.Pods))...)
 }

@@ -27,6 +27,8 @@ func TestLayout(t *testing.T) {
 	}{
 		{name: "egw_pods key (pod IPv4)", m: egwMapEgwPods, key: true, goVal: ipv4{}},
 		{name: "egw_pods value (set id)", m: egwMapEgwPods, goVal: uint32(0)},
+		{name: "egw_pod_sources key", m: egwMapEgwPodSources, key: true, goVal: podSourceKey{}},
+		{name: "egw_pod_sources value (unused)", m: egwMapEgwPodSources, goVal: uint8(0)},
 		{name: "egw_set_routes key (set id)", m: egwMapEgwSetRoutes, key: true, goVal: uint32(0)},
 		{name: "egw_egress key (egress id)", m: egwMapEgwEgress, key: true, goVal: uint32(0)},
 		{name: "egw_egress value (egress IPv4)", m: egwMapEgwEgress, goVal: ipv4{}},

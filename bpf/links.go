@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -92,11 +93,17 @@ func (d *Dataplane) update(name string, a attachment) error {
 	return nil
 }
 
-// AttachPod attaches egw_from_pod to the tcx ingress of a pod's veth (host side). It is
-// a no-op if it is attached there already.
-func (d *Dataplane) AttachPod(ifindex int) error {
+// AttachPod attaches egw_from_pod to the tcx ingress of a pod's veth (host side), which
+// drops every IPv4 packet whose source is not one of sources, the pod's own addresses.
+// The sources are written first, so that the pod's first packet is not dropped; called
+// again with other sources, it adds the new ones before it removes the old. It is a no-op
+// if it is attached there already with these sources.
+func (d *Dataplane) AttachPod(ifindex int, sources []netip.Addr) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.setPodSources(ifindex, sources); err != nil {
+		return err
+	}
 	return d.attach(podLinkName(ifindex), ifindex)
 }
 
@@ -166,15 +173,14 @@ func (d *Dataplane) reuse(l link.Link, a attachment, ifindex int) (bool, error) 
 }
 
 // DetachPod takes egw_from_pod off a pod's veth, or forgets the link if the veth is
-// gone. It is a no-op if nothing is attached.
+// gone, and then the veth's sources. It is a no-op if nothing is attached.
 func (d *Dataplane) DetachPod(ifindex int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	err := detach(d.linkPath(podLinkName(ifindex)))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	if err := detach(d.linkPath(podLinkName(ifindex))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
 	}
-	return err
+	return d.deletePodSources(ifindex, nil)
 }
 
 // AttachedPods returns the ifindexes of the veths with a pinned egw_from_pod link,

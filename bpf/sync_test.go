@@ -156,6 +156,7 @@ func TestSyncNeverMisSteers(t *testing.T) {
 	if err := d.Sync(a); err != nil {
 		t.Fatal(err)
 	}
+	allowSources(t, d, srcs...)
 	outcome := func(src, dst netip.Addr) string {
 		ret, mark := run(t, d.objs.EgwFromPod, ipv4Packet(src.String(), dst.String(), protoUDP), 0)
 		switch {

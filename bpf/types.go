@@ -112,6 +112,7 @@ var statNames = []string{
 	"from_pod_local_snat",
 	"from_pod_drop_policy",
 	"from_pod_drop_unknown_pod",
+	"from_pod_drop_spoofed",
 	"uplink_out_steer",
 	"uplink_out_no_egress_ip",
 	"uplink_out_no_uplink",

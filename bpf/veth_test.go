@@ -52,9 +52,10 @@ func TestVeth(t *testing.T) {
 	if err := d.Sync(classifyTable(t)); err != nil {
 		t.Fatal(err)
 	}
+	own := []netip.Addr{netip.MustParseAddr("198.18.1.10")}
 	inNetns(t, ns, func() {
 		for range 2 { // The second is a no-op.
-			if err := d.AttachPod(index); err != nil {
+			if err := d.AttachPod(index, own); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -71,6 +72,9 @@ func TestVeth(t *testing.T) {
 		{name: "a steered packet", frame: ipv4Packet("198.18.1.10", "203.0.113.5", protoTCP), wantStat: "from_pod_steer"},
 		{name: "a frame too short for an IPv4 header drops", frame: ether(0x0800, []byte{0x45, 0, 0, 10, 0, 0, 0, 0, 64, 6}), wantStat: "from_pod_malformed"},
 		{name: "IPv6 passes", frame: ipv6Packet(), wantStat: "from_pod_not_ipv4"},
+		// 198.18.1.11 is a pod the table knows, and selects for another egress IP.
+		{name: "another pod's source drops", frame: ipv4Packet("198.18.1.11", "203.0.113.130", protoUDP), wantStat: "from_pod_drop_spoofed"},
+		{name: "an address of no pod drops", frame: ipv4Packet("198.18.1.99", "203.0.113.5", protoTCP), wantStat: "from_pod_drop_spoofed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,6 +89,23 @@ func TestVeth(t *testing.T) {
 		})
 	}
 
+	t.Run("a new source replaces the old one", func(t *testing.T) {
+		renumbered := []netip.Addr{netip.MustParseAddr("198.18.1.12")}
+		inNetns(t, ns, func() {
+			if err := d.AttachPod(index, renumbered); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if got, err := d.PodSources(); err != nil || !maps.EqualFunc(got, map[int][]netip.Addr{index: renumbered}, slices.Equal) {
+			t.Errorf("sources %v, %v; want %d: %v", got, err, index, renumbered)
+		}
+		before := stats(t, d)
+		sendFrame(t, ns, "pod", ipv4Packet("198.18.1.10", "203.0.113.5", protoTCP))
+		if !eventually(func() bool { return stats(t, d)["from_pod_drop_spoofed"] > before["from_pod_drop_spoofed"] }) {
+			t.Errorf("the old source was not dropped: %v", diff(before, stats(t, d)))
+		}
+	})
+
 	t.Run("a link whose veth is gone is reported, and replaced or detached", func(t *testing.T) {
 		sh(t, "ip", "-n", ns, "link", "del", "host")
 		if got, err := d.AttachedPods(); err != nil || !slices.Equal(got, []int{index}) {
@@ -92,7 +113,7 @@ func TestVeth(t *testing.T) {
 		}
 		podVeth(t, ns, index) // The same ifindex, another interface.
 		inNetns(t, ns, func() {
-			if err := d.AttachPod(index); err != nil {
+			if err := d.AttachPod(index, own); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -107,6 +128,9 @@ func TestVeth(t *testing.T) {
 		}
 		if got, err := d.AttachedPods(); err != nil || len(got) != 0 {
 			t.Errorf("AttachedPods after DetachPod: %v, %v; want none", got, err)
+		}
+		if got, err := d.PodSources(); err != nil || len(got) != 0 {
+			t.Errorf("sources after DetachPod: %v, %v; want none", got, err)
 		}
 		if err := d.DetachPod(index); err != nil {
 			t.Errorf("detaching twice: %v", err)
@@ -139,7 +163,7 @@ func TestRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	inNetns(t, ns, func() {
-		if err := first.AttachPod(index); err != nil {
+		if err := first.AttachPod(index, []netip.Addr{netip.MustParseAddr("198.18.1.10")}); err != nil {
 			t.Fatal(err)
 		}
 		if err := first.AttachUplink(uplink); err != nil {

@@ -56,7 +56,7 @@ func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) (*Agent,
 		opts:    opts,
 		cluster: c.view,
 		tables:  policyTables{builder: routing.NewTableBuilder(), maps: k.dp},
-		attach:  &attacher{dp: k.dp, host: k.host, ifaces: k.fips, now: k.now, resync: opts.Resync},
+		attach:  &attacher{dp: k.dp, host: k.host, ifaces: k.fips, chosen: len(opts.parsed.interfaces) > 0, now: k.now, resync: opts.Resync},
 		report:  &reporter{w: c.status},
 		flows:   &flowSweeper{ct: k.host},
 		wake:    wakeups{pass: make(chan struct{}, 1), refresh: make(chan struct{}, 1)},
@@ -159,7 +159,7 @@ func (a *Agent) pass(ctx context.Context) error {
 		return fmt.Errorf("building dataplane tables: %w", err)
 	}
 	var errs []error
-	ifaces, err := a.attach.interfaces()
+	ifaces, err := a.attach.interfaces(snap.nodeIPs)
 	if err != nil {
 		errs = append(errs, err)
 	}

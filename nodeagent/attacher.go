@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -19,25 +20,47 @@ type attacher struct {
 	dp     attachments
 	host   hostRouting
 	ifaces interfaceLister
+	// chosen: --interfaces names the interfaces that may hold floating IPs; without it,
+	// they are the one with the node's IP.
+	chosen bool
 	now    func() time.Duration
 	// resync is how often the steering is written again though nothing changed, to
 	// repair what someone else changed.
 	resync time.Duration
 
-	pods      map[int]netip.Addr // pod ifindex → pod IP
-	uplinks   map[string]int     // interface name → ifindex its uplink programs are attached to
-	steering  []int              // the uplinks EnsureSteering was last given
-	steeredAt time.Duration      // when, on now's clock
+	pods      map[int][]netip.Addr // pod ifindex → the pod IPs it may send from, sorted
+	uplinks   map[string]int       // interface name → ifindex its uplink programs are attached to
+	steering  []int                // the uplinks EnsureSteering was last given
+	steeredAt time.Duration        // when, on now's clock
 }
 
 // interfaces are those that can hold floating IPs: they get the uplink programs and carry
-// steered packets, they bound what is staged, and they are reported.
-func (at *attacher) interfaces() ([]Interface, error) {
+// steered packets (their rp_filter is loosened), they bound what is staged, and they are
+// reported, so placement uses their subnets. With no --interfaces, they are those on a
+// subnet of the node's IPs (nodeIPs): a bridge's pod CIDR is no uplink.
+func (at *attacher) interfaces(nodeIPs []netip.Addr) ([]Interface, error) {
 	ifaces, err := at.ifaces.Interfaces()
 	if err != nil {
 		return nil, fmt.Errorf("listing interfaces: %w", err)
 	}
-	return ifaces, nil
+	if at.chosen {
+		return ifaces, nil
+	}
+	return holdingNodeIP(ifaces, nodeIPs)
+}
+
+// holdingNodeIP are the interfaces with a subnet that contains one of the node's IPs.
+func holdingNodeIP(ifaces []Interface, nodeIPs []netip.Addr) ([]Interface, error) {
+	var out []Interface
+	for _, i := range ifaces {
+		if slices.ContainsFunc(i.Subnets, func(p netip.Prefix) bool { return slices.ContainsFunc(nodeIPs, p.Contains) }) {
+			out = append(out, i)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no interface has a subnet with the node's IPs %v (the Node's InternalIP addresses): name the interfaces that may hold floating IPs with --interfaces", nodeIPs)
+	}
+	return out, nil
 }
 
 // attachUplinks puts the uplink programs on every interface that can hold floating IPs,
@@ -99,35 +122,41 @@ func (at *attacher) attachUplinks(ifaces []Interface, egressIPs []netip.Addr) er
 	return errors.Join(errs...)
 }
 
-// attachPods puts the classifier on every local pod's veth and takes it off veths whose
-// pod is gone. A pod whose veth is not found yet is caught by the nft backstop.
+// attachPods puts the classifier on every local pod's veth, letting it send from the
+// pod's own IPs only, and takes it off veths whose pod is gone. A pod whose veth is not
+// found yet is caught by the nft backstop.
 func (at *attacher) attachPods(t routing.Table) error {
 	if at.pods == nil {
-		at.pods = map[int]netip.Addr{}
+		at.pods = map[int][]netip.Addr{}
+	}
+	want := map[int][]netip.Addr{}
+	for ip := range t.Pods {
+		if ifindex, ok := at.host.PodLink(ip); ok {
+			want[ifindex] = append(want[ifindex], ip)
+		}
 	}
 	var errs []error
-	seen := map[int]bool{}
-	for ip := range t.Pods {
-		ifindex, ok := at.host.PodLink(ip)
-		if !ok {
+	for _, ifindex := range slices.Sorted(maps.Keys(want)) {
+		ips := want[ifindex]
+		slices.SortFunc(ips, netip.Addr.Compare)
+		if slices.Equal(at.pods[ifindex], ips) {
 			continue
 		}
-		seen[ifindex] = true
-		if at.pods[ifindex] == ip {
+		// The dataplane writes the sources before it attaches: the pod's first packet
+		// finds them.
+		if err := at.dp.AttachPod(ifindex, ips); err != nil {
+			errs = append(errs, fmt.Errorf("attaching to the veth of pod %s: %w", ips[0], err))
+			delete(at.pods, ifindex) // what the kernel holds is unknown: write it again
 			continue
 		}
-		if err := at.dp.AttachPod(ifindex); err != nil {
-			errs = append(errs, fmt.Errorf("attaching to the veth of pod %s: %w", ip, err))
-			continue
-		}
-		at.pods[ifindex] = ip
+		at.pods[ifindex] = ips
 	}
 	current, err := at.dp.AttachedPods()
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
 	for _, ifindex := range current {
-		if !seen[ifindex] {
+		if _, ok := want[ifindex]; !ok {
 			if err := at.dp.DetachPod(ifindex); err != nil {
 				errs = append(errs, err)
 			}

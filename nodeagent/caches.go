@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -204,13 +205,28 @@ func (c *caches) Snapshot() (snapshot, error) {
 	s.podCIDRs = o.podCIDRs
 	for _, n := range nodes {
 		s.cluster = append(s.cluster, routing.NodePodCIDRs(n)...)
-		if n.Name == o.node && len(o.podCIDRs) == 0 {
+		if n.Name != o.node {
+			continue
+		}
+		if len(o.podCIDRs) == 0 {
 			s.podCIDRs = routing.NodePodCIDRs(n)
 		}
+		s.nodeIPs = nodeIPs(n)
 	}
 	// The informer lists nodes in no fixed order: sorted, the nft table renders the same
 	// on every pass and is rewritten only when a CIDR really changes.
 	s.cluster = routing.SortPrefixes(s.cluster)
 	s.podCIDRs = routing.SortPrefixes(slices.Clone(s.podCIDRs))
 	return s, nil
+}
+
+// nodeIPs are the node's IPv4 InternalIP addresses, as the kubelet reports them.
+func nodeIPs(n *corev1.Node) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range n.Status.Addresses {
+		if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Is4() && a.Type == corev1.NodeInternalIP {
+			out = append(out, ip)
+		}
+	}
+	return out
 }

@@ -10,7 +10,7 @@ import (
 var (
 	fePod    = netip.MustParseAddr("198.18.1.10")
 	external = netip.MustParseAddr("203.0.113.10")
-	nodeIP   = netip.MustParseAddr("198.51.100.11")
+	masqIP   = netip.MustParseAddr("198.51.100.11")
 )
 
 // flows are the conntrack entries of a node whose pod alice/fe (198.18.1.10) talks to
@@ -18,7 +18,7 @@ var (
 func flows() []Flow {
 	return []Flow{
 		{Src: fePod, Dst: external, ReplyDst: fePod},                                          // steered: identity SNAT
-		{Src: fePod, Dst: netip.MustParseAddr("8.8.8.8"), ReplyDst: nodeIP},                   // masqueraded
+		{Src: fePod, Dst: netip.MustParseAddr("8.8.8.8"), ReplyDst: masqIP},                   // masqueraded
 		{Src: fePod, Dst: netip.MustParseAddr("198.18.2.10"), ReplyDst: fePod},                // in the cluster
 		{Zone: ctZone, Src: netip.MustParseAddr("198.18.2.10"), Dst: external, ReplyDst: ip1}, // SNATed here to ip1
 		{Zone: ctZone, Src: netip.MustParseAddr("198.18.2.11"), Dst: external, ReplyDst: ip2}, // SNATed here to ip2

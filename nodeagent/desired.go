@@ -19,6 +19,9 @@ type snapshot struct {
 	namespaces map[string]map[string]string
 	cluster    []netip.Prefix
 	podCIDRs   []netip.Prefix // this node's
+	// nodeIPs are this node's IPv4 InternalIP addresses: with no --interfaces, the
+	// interfaces on their subnets are the uplinks.
+	nodeIPs []netip.Addr
 	// granted are the floating IPs of this node's NetworkGatewayNode spec, of generation.
 	granted    []string
 	generation int64

@@ -28,7 +28,8 @@ type call struct {
 	op string // the method: "SetGrant", "ApplyNftables", "Reconcile", "Report", ...
 	at time.Duration
 	// ips are the IPs the call names: SetGrant's and DeleteGrant's, the egress IPs of
-	// ApplyNftables' SNAT map, those Reconcile holds and those Report lists; sorted.
+	// ApplyNftables' SNAT map, those Reconcile holds and those Report lists, AttachPod's
+	// sources; sorted.
 	ips     []netip.Addr
 	ifindex int           // AttachPod's and AttachUplink's; EnsureSteering's uplink
 	expires time.Duration // SetGrant's
@@ -126,7 +127,7 @@ type fakeGrant struct {
 type fakeDataplane struct {
 	rec    *recorder
 	grants map[netip.Addr]fakeGrant
-	pods   map[int]bool
+	pods   map[int][]netip.Addr // attached veths and their sources
 	table  routing.Table
 }
 
@@ -162,9 +163,9 @@ func (d *fakeDataplane) Numbering() (map[netip.Addr]uint32, map[uint32]netip.Add
 	return d.table.Pods, d.table.Egress, nil
 }
 
-func (d *fakeDataplane) AttachPod(ifindex int) error {
-	d.rec.add(call{op: "AttachPod", ifindex: ifindex})
-	d.pods[ifindex] = true
+func (d *fakeDataplane) AttachPod(ifindex int, sources []netip.Addr) error {
+	d.rec.add(call{op: "AttachPod", ifindex: ifindex, ips: slices.Clone(sources)})
+	d.pods[ifindex] = slices.Clone(sources)
 	return nil
 }
 
@@ -210,7 +211,9 @@ type fakeHost struct {
 	rec     *recorder
 	uplinks map[string]bpf.Uplink
 	pods    map[netip.Addr]int
-	nft     nftState
+	// loose are the uplinks EnsureSteering was last given: their rp_filter is loosened.
+	loose []int
+	nft   nftState
 	// listing is the kernel's table as ListNftables shows it; a test empties it to flush.
 	listing string
 	// flows is the conntrack table; DeleteFlows removes from it.
@@ -219,8 +222,9 @@ type fakeHost struct {
 
 var _ host = &fakeHost{}
 
-func (h *fakeHost) EnsureSteering(uplink int, _ []int) error {
+func (h *fakeHost) EnsureSteering(uplink int, uplinks []int) error {
 	h.rec.add(call{op: "EnsureSteering", ifindex: uplink})
+	h.loose = slices.Clone(uplinks)
 	return nil
 }
 

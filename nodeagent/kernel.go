@@ -53,7 +53,10 @@ type grantMaps interface {
 
 // attachments are the programs on the pods' veths and on the uplinks.
 type attachments interface {
-	AttachPod(ifindex int) error
+	// AttachPod lets the pod's veth send from sources only, the pod's own IPs, and
+	// classifies what it sends.
+	AttachPod(ifindex int, sources []netip.Addr) error
+	// DetachPod takes the classifier off the veth, and then its sources.
 	DetachPod(ifindex int) error
 	AttachedPods() ([]int, error)
 	// AttachUplink lets steered packets leave the interface for their egress IP's

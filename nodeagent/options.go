@@ -21,7 +21,8 @@ type Options struct {
 	// BPFDir is a directory on a bpffs mount where maps and program links are pinned.
 	BPFDir string
 	// Interfaces are comma-separated glob patterns for the interfaces that may hold
-	// floating IPs; none means any interface whose subnet contains the IP.
+	// floating IPs; none means those on a subnet of the Node's InternalIP, so that a
+	// bridge's pod CIDR is never a placement subnet.
 	Interfaces string
 	// ClusterCIDRs (comma-separated) are never steered: service and node CIDRs; the pod
 	// CIDRs of every Node are added from the Node objects.
@@ -95,7 +96,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig; in-cluster config if empty")
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "this node's name (default $NODE_NAME)")
 	fs.StringVar(&o.BPFDir, "bpf-dir", o.BPFDir, "directory on a bpffs mount for pinned maps and links")
-	fs.StringVar(&o.Interfaces, "interfaces", o.Interfaces, "comma-separated glob patterns (such as eth*) of the interfaces that may hold floating IPs; default: any whose subnet contains the IP")
+	fs.StringVar(&o.Interfaces, "interfaces", o.Interfaces, "comma-separated glob patterns (such as eth*) of the interfaces that may hold floating IPs (they get a loose rp_filter); default: the one on a subnet of the Node's InternalIP")
 	fs.StringVar(&o.ClusterCIDRs, "cluster-cidrs", o.ClusterCIDRs, "comma-separated in-cluster CIDRs (services, nodes) that are never steered; every Node's pod CIDRs are added")
 	fs.StringVar(&o.PodCIDRs, "pod-cidrs", o.PodCIDRs, "comma-separated pod CIDRs of this node (default: from its Node object)")
 	h := &o.Heartbeat

@@ -23,6 +23,8 @@ var (
 	ip2 = netip.MustParseAddr("198.51.100.102")
 	ip3 = netip.MustParseAddr("198.51.100.103")
 	ip4 = netip.MustParseAddr("198.51.100.104")
+	// nodeIP is worker1's InternalIP, on eth0.
+	nodeIP = netip.MustParseAddr("198.51.100.11")
 )
 
 const (
@@ -56,7 +58,7 @@ func newRig(t *testing.T) *rig {
 	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
 	r := &rig{
 		rec: rec, clock: clock, view: &fakeCluster{},
-		dp: &fakeDataplane{rec: rec, grants: map[netip.Addr]fakeGrant{}, pods: map[int]bool{}},
+		dp: &fakeDataplane{rec: rec, grants: map[netip.Addr]fakeGrant{}, pods: map[int][]netip.Addr{}},
 		fips: &fakeFloatingIPs{rec: rec, ifaces: []Interface{{Name: "eth0", MAC: mac.String(),
 			Subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}}},
 		host: &fakeHost{rec: rec, uplinks: map[string]bpf.Uplink{"eth0": {Ifindex: eth0, MAC: mac}},
@@ -113,6 +115,7 @@ func cluster(generation int64, gatewayIPs []netip.Addr, granted ...netip.Addr) s
 		namespaces: map[string]map[string]string{"alice": {"user": "alice"}},
 		cluster:    []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")},
 		podCIDRs:   []netip.Prefix{netip.MustParsePrefix("198.18.1.0/24")},
+		nodeIPs:    []netip.Addr{nodeIP},
 		generation: generation,
 	}
 	for _, ip := range granted {
@@ -172,7 +175,7 @@ func TestPassTakesIPsInOrder(t *testing.T) {
 			if got := r.status.last.Held; !slices.Equal(got, tt.want) || r.status.last.ObservedGeneration != tt.snap.generation {
 				t.Errorf("reported %v of generation %d, want %v of %d", got, r.status.last.ObservedGeneration, tt.want, tt.snap.generation)
 			}
-			if !r.dp.pods[feVeth] {
+			if len(r.dp.pods[feVeth]) == 0 {
 				t.Errorf("pod alice/fe's veth has no program")
 			}
 		})
