@@ -25,8 +25,10 @@ type Agent struct {
 	report  *reporter
 	wake    wakeups
 	m       *metrics
-	// ready says whether the last pass programmed everything.
-	ready atomic.Bool
+	// notReady says why the last pass did not program everything; nil when it did.
+	notReady atomic.Pointer[error]
+	// full is the CapacityExceeded message of the last pass, to log it when it changes.
+	full string
 }
 
 // policyTables number the dataplane's policy tables (snapshot.desired builds them with
@@ -85,6 +87,8 @@ func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) (*Agent,
 		}}
 	}
 	a.grants = g
+	notYet := errors.New("the dataplane is not programmed yet")
+	a.notReady.Store(&notYet)
 	return a, nil
 }
 
@@ -163,8 +167,15 @@ func (a *Agent) pass(ctx context.Context) error {
 	if err := a.attach.attachUplinks(ifaces, onLink); err != nil {
 		errs = append(errs, err)
 	}
+	for _, refused := range want.table.Refused {
+		errs = append(errs, refused)
+	}
 	if err := a.tables.maps.Sync(want.table); err != nil {
-		errs = append(errs, fmt.Errorf("programming BPF maps: %w", err))
+		var full *routing.CapacityError
+		if !errors.As(err, &full) {
+			err = fmt.Errorf("programming BPF maps: %w", err)
+		}
+		errs = append(errs, err)
 	}
 	if err := a.attach.attachPods(want.table); err != nil {
 		errs = append(errs, err)
@@ -186,7 +197,9 @@ func (a *Agent) pass(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	a.m.heldIPs.Set(float64(len(held)))
-	reported, err := a.report.report(ctx, ifaces, held, a.grants.observed, errors.Join(errs...))
+	others, full := splitCapacity(errs)
+	a.logCapacity(capacityMessage(full))
+	reported, err := a.report.report(ctx, ifaces, held, a.grants.observed, errors.Join(others...), capacityMessage(full))
 	if err != nil {
 		klog.ErrorS(err, "Writing the NetworkGatewayNode status", "node", a.opts.NodeName)
 		time.AfterFunc(time.Second, a.wake.kick)
@@ -195,17 +208,43 @@ func (a *Agent) pass(ctx context.Context) error {
 		"took", time.Since(start), "reported", reported)
 	nft.SNAT = snatMap(staged, a.grants.heldIDs())
 	if err := a.nft.apply(nft); err != nil {
-		errs = append(errs, err)
+		others = append(others, err)
 	}
-	err = errors.Join(errs...)
-	a.ready.Store(err == nil)
+	// A full map is no reason to retry at once: the next change or resync tries again.
+	err = errors.Join(others...)
+	if notReady := errors.Join(err, capacityError(full)); notReady != nil {
+		a.notReady.Store(&notReady)
+	} else {
+		a.notReady.Store(nil)
+	}
 	return err
 }
 
-// Ready reports whether the last pass programmed everything.
+// capacityError is the readiness error of the maps and id spaces that refused entries.
+func capacityError(full []*routing.CapacityError) error {
+	if len(full) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %s", ConditionCapacityExceeded, capacityMessage(full))
+}
+
+// logCapacity logs the CapacityExceeded message when it changes.
+func (a *Agent) logCapacity(msg string) {
+	if msg == a.full {
+		return
+	}
+	if msg != "" {
+		klog.ErrorS(nil, "The dataplane's maps refuse entries; what they refuse fails closed", "node", a.opts.NodeName, "capacityExceeded", msg)
+	} else {
+		klog.InfoS("The dataplane's maps hold everything again", "node", a.opts.NodeName)
+	}
+	a.full = msg
+}
+
+// Ready reports whether the last pass programmed everything, and if not, why not.
 func (a *Agent) Ready() error {
-	if !a.ready.Load() {
-		return errors.New("the dataplane is not programmed yet, or the last pass failed")
+	if err := a.notReady.Load(); err != nil {
+		return *err
 	}
 	return nil
 }
