@@ -184,7 +184,7 @@ func (b *TableBuilder) Build(ps *Policies, pods []LocalPod, cluster []netip.Pref
 	if len(refusedPods) > 0 {
 		slices.Sort(refusedPods)
 		t.Refused = append(t.Refused, &CapacityError{Map: "set ids", Limit: MaxSets,
-			What: "sets of policies (pods selected by distinct sets of policies; the rest stay in the unknown set, which drops every policy destination)",
+			What:    "sets of policies (pods selected by distinct sets of policies; the rest stay in the unknown set, which drops every policy destination)",
 			Refused: refusedPods})
 	}
 	if refused := b.numberEgress(&t, sets); refused != nil {
