@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // uplinksFrom are n uplinks (map keys only: no packet is sent to them) for consecutive IPs from first, all on one interface.
@@ -73,5 +74,46 @@ func TestSetUplinksAtCapacity(t *testing.T) {
 				t.Errorf("a packet steered to %s (%s): verdict %d, want %d", tt.ip, tt.name, ret, tt.want)
 			}
 		})
+	}
+}
+
+// TestSetGrantAtCapacity: egw_grants at its real size, 4096. A grant past it is refused
+// with a CapacityError naming the map and its limit, and writes nothing; the grants there
+// keep working, and once a stale one is deleted the refused IP fits.
+func TestSetGrantAtCapacity(t *testing.T) {
+	d := load(t)
+	limit := int(d.objs.EgwGrants.MaxEntries())
+	if limit != 4096 {
+		t.Fatalf("egw_grants holds %d, this test is for 4096", limit)
+	}
+	first := netip.MustParseAddr("198.18.0.0")
+	ip := first
+	for i := range limit {
+		if err := d.SetGrant(ip, uint32(i%markIDMax)+1, time.Hour); err != nil {
+			t.Fatalf("grant %d of %d: %v", i+1, limit, err)
+		}
+		ip = ip.Next()
+	}
+	extra := netip.MustParseAddr("198.19.0.1")
+	err := d.SetGrant(extra, 1, time.Hour)
+	var ce *CapacityError
+	if !errors.As(err, &ce) || ce.Map != "egw_grants" || ce.Limit != limit || len(ce.Refused) != 1 || ce.Refused[0] != extra.String() {
+		t.Fatalf("SetGrant past %d = %v, want a CapacityError of egw_grants, limit %d, refusing %s", limit, err, limit, extra)
+	}
+	grants, err := d.Grants()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(grants) != limit || grants[first] != 1 {
+		t.Errorf("after the refusal: %d grants, %s has snat id %d; want %d, and 1", len(grants), first, grants[first], limit)
+	}
+	if _, ok := grants[extra]; ok {
+		t.Errorf("the refused %s is granted", extra)
+	}
+	if err := d.DeleteGrant(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetGrant(extra, 1, time.Hour); err != nil {
+		t.Errorf("SetGrant after a stale grant went: %v", err)
 	}
 }
