@@ -163,6 +163,7 @@ func (b *TableBuilder) Build(ps *Policies, pods []LocalPod, cluster []netip.Pref
 	t := Table{Pods: map[netip.Addr]uint32{}, Sets: map[uint32][]TableRoute{}, Egress: map[uint32]netip.Addr{}}
 	b.keepSeed(ps, pods)
 	sets := map[uint32][]Route{UnknownSet: UnknownPodRoutes(ps, cluster)}
+	order := []uint32{UnknownSet} // the sets as the pods meet them: ids go out in this order
 	var refusedPods []string
 	for _, pod := range pods {
 		if !pod.IP.Is4() || pod.HostNetwork {
@@ -179,6 +180,7 @@ func (b *TableBuilder) Build(ps *Policies, pods []LocalPod, cluster []netip.Pref
 		t.Pods[pod.IP] = id
 		if _, done := sets[id]; !done {
 			sets[id] = Routes(selected, cluster)
+			order = append(order, id)
 		}
 	}
 	if len(refusedPods) > 0 {
@@ -187,7 +189,7 @@ func (b *TableBuilder) Build(ps *Policies, pods []LocalPod, cluster []netip.Pref
 			What:    "sets of policies (pods selected by distinct sets of policies; the rest stay in the unknown set, which drops every policy destination)",
 			Refused: refusedPods})
 	}
-	if refused := b.numberEgress(&t, sets); refused != nil {
+	if refused := b.numberEgress(&t, sets, order); refused != nil {
 		t.Refused = append(t.Refused, refused)
 	}
 	b.sets.Sweep()
@@ -196,16 +198,17 @@ func (b *TableBuilder) Build(ps *Policies, pods []LocalPod, cluster []netip.Pref
 }
 
 // numberEgress gives each egress IP the routes steer to its id, and puts the routes in t.
-// An IP keeps the id it has. New ones get free ids, lowest IP first; short of ids, the
+// An IP keeps the id it has. New ones get free ids in the order the sets (in order) meet
+// them; short of ids, the
 // ids of IPs no route steers to any more are freed now rather than a build later (the
 // dataplane's plan handles an id that changes IP), and the IPs still left over are
 // refused: their routes Drop, so that their traffic never leaves with another source.
-func (b *TableBuilder) numberEgress(t *Table, sets map[uint32][]Route) *CapacityError {
+func (b *TableBuilder) numberEgress(t *Table, sets map[uint32][]Route, order []uint32) *CapacityError {
 	ids := map[netip.Addr]uint32{}
 	seen := map[netip.Addr]bool{}
 	var fresh []netip.Addr
-	for _, routes := range sets {
-		for _, r := range routes {
+	for _, set := range order {
+		for _, r := range sets[set] {
 			ip, ok := egressIP(r)
 			if !ok || seen[ip] {
 				continue
@@ -225,7 +228,6 @@ func (b *TableBuilder) numberEgress(t *Table, sets map[uint32][]Route) *Capacity
 			_, _ = b.egress.Get(ip.String())
 		}
 	}
-	slices.SortFunc(fresh, netip.Addr.Compare)
 	var refused []netip.Addr
 	for _, ip := range fresh {
 		id, err := b.egress.Get(ip.String())
