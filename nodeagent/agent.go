@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +26,8 @@ type Agent struct {
 	report  *reporter
 	wake    wakeups
 	m       *metrics
-	// notReady says why the last pass did not program everything; nil when it did.
+	// notReady says why the last pass did not program everything (nil inside when it
+	// did); nil before the first pass.
 	notReady atomic.Pointer[error]
 	// full is the CapacityExceeded message of the last pass, to log it when it changes.
 	full string
@@ -87,8 +89,6 @@ func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) (*Agent,
 		}}
 	}
 	a.grants = g
-	notYet := errors.New("the dataplane is not programmed yet")
-	a.notReady.Store(&notYet)
 	return a, nil
 }
 
@@ -212,20 +212,30 @@ func (a *Agent) pass(ctx context.Context) error {
 	}
 	// A full map is no reason to retry at once: the next change or resync tries again.
 	err = errors.Join(others...)
-	if notReady := errors.Join(err, capacityError(full)); notReady != nil {
-		a.notReady.Store(&notReady)
-	} else {
-		a.notReady.Store(nil)
+	var notReady error
+	switch {
+	case err != nil:
+		notReady = errPassFailed
+	case len(full) > 0:
+		notReady = capacityError(full)
 	}
+	a.notReady.Store(&notReady)
 	return err
 }
 
-// capacityError is the readiness error of the maps and id spaces that refused entries.
+// errPassFailed is /readyz's answer after a failed pass. Anyone on the node network
+// reaches /readyz, so it names no pod or IP; the NetworkGatewayNode's Ready says more.
+var errPassFailed = errors.New("the last dataplane pass failed; the NetworkGatewayNode's Ready condition says why")
+
+// capacityError is /readyz's answer while maps refuse entries: the maps and their limits,
+// and none of the pods or IPs refused, which the CapacityExceeded condition lists.
 func capacityError(full []*routing.CapacityError) error {
-	if len(full) == 0 {
-		return nil
+	maps := make([]string, len(full))
+	for i, ce := range full {
+		maps[i] = fmt.Sprintf("%s (at most %d)", ce.Map, ce.Limit)
 	}
-	return fmt.Errorf("%s: %s", ConditionCapacityExceeded, capacityMessage(full))
+	return fmt.Errorf("%s: %s refuse entries; the NetworkGatewayNode's %s condition says which",
+		ConditionCapacityExceeded, strings.Join(maps, ", "), ConditionCapacityExceeded)
 }
 
 // logCapacity logs the CapacityExceeded message when it changes.
@@ -246,5 +256,5 @@ func (a *Agent) Ready() error {
 	if err := a.notReady.Load(); err != nil {
 		return *err
 	}
-	return nil
+	return errors.New("the dataplane is not programmed yet")
 }

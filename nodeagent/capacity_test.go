@@ -47,21 +47,23 @@ func TestPassPastCapacity(t *testing.T) {
 		// over makes the pass run past a limit.
 		over func(*rig, snapshot) snapshot
 		want string // in the CapacityExceeded message
+		// wantReadyz is in /readyz's answer, which names no pod or IP.
+		wantReadyz string
 	}{
 		{
 			name: "more egress IPs than the mark's ids",
 			over: func(_ *rig, s snapshot) snapshot { return withEgressIPs(s, routing.MaxEgressIDs+3) },
-			want: fmt.Sprintf("egress ids holds at most %d egress IPs", routing.MaxEgressIDs),
+			want: fmt.Sprintf("egress ids holds at most %d egress IPs", routing.MaxEgressIDs), wantReadyz: fmt.Sprintf("egress ids (at most %d)", routing.MaxEgressIDs),
 		},
 		{
 			name: "a full map in Sync",
 			over: func(r *rig, s snapshot) snapshot { r.dp.syncErr = full("egw_pods", 65536); return s },
-			want: "egw_pods holds at most 65536",
+			want: "egw_pods holds at most 65536", wantReadyz: "egw_pods (at most 65536)",
 		},
 		{
 			name: "a full egw_uplinks",
 			over: func(r *rig, s snapshot) snapshot { r.dp.uplinksErr = full("egw_uplinks", 4096); return s },
-			want: "egw_uplinks holds at most 4096",
+			want: "egw_uplinks holds at most 4096", wantReadyz: "egw_uplinks (at most 4096)",
 		},
 	}
 	for _, tt := range tests {
@@ -83,8 +85,8 @@ func TestPassPastCapacity(t *testing.T) {
 			if st.Ready || st.Reason != ConditionCapacityExceeded || !strings.Contains(st.CapacityExceeded, tt.want) {
 				t.Errorf("reported ready %v (%s), CapacityExceeded %q; want not ready, reason %s, naming %q", st.Ready, st.Reason, st.CapacityExceeded, ConditionCapacityExceeded, tt.want)
 			}
-			if err := r.a.Ready(); err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("Ready() = %v, want an error naming %q", err, tt.want)
+			if err := r.a.Ready(); err == nil || !strings.Contains(err.Error(), tt.wantReadyz) || strings.Contains(err.Error(), "198.18.1.10") {
+				t.Errorf("Ready() = %v, want an error naming %q and no pod or IP", err, tt.wantReadyz)
 			}
 
 			// The grant of ip2 is withdrawn while still past the limit: the pass lets it go.
