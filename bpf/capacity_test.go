@@ -220,3 +220,25 @@ func TestSyncAtCapacity(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncEgressAtCapacity: egw_egress at its real size, 4096, holds the builder's whole
+// id space (4,095) twice over in a move: a full table of egress ids moving to 4,095 other
+// IPs fits, since the old and new entries share the ids, and nothing is refused.
+func TestSyncEgressAtCapacity(t *testing.T) {
+	d := load(t)
+	if n := int(d.objs.EgwEgress.MaxEntries()); n != routing.MaxEgressIDs+1 {
+		t.Fatalf("egw_egress holds %d, this test is for %d", n, routing.MaxEgressIDs+1)
+	}
+	for _, first := range []string{"100.100.0.0", "100.101.0.0"} {
+		tbl := capTable(nil, 1)
+		ip := netip.MustParseAddr(first)
+		for id := uint32(1); id <= routing.MaxEgressIDs; id++ {
+			tbl.Egress[id] = ip
+			ip = ip.Next()
+		}
+		if err := d.Sync(tbl); err != nil {
+			t.Fatalf("Sync(%d egress ids from %s): %v", routing.MaxEgressIDs, first, err)
+		}
+		holdsExactly(t, d, tbl)
+	}
+}
