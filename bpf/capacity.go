@@ -1,43 +1,15 @@
 package bpf
 
 import (
-	"fmt"
 	"net/netip"
-	"slices"
-	"strings"
+
+	"github.com/egressgw/egressgw/apiserver/routing"
 )
 
-// CapacityError says that a map, or an id space, is full: the entries past Limit were
-// refused (what they are meant for fails closed: a packet finds no entry and drops, or
-// keeps the old table's verdict), while the entries already there stay. The agent
-// reports it as the node's CapacityExceeded condition.
-type CapacityError struct {
-	// Map names the map or id space: egw_uplinks, "egress ids".
-	Map string
-	// Limit is how many entries it holds.
-	Limit int
-	// What the entries are: "egress IPs", "uplinks".
-	What string
-	// Refused are the keys refused, sorted.
-	Refused []string
-}
-
-func (e *CapacityError) Error() string {
-	shown := e.Refused
-	more := ""
-	if len(shown) > 5 {
-		shown, more = shown[:5], fmt.Sprintf(" and %d more", len(e.Refused)-5)
-	}
-	return fmt.Sprintf("%s holds at most %d %s: %d refused (%s%s); fewer per node, or a build with a bigger map",
-		e.Map, e.Limit, e.What, len(e.Refused), strings.Join(shown, ", "), more)
-}
+// CapacityError says that a map is full: the entries past its limit were refused, and
+// fail closed, while the entries already there stay. It is routing's, which refuses
+// what the id spaces cannot number, so that the agent reports both the same way.
+type CapacityError = routing.CapacityError
 
 // refuseAddrs names refused addresses for a CapacityError, sorted.
-func refuseAddrs(ips []netip.Addr) []string {
-	slices.SortFunc(ips, netip.Addr.Compare)
-	out := make([]string, len(ips))
-	for i, ip := range ips {
-		out[i] = ip.String()
-	}
-	return out
-}
+func refuseAddrs(ips []netip.Addr) []string { return routing.RefusedAddrs(ips) }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // SetGrant lets egw_uplink_in mark packets steered to ip with snatID (the nft
@@ -24,7 +25,14 @@ func (d *Dataplane) SetGrant(ip netip.Addr, snatID uint32, expires time.Duration
 	value := grantValue{SNATID: snatID, ExpiresNs: uint64(max(expires, 0))}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.objs.EgwGrants.Update(key, value, ebpf.UpdateAny); err != nil {
+	err = d.objs.EgwGrants.Update(key, value, ebpf.UpdateAny)
+	if errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOSPC) {
+		// The map is full of other grants: this IP is not granted (its steered packets
+		// are not SNATed here), and the grants there stay. The stale ones go after
+		// their addresses (the agent's holdGrants), so the next pass finds room.
+		return &CapacityError{Map: egwMapEgwGrants, Limit: int(d.objs.EgwGrants.MaxEntries()), What: "grants (floating IPs held by this node)", Refused: refuseAddrs([]netip.Addr{ip})}
+	}
+	if err != nil {
 		return fmt.Errorf("granting %s in egw_grants (holds %d): %w", ip, d.objs.EgwGrants.MaxEntries(), err)
 	}
 	return nil

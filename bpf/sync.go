@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -29,6 +30,9 @@ type state struct {
 // No packet is ever steered to an egress IP that neither the old nor the new table
 // gives it, even when the ids mean other things than before, as they do after an
 // agent restart, whose routing.TableBuilder numbers afresh; see plan for how.
+//
+// What does not fit the maps is refused, and fails closed (see fit); the rest is written,
+// and Sync returns the refusals as *CapacityErrors.
 func (d *Dataplane) Sync(t routing.Table) error {
 	want, err := fromTable(t)
 	if err != nil {
@@ -46,12 +50,13 @@ func (d *Dataplane) Sync(t routing.Table) error {
 		}
 		d.have = &have
 	}
+	want, full := d.fit(*d.have, want)
 	if err := d.apply(plan(*d.have, want)); err != nil {
 		d.have = nil // the maps are somewhere between: read them next time
 		return err
 	}
 	d.have = &want
-	return nil
+	return full
 }
 
 func fromTable(t routing.Table) (state, error) {
@@ -104,23 +109,70 @@ func fromTable(t routing.Table) (state, error) {
 	return s, nil
 }
 
-// fits reports a table that does not fit the maps.
+// fits reports a table that does not fit the maps whose ids routing.TableBuilder bounds
+// (a bug there, if it happens).
 func (d *Dataplane) fits(s state) error {
-	sets := bySet(s.routes)
 	for _, c := range []struct {
 		m *ebpf.Map
 		n int
-	}{{d.objs.EgwPods, len(s.pods)}, {d.objs.EgwSetRoutes, len(sets)}, {d.objs.EgwEgress, len(s.egress)}} {
+	}{{d.objs.EgwSetRoutes, len(s.sets)}, {d.objs.EgwEgress, len(s.egress)}} {
 		if c.n > int(c.m.MaxEntries()) {
-			return fmt.Errorf("the table needs %d entries in %s, which holds %d: fewer pods, policies or destinations per node, or a build with a bigger map", c.n, c.m, c.m.MaxEntries())
-		}
-	}
-	for set, routes := range sets {
-		if len(routes) > int(d.routesSpec.MaxEntries) {
-			return fmt.Errorf("set %d needs %d routes, and a set's trie holds %d: fewer destinations for the policies that select its pods, or a build with a bigger trie", set, len(routes), d.routesSpec.MaxEntries)
+			return fmt.Errorf("the table needs %d entries in %s, which holds %d (routing.TableBuilder bounds the ids to fit: a bug)", c.n, c.m, c.m.MaxEntries())
 		}
 	}
 	return nil
+}
+
+// everywhere is the route that a set past its trie's size falls back to.
+var everywhere = dstKey{}
+
+// fit trims want to what the maps can take on top of have, failing closed, and returns
+// the refusals:
+//   - a set with more routes than a trie holds keeps only its in-cluster routes, and
+//     drops everything else (0.0.0.0/0 → Drop): a destination left out would pass, and
+//     leave with the node IP;
+//   - egw_pods: pods it holds keep their entries; new ones, lowest IP first, fill the
+//     room left beside every pod it holds now (the stale go after the new are put), and
+//     the rest stay in the unknown set, which drops every policy destination.
+func (d *Dataplane) fit(have, want state) (state, error) {
+	var errs []error
+	limit := int(d.routesSpec.MaxEntries)
+	var sets []string
+	for set, routes := range bySet(want.routes) {
+		if len(routes) <= limit {
+			continue
+		}
+		for k, v := range routes {
+			if v.Verdict != verdictInCluster {
+				delete(want.routes, routeKey{set: set, dstKey: k})
+			}
+		}
+		want.routes[routeKey{set: set, dstKey: everywhere}] = routeValue{Verdict: verdictDrop}
+		sets = append(sets, fmt.Sprintf("set %d (%d routes)", set, len(routes)))
+	}
+	if len(sets) > 0 {
+		slices.Sort(sets)
+		errs = append(errs, &CapacityError{Map: egwMapEgwSetRoutes + "'s tries", Limit: limit,
+			What: "routes per set of policies (set 0 is the union of all destinations; a set past it drops all but in-cluster traffic)", Refused: sets})
+	}
+	room := int(d.objs.EgwPods.MaxEntries()) - len(have.pods)
+	var pods []netip.Addr
+	for _, ip := range sortedIPs(want.pods) {
+		if _, held := have.pods[ip]; held {
+			continue
+		}
+		if room > 0 {
+			room--
+			continue
+		}
+		pods = append(pods, ip.addr())
+		delete(want.pods, ip)
+	}
+	if len(pods) > 0 {
+		errs = append(errs, &CapacityError{Map: egwMapEgwPods, Limit: int(d.objs.EgwPods.MaxEntries()),
+			What: "pods (the rest stay in the unknown set, which drops every policy destination)", Refused: refuseAddrs(pods)})
+	}
+	return want, errors.Join(errs...)
 }
 
 func (d *Dataplane) read() (state, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -26,8 +27,11 @@ type Agent struct {
 	flows   *flowSweeper
 	wake    wakeups
 	m       *metrics
-	// ready says whether the last pass programmed everything.
-	ready atomic.Bool
+	// notReady says why the last pass did not program everything (nil inside when it
+	// did); nil before the first pass.
+	notReady atomic.Pointer[error]
+	// full is the CapacityExceeded message of the last pass, to log it when it changes.
+	full string
 }
 
 // policyTables number the dataplane's policy tables (snapshot.desired builds them with
@@ -168,10 +172,20 @@ func (a *Agent) pass(ctx context.Context) error {
 	if err := a.attach.attachUplinks(ifaces, onLink); err != nil {
 		errs = append(errs, err)
 	}
-	if err := a.tables.maps.Sync(want.table); err != nil {
+	for _, refused := range want.table.Refused {
+		errs = append(errs, refused)
+	}
+	switch err := a.tables.maps.Sync(want.table); {
+	case err == nil || errors.As(err, new(*routing.CapacityError)):
+		// The maps hold the table, or all of it that fits (the rest fails closed).
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if err := a.flows.tablesChanged(want.table, snap.cluster); err != nil {
+			errs = append(errs, err)
+		}
+	default:
 		errs = append(errs, fmt.Errorf("programming BPF maps: %w", err))
-	} else if err := a.flows.tablesChanged(want.table, snap.cluster); err != nil {
-		errs = append(errs, err)
 	}
 	if err := a.attach.attachPods(want.table); err != nil {
 		errs = append(errs, err)
@@ -195,7 +209,9 @@ func (a *Agent) pass(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	a.m.heldIPs.Set(float64(len(held)))
-	reported, err := a.report.report(ctx, ifaces, held, a.grants.observed, errors.Join(errs...))
+	others, full := splitCapacity(errs)
+	a.logCapacity(capacityMessage(full))
+	reported, err := a.report.report(ctx, ifaces, held, a.grants.observed, errors.Join(others...), capacityMessage(full))
 	if err != nil {
 		klog.ErrorS(err, "Writing the NetworkGatewayNode status", "node", a.opts.NodeName)
 		time.AfterFunc(time.Second, a.wake.kick)
@@ -204,17 +220,53 @@ func (a *Agent) pass(ctx context.Context) error {
 		"took", time.Since(start), "reported", reported)
 	nft.SNAT = snatMap(staged, a.grants.heldIDs())
 	if err := a.nft.apply(nft); err != nil {
-		errs = append(errs, err)
+		others = append(others, err)
 	}
-	err = errors.Join(errs...)
-	a.ready.Store(err == nil)
+	// A full map is no reason to retry at once: the next change or resync tries again.
+	err = errors.Join(others...)
+	var notReady error
+	switch {
+	case err != nil:
+		notReady = errPassFailed
+	case len(full) > 0:
+		notReady = capacityError(full)
+	}
+	a.notReady.Store(&notReady)
 	return err
 }
 
-// Ready reports whether the last pass programmed everything.
-func (a *Agent) Ready() error {
-	if !a.ready.Load() {
-		return errors.New("the dataplane is not programmed yet, or the last pass failed")
+// errPassFailed is /readyz's answer after a failed pass. Anyone on the node network
+// reaches /readyz, so it names no pod or IP; the NetworkGatewayNode's Ready says more.
+var errPassFailed = errors.New("the last dataplane pass failed; the NetworkGatewayNode's Ready condition says why")
+
+// capacityError is /readyz's answer while maps refuse entries: the maps and their limits,
+// and none of the pods or IPs refused, which the CapacityExceeded condition lists.
+func capacityError(full []*routing.CapacityError) error {
+	maps := make([]string, len(full))
+	for i, ce := range full {
+		maps[i] = fmt.Sprintf("%s (at most %d)", ce.Map, ce.Limit)
 	}
-	return nil
+	return fmt.Errorf("%s: %s refuse entries; the NetworkGatewayNode's %s condition says which",
+		ConditionCapacityExceeded, strings.Join(maps, ", "), ConditionCapacityExceeded)
+}
+
+// logCapacity logs the CapacityExceeded message when it changes.
+func (a *Agent) logCapacity(msg string) {
+	if msg == a.full {
+		return
+	}
+	if msg != "" {
+		klog.ErrorS(nil, "The dataplane's maps refuse entries; what they refuse fails closed", "node", a.opts.NodeName, "capacityExceeded", msg)
+	} else {
+		klog.InfoS("The dataplane's maps hold everything again", "node", a.opts.NodeName)
+	}
+	a.full = msg
+}
+
+// Ready reports whether the last pass programmed everything, and if not, why not.
+func (a *Agent) Ready() error {
+	if err := a.notReady.Load(); err != nil {
+		return *err
+	}
+	return errors.New("the dataplane is not programmed yet")
 }

@@ -70,7 +70,12 @@ type nodeStatus struct {
 	Held               []netip.Addr
 	ObservedGeneration int64
 	Ready              bool
-	Message            string
+	// Reason is the Ready condition's: Programmed, CapacityExceeded or DataplaneError.
+	Reason  string
+	Message string
+	// CapacityExceeded names the maps and id spaces that refuse entries, their limits
+	// and what they refuse; empty when everything fits.
+	CapacityExceeded string
 	// HeartbeatKeys are the agent's public heartbeat keys, newest first.
 	HeartbeatKeys []string
 }

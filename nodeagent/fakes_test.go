@@ -129,6 +129,8 @@ type fakeDataplane struct {
 	grants map[netip.Addr]fakeGrant
 	pods   map[int][]netip.Addr // attached veths and their sources
 	table  routing.Table
+	// syncErr and uplinksErr fail Sync and SetUplinks after they wrote, as a full map does.
+	syncErr, uplinksErr error
 }
 
 var _ dataplane = &fakeDataplane{}
@@ -136,7 +138,7 @@ var _ dataplane = &fakeDataplane{}
 func (d *fakeDataplane) Sync(t routing.Table) error {
 	d.rec.add(call{op: "Sync"})
 	d.table = t
-	return nil
+	return d.syncErr
 }
 
 func (d *fakeDataplane) SetGrant(ip netip.Addr, id uint32, expires time.Duration) error {
@@ -184,7 +186,7 @@ func (d *fakeDataplane) AttachUplink(ifindex int) error {
 
 func (d *fakeDataplane) SetUplinks(u map[netip.Addr]bpf.Uplink) error {
 	d.rec.add(call{op: "SetUplinks", ips: sortedIPs(u)})
-	return nil
+	return d.uplinksErr
 }
 
 func (d *fakeDataplane) Stats() (map[string]uint64, error) { return nil, nil }

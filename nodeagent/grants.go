@@ -81,11 +81,11 @@ func (k *grantKeeper) number(assigned, candidates []netip.Addr) (snat, staged ma
 		assigned = nil
 	}
 	snat, staged = map[uint32]netip.Addr{}, map[uint32]netip.Addr{}
-	var errs []error
+	var refused []netip.Addr
 	for _, ip := range assigned {
 		id, err := k.ids.Get(ip.String())
 		if err != nil {
-			errs = append(errs, fmt.Errorf("numbering floating IP %s: %w", ip, err))
+			refused = append(refused, ip) // not held: its traffic is not SNATed here
 			continue
 		}
 		snat[id] = ip
@@ -99,7 +99,11 @@ func (k *grantKeeper) number(assigned, candidates []netip.Addr) (snat, staged ma
 		}
 	}
 	k.ids.Sweep()
-	return snat, staged, errors.Join(errs...)
+	if len(refused) > 0 {
+		err = &routing.CapacityError{Map: "SNAT ids", Limit: routing.MaxEgressIDs,
+			What: "floating IPs granted to this node (the packet mark carries a 12-bit id)", Refused: routing.RefusedAddrs(refused)}
+	}
+	return snat, staged, err
 }
 
 // maxStaged is the most floating IPs staged in the SNAT map: half the ids.

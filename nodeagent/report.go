@@ -24,22 +24,27 @@ type reporter struct {
 	last string    // what the report last said
 }
 
-// report writes the report of a pass that ended with passErr, and says whether it wrote.
-func (r *reporter) report(ctx context.Context, ifaces []Interface, held []netip.Addr, observedGen int64, passErr error) (bool, error) {
-	msg := fmt.Sprintf("dataplane programmed; holding %d floating IPs", len(held))
-	if passErr != nil {
-		msg = passErr.Error()
+// report writes the report of a pass that ended with passErr, whose maps refused what
+// full says (empty if nothing), and says whether it wrote.
+func (r *reporter) report(ctx context.Context, ifaces []Interface, held []netip.Addr, observedGen int64, passErr error, full string) (bool, error) {
+	reason, msg := "Programmed", fmt.Sprintf("dataplane programmed; holding %d floating IPs", len(held))
+	switch {
+	case passErr != nil:
+		reason, msg = "DataplaneError", passErr.Error()
+	case full != "":
+		reason, msg = ConditionCapacityExceeded, fmt.Sprintf("dataplane programmed but for what its maps refuse (see %s); holding %d floating IPs", ConditionCapacityExceeded, len(held))
 	}
 	var keys []string
 	var version uint64
 	if r.keys != nil {
 		keys, version = r.keys.list()
 	}
-	key := fmt.Sprint(ifaces, held, observedGen, msg, keys)
+	key := fmt.Sprint(ifaces, held, observedGen, msg, full, keys)
 	if key == r.last {
 		return false, nil
 	}
-	s := nodeStatus{Interfaces: ifaces, Held: held, ObservedGeneration: observedGen, Ready: passErr == nil, Message: msg, HeartbeatKeys: keys}
+	s := nodeStatus{Interfaces: ifaces, Held: held, ObservedGeneration: observedGen, Ready: passErr == nil && full == "",
+		Reason: reason, Message: msg, CapacityExceeded: full, HeartbeatKeys: keys}
 	if err := r.w.Report(ctx, s); err != nil {
 		return false, err
 	}
@@ -61,6 +66,20 @@ func (r *reporter) publishKeys(ctx context.Context) error {
 	}
 	r.keys.wrote(version)
 	return nil
+}
+
+// conditions are the Ready and CapacityExceeded conditions of a report.
+func conditions(s nodeStatus) []metav1.Condition {
+	ready := metav1.Condition{Type: v1.ConditionReady, Status: metav1.ConditionTrue, Reason: s.Reason, Message: s.Message, ObservedGeneration: s.ObservedGeneration}
+	if !s.Ready {
+		ready.Status = metav1.ConditionFalse
+	}
+	full := metav1.Condition{Type: ConditionCapacityExceeded, Status: metav1.ConditionFalse, Reason: "WithinLimits",
+		Message: "every map and id space of the dataplane holds what this node needs", ObservedGeneration: s.ObservedGeneration}
+	if s.CapacityExceeded != "" {
+		full.Status, full.Reason, full.Message = metav1.ConditionTrue, "MapFull", s.CapacityExceeded
+	}
+	return []metav1.Condition{ready, full}
 }
 
 // apiStatusWriter writes the node's NetworkGatewayNode, creating it if needed. Its status is
@@ -132,11 +151,9 @@ func (r *apiStatusWriter) Report(ctx context.Context, s nodeStatus) error {
 		status.FloatingIPs = append(status.FloatingIPs, ip.String())
 	}
 	status.HeartbeatKeys = s.HeartbeatKeys
-	cond := metav1.Condition{Type: "Ready", Status: metav1.ConditionTrue, Reason: "Programmed", Message: s.Message, ObservedGeneration: s.ObservedGeneration}
-	if !s.Ready {
-		cond.Status, cond.Reason = metav1.ConditionFalse, "DataplaneError"
+	for _, cond := range conditions(s) {
+		meta.SetStatusCondition(&status.Conditions, cond)
 	}
-	meta.SetStatusCondition(&status.Conditions, cond)
 	// "add" replaces /status whole: fields left out (no IPs held) are cleared, not kept.
 	patch, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": status}})
 	if err != nil {

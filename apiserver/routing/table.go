@@ -19,6 +19,10 @@ type Table struct {
 	Sets map[uint32][]TableRoute
 	// Egress maps an egress id to its egress IP.
 	Egress map[uint32]netip.Addr
+	// Refused says what the id spaces could not number, failing closed: an egress IP
+	// past MaxEgressIDs gets Drop routes, and a pod whose set is past MaxSets stays in
+	// the unknown set. Nil when everything fits.
+	Refused []*CapacityError
 }
 
 // TableRoute is a Route with the ids the dataplane needs.
@@ -63,6 +67,17 @@ func (ids *IDs) Get(key string) (uint32, error) {
 	}
 	ids.byKey[key] = id
 	return id, nil
+}
+
+// has returns the id key has, without asking for it.
+func (ids *IDs) has(key string) (uint32, bool) {
+	id, ok := ids.byKey[key]
+	return id, ok
+}
+
+// available is how many more keys can get ids before the next Sweep.
+func (ids *IDs) available() int {
+	return len(ids.free) + int(ids.max) - int(ids.next) + 1
 }
 
 // Keep gives key the id it had before, e.g. in a previous process, if that id is free.
@@ -121,12 +136,18 @@ func (b *TableBuilder) Seed(pods map[netip.Addr]uint32, egress map[uint32]netip.
 }
 
 // MaxEgressIDs is how many egress IPs one node's tables can steer to: the id travels in
-// 12 bits of the packet mark.
+// 12 bits of the packet mark. egw_egress holds 4096, so that the old and new tables'
+// ids together always fit.
 const MaxEgressIDs = 1<<12 - 1
+
+// MaxSets is how many sets of policies one node's tables can have besides the unknown
+// set: egw_set_routes has 65,536 slots, keyed by set id, so that ids 0..MaxSets always
+// fit, the old and new tables' together.
+const MaxSets = 1<<16 - 1
 
 // NewTableBuilder returns a builder with no ids handed out.
 func NewTableBuilder() *TableBuilder {
-	return &TableBuilder{sets: NewIDs(UnknownSet+1, 1<<31), egress: NewIDs(1, MaxEgressIDs)}
+	return &TableBuilder{sets: NewIDs(UnknownSet+1, MaxSets), egress: NewIDs(1, MaxEgressIDs)}
 }
 
 // LocalPod is a pod on this node with its namespace's labels.
@@ -136,13 +157,14 @@ type LocalPod struct {
 }
 
 // Build computes the tables for the node's pods. Pods without an IPv4 address and
-// host-network pods are left out: their traffic is not steered.
+// host-network pods are left out: their traffic is not steered. What the id spaces cannot
+// number is refused, in t.Refused, and fails closed; the rest of the table is whole.
 func (b *TableBuilder) Build(ps *Policies, pods []LocalPod, cluster []netip.Prefix) (Table, error) {
 	t := Table{Pods: map[netip.Addr]uint32{}, Sets: map[uint32][]TableRoute{}, Egress: map[uint32]netip.Addr{}}
 	b.keepSeed(ps, pods)
-	if err := b.addSet(&t, UnknownSet, UnknownPodRoutes(ps, cluster)); err != nil {
-		return Table{}, err
-	}
+	sets := map[uint32][]Route{UnknownSet: UnknownPodRoutes(ps, cluster)}
+	order := []uint32{UnknownSet} // the sets as the pods meet them: ids go out in this order
+	var refusedPods []string
 	for _, pod := range pods {
 		if !pod.IP.Is4() || pod.HostNetwork {
 			continue
@@ -150,19 +172,108 @@ func (b *TableBuilder) Build(ps *Policies, pods []LocalPod, cluster []netip.Pref
 		selected := ps.Selecting(pod.Pod, pod.NamespaceLabels)
 		id, err := b.sets.Get(setKey(selected))
 		if err != nil {
-			return Table{}, fmt.Errorf("numbering the set of policies of pod %s/%s: %w", pod.Namespace, pod.Name, err)
-		}
-		t.Pods[pod.IP] = id
-		if _, done := t.Sets[id]; done {
+			// Out of set ids: the pod stays in the unknown set, which drops every
+			// policy destination.
+			refusedPods = append(refusedPods, pod.Namespace+"/"+pod.Name)
 			continue
 		}
-		if err := b.addSet(&t, id, Routes(selected, cluster)); err != nil {
-			return Table{}, err
+		t.Pods[pod.IP] = id
+		if _, done := sets[id]; !done {
+			sets[id] = Routes(selected, cluster)
+			order = append(order, id)
 		}
+	}
+	if len(refusedPods) > 0 {
+		slices.Sort(refusedPods)
+		t.Refused = append(t.Refused, &CapacityError{Map: "set ids", Limit: MaxSets,
+			What:    "sets of policies (pods selected by distinct sets of policies; the rest stay in the unknown set, which drops every policy destination)",
+			Refused: refusedPods})
+	}
+	if refused := b.numberEgress(&t, sets, order); refused != nil {
+		t.Refused = append(t.Refused, refused)
 	}
 	b.sets.Sweep()
 	b.egress.Sweep()
 	return t, nil
+}
+
+// numberEgress gives each egress IP the routes steer to its id, and puts the routes in t.
+// An IP keeps the id it has. New ones get free ids in the order the sets (in order) meet
+// them; short of ids, the
+// ids of IPs no route steers to any more are freed now rather than a build later (the
+// dataplane's plan handles an id that changes IP), and the IPs still left over are
+// refused: their routes Drop, so that their traffic never leaves with another source.
+func (b *TableBuilder) numberEgress(t *Table, sets map[uint32][]Route, order []uint32) *CapacityError {
+	ids := map[netip.Addr]uint32{}
+	seen := map[netip.Addr]bool{}
+	var fresh []netip.Addr
+	for _, set := range order {
+		for _, r := range sets[set] {
+			ip, ok := egressIP(r)
+			if !ok || seen[ip] {
+				continue
+			}
+			seen[ip] = true
+			if id, held := b.egress.has(ip.String()); held {
+				ids[ip] = id
+				_, _ = b.egress.Get(ip.String()) // in use: Sweep keeps it
+				continue
+			}
+			fresh = append(fresh, ip)
+		}
+	}
+	if len(fresh) > b.egress.available() {
+		b.egress.Sweep()
+		for ip := range ids {
+			_, _ = b.egress.Get(ip.String())
+		}
+	}
+	var refused []netip.Addr
+	for _, ip := range fresh {
+		id, err := b.egress.Get(ip.String())
+		if err != nil {
+			refused = append(refused, ip)
+			continue
+		}
+		ids[ip] = id
+	}
+	for set, routes := range sets {
+		out := make([]TableRoute, len(routes))
+		for i, r := range routes {
+			out[i].Route = r
+			if r.Verdict != SNAT {
+				continue
+			}
+			ip, _ := egressIP(r)
+			id, ok := ids[ip]
+			if !ok {
+				// Resolve never marks a policy with a bad IP ready, and a refused IP
+				// has no id: fail closed either way.
+				out[i].Verdict = Drop
+				continue
+			}
+			out[i].EgressID = id
+			t.Egress[id] = ip
+		}
+		t.Sets[set] = out
+	}
+	if len(refused) == 0 {
+		return nil
+	}
+	return &CapacityError{Map: "egress ids", Limit: MaxEgressIDs,
+		What: "egress IPs (the packet mark carries a 12-bit id; the routes to the rest drop)", Refused: RefusedAddrs(refused)}
+}
+
+// egressIP is the IPv4 egress IP a SNAT route steers to.
+func egressIP(r Route) (netip.Addr, bool) {
+	if r.Verdict != SNAT {
+		return netip.Addr{}, false
+	}
+	ip, err := netip.ParseAddr(r.Policy.Resolution.EgressIP)
+	if err != nil || !ip.Is4() {
+		return netip.Addr{}, false
+	}
+	return ip, true
 }
 
 // keepSeed gives every key the id the seed gave it, before any id is handed out. An id
@@ -194,29 +305,6 @@ func (b *TableBuilder) keepSeed(ps *Policies, pods []LocalPod) {
 		}
 	}
 	b.seedPods, b.seedEgress = nil, nil
-}
-
-func (b *TableBuilder) addSet(t *Table, id uint32, routes []Route) error {
-	out := make([]TableRoute, len(routes))
-	for i, r := range routes {
-		out[i].Route = r
-		if r.Verdict != SNAT {
-			continue
-		}
-		ip, err := netip.ParseAddr(r.Policy.Resolution.EgressIP)
-		if err != nil || !ip.Is4() {
-			out[i].Verdict = Drop // Resolve never marks such a policy ready; fail closed anyway.
-			continue
-		}
-		eid, err := b.egress.Get(ip.String())
-		if err != nil {
-			return fmt.Errorf("numbering egress IP %s: %w", ip, err)
-		}
-		out[i].EgressID = eid
-		t.Egress[eid] = ip
-	}
-	t.Sets[id] = out
-	return nil
 }
 
 // setKey names a set by its policies in precedence order. Two pods selected by the same
