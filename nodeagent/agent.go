@@ -175,17 +175,32 @@ func (a *Agent) pass(ctx context.Context) error {
 	for _, refused := range want.table.Refused {
 		errs = append(errs, refused)
 	}
-	switch err := a.tables.maps.Sync(want.table); {
-	case err == nil || errors.As(err, new(*routing.CapacityError)):
+	// The pods whose routes changed are parked, and their stale flows swept, before the
+	// maps take the new table (conntrack.go). On the agent's first pass, what was steered
+	// before is unknown; its flows are swept after.
+	affected, known := a.flows.changed(want.table, snap.cluster)
+	swept := false
+	if known && len(affected) > 0 {
+		if err := a.syncMaps(parked(want.table, affected)); err == nil {
+			if err := a.flows.sweep(affected, want.table, snap.cluster); err != nil {
+				errs = append(errs, err)
+			}
+			swept = true
+		}
+	}
+	if err := a.syncMaps(want.table); err == nil || errors.As(err, new(*routing.CapacityError)) {
 		// The maps hold the table, or all of it that fits (the rest fails closed).
 		if err != nil {
 			errs = append(errs, err)
 		}
-		if err := a.flows.tablesChanged(want.table, snap.cluster); err != nil {
-			errs = append(errs, err)
+		if !swept {
+			if err := a.flows.sweep(affected, want.table, snap.cluster); err != nil {
+				errs = append(errs, err)
+			}
 		}
-	default:
-		errs = append(errs, fmt.Errorf("programming BPF maps: %w", err))
+		a.flows.synced(want.table, snap.cluster)
+	} else {
+		errs = append(errs, err)
 	}
 	if err := a.attach.attachPods(want.table); err != nil {
 		errs = append(errs, err)
@@ -261,6 +276,15 @@ func (a *Agent) logCapacity(msg string) {
 		klog.InfoS("The dataplane's maps hold everything again", "node", a.opts.NodeName)
 	}
 	a.full = msg
+}
+
+// syncMaps has the maps hold t; a full map's CapacityError is returned as it is.
+func (a *Agent) syncMaps(t routing.Table) error {
+	err := a.tables.maps.Sync(t)
+	if err == nil || errors.As(err, new(*routing.CapacityError)) {
+		return err
+	}
+	return fmt.Errorf("programming BPF maps: %w", err)
 }
 
 // Ready reports whether the last pass programmed everything, and if not, why not.

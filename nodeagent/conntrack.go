@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -21,8 +22,10 @@ import (
 //   - a gateway's entries in its zone (ctZone) for an egress IP it no longer holds would
 //     SNAT to that IP again, with stale ports, should the IP come back.
 //
-// The sweeper deletes exactly those entries after the kernel stopped steering (after the
-// maps' Sync) or stopped SNATing (after the grant is gone). A flow whose entry is deleted
+// The sweeper deletes exactly those entries once the kernel can no longer steer them: the
+// pods whose routes changed are parked in the unknown set first (their policy
+// destinations drop), the entries go, and only then do the maps take the new table. A
+// gateway's entries go after the grant is gone. A flow whose entry is deleted
 // gets a new one on its next packet, decided afresh: masqueraded, steered or dropped.
 
 // Flow is a conntrack entry as the sweep needs it: its zone and the addresses of both
@@ -52,23 +55,29 @@ type flowSweeper struct {
 	held    map[netip.Addr]bool
 }
 
-// tablesChanged deletes the steered flows that table no longer steers. It must run after
-// the maps hold table: an entry deleted earlier could be made again, identity SNAT and
-// all, by a packet the old maps still steered. It lists conntrack only when a pod's routes
-// changed.
-func (s *flowSweeper) tablesChanged(table routing.Table, cluster []netip.Prefix) error {
-	var affected map[netip.Addr]bool
+// changed are the pods whose routes differ from the last table synced, and whether that
+// is known: on the agent's first pass, what was steered before it is unknown, so every
+// local pod is in it.
+func (s *flowSweeper) changed(table routing.Table, cluster []netip.Prefix) (map[netip.Addr]bool, bool) {
 	if s.last == nil || !slices.Equal(s.cluster, cluster) {
-		// The agent's start: what was steered before it is unknown, so every local
-		// pod's flows are checked against the table.
-		affected = map[netip.Addr]bool{}
+		all := map[netip.Addr]bool{}
 		for ip := range table.Pods {
-			affected[ip] = true
+			all[ip] = true
 		}
-	} else {
-		affected = rerouted(*s.last, table)
+		return all, false
 	}
+	return rerouted(*s.last, table), true
+}
+
+// synced remembers the table the maps hold now.
+func (s *flowSweeper) synced(table routing.Table, cluster []netip.Prefix) {
 	s.last, s.cluster = &table, slices.Clone(cluster)
+}
+
+// sweep deletes the steered flows of the affected pods that table does not steer. It
+// must run once no packet of theirs can be steered any more: an entry deleted earlier
+// could be made again, identity SNAT and all, by a packet the old maps still steered.
+func (s *flowSweeper) sweep(affected map[netip.Addr]bool, table routing.Table, cluster []netip.Prefix) error {
 	if len(affected) == 0 {
 		return nil
 	}
@@ -81,6 +90,20 @@ func (s *flowSweeper) tablesChanged(table routing.Table, cluster []netip.Prefix)
 		klog.V(2).InfoS("Deleted the conntrack entries of flows no longer steered", "entries", n)
 	}
 	return nil
+}
+
+// parked is table with the affected pods in the unknown set, whose routes drop every
+// policy destination and pass the rest: while their stale entries are deleted, no packet
+// of a flow they steered leaves on its entry with the pod's IP, and none makes a new one.
+func parked(table routing.Table, affected map[netip.Addr]bool) routing.Table {
+	out := table
+	out.Pods = maps.Clone(table.Pods)
+	for ip := range affected {
+		if _, ok := out.Pods[ip]; ok {
+			out.Pods[ip] = routing.UnknownSet
+		}
+	}
+	return out
 }
 
 // grantsChanged deletes the entries of this node's zone for the egress IPs it held and

@@ -136,7 +136,14 @@ type fakeDataplane struct {
 var _ dataplane = &fakeDataplane{}
 
 func (d *fakeDataplane) Sync(t routing.Table) error {
-	d.rec.add(call{op: "Sync"})
+	// The call names the pods the table parks in the unknown set.
+	var parked []netip.Addr
+	for ip, set := range t.Pods {
+		if set == routing.UnknownSet {
+			parked = append(parked, ip)
+		}
+	}
+	d.rec.add(call{op: "Sync", ips: parked})
 	d.table = t
 	return d.syncErr
 }
