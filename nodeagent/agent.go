@@ -22,6 +22,7 @@ type Agent struct {
 	attach  *attacher
 	grants  *grantKeeper
 	nft     *nftWriter
+	snat    *snatFilterWriter
 	report  *reporter
 	wake    wakeups
 	m       *metrics
@@ -56,6 +57,7 @@ func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) (*Agent,
 		cluster: c.view,
 		tables:  policyTables{builder: routing.NewTableBuilder(), maps: k.dp},
 		attach:  &attacher{dp: k.dp, host: k.host, ifaces: k.fips, now: k.now, resync: opts.Resync},
+		snat:    &snatFilterWriter{dp: k.dp},
 		report:  &reporter{w: c.status},
 		wake:    wakeups{pass: make(chan struct{}, 1), refresh: make(chan struct{}, 1)},
 	}
@@ -137,6 +139,10 @@ func (a *Agent) loop(ctx context.Context) {
 //     its SNAT address (were the map entry missing, the CNI's masquerade would NAT the
 //     flow's first packet, and conntrack would keep the flow on the node IP);
 //   - the BPF grant is set before the address goes up, and deleted after it is gone;
+//   - what a gateway may SNAT (every node's pod CIDRs, every egress IP's destinations)
+//     is written before any grant, for every egress IP whether held or not: a grant
+//     needs no write of its own, and a frame to an IP held before its destinations are
+//     known drops;
 //   - the report goes before the nft map shrinks: a controller handing an IP over waits
 //     for it, and the entries of IPs let go are inert meanwhile (nothing marks packets
 //     for them once their BPF grant is gone).
@@ -165,6 +171,9 @@ func (a *Agent) pass(ctx context.Context) error {
 	}
 	if err := a.tables.maps.Sync(want.table); err != nil {
 		errs = append(errs, fmt.Errorf("programming BPF maps: %w", err))
+	}
+	if err := a.snat.apply(snap.allPodCIDRs, want.snatDestinations); err != nil {
+		errs = append(errs, err)
 	}
 	if err := a.attach.attachPods(want.table); err != nil {
 		errs = append(errs, err)

@@ -204,6 +204,7 @@ func (c *caches) Snapshot() (snapshot, error) {
 	s.podCIDRs = o.podCIDRs
 	for _, n := range nodes {
 		s.cluster = append(s.cluster, routing.NodePodCIDRs(n)...)
+		s.allPodCIDRs = append(s.allPodCIDRs, routing.NodePodCIDRs(n)...)
 		if n.Name == o.node && len(o.podCIDRs) == 0 {
 			s.podCIDRs = routing.NodePodCIDRs(n)
 		}
@@ -212,5 +213,7 @@ func (c *caches) Snapshot() (snapshot, error) {
 	// on every pass and is rewritten only when a CIDR really changes.
 	s.cluster = routing.SortPrefixes(s.cluster)
 	s.podCIDRs = routing.SortPrefixes(slices.Clone(s.podCIDRs))
+	// --pod-cidrs may name pod CIDRs the Node does not.
+	s.allPodCIDRs = routing.SortPrefixes(append(s.allPodCIDRs, s.podCIDRs...))
 	return s, nil
 }

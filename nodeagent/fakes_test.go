@@ -128,6 +128,9 @@ type fakeDataplane struct {
 	grants map[netip.Addr]fakeGrant
 	pods   map[int]bool
 	table  routing.Table
+	// podCIDRs and snatDsts are what a gateway may SNAT, as last written.
+	podCIDRs []netip.Prefix
+	snatDsts map[netip.Addr][]netip.Prefix
 }
 
 var _ dataplane = &fakeDataplane{}
@@ -135,6 +138,18 @@ var _ dataplane = &fakeDataplane{}
 func (d *fakeDataplane) Sync(t routing.Table) error {
 	d.rec.add(call{op: "Sync"})
 	d.table = t
+	return nil
+}
+
+func (d *fakeDataplane) SetPodCIDRs(p []netip.Prefix) error {
+	d.rec.add(call{op: "SetPodCIDRs"})
+	d.podCIDRs = p
+	return nil
+}
+
+func (d *fakeDataplane) SetSNATDestinations(m map[netip.Addr][]netip.Prefix) error {
+	d.rec.add(call{op: "SetSNATDestinations", ips: sortedIPs(m)})
+	d.snatDsts = m
 	return nil
 }
 
