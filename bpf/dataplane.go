@@ -31,7 +31,7 @@ type Dataplane struct {
 }
 
 // pinnedMaps are the maps egw.h pins by name: Uninstall removes exactly these.
-var pinnedMaps = []string{egwMapEgwPods, egwMapEgwPodSources, egwMapEgwSetRoutes, egwMapEgwEgress, egwMapEgwGrants, egwMapEgwUplinks, egwMapEgwStats}
+var pinnedMaps = []string{egwMapEgwPods, egwMapEgwPodSources, egwMapEgwSetRoutes, egwMapEgwEgress, egwMapEgwGrants, egwMapEgwUplinks, egwMapEgwPodCidrs, egwMapEgwSnatDsts, egwMapEgwStats}
 
 // Load loads the programs, reusing the maps pinned under pinDir (a directory on a bpffs
 // mount, created if missing) or pinning new ones there, and moves the links pinned there

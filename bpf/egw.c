@@ -226,13 +226,17 @@ int egw_uplink_out(struct __sk_buff *skb)
  * this node holds is ours: the stack saw another host's MAC (PACKET_OTHERHOST) and would
  * drop it. Addressed to the floating IP itself (a reply to a SNATed flow, a ping), it is
  * taken in as it is. Addressed elsewhere, it was steered here: SNAT it to the IP, only
- * while this node's grant for the IP is valid, so that two nodes never SNAT to one IP.
+ * while this node's grant for the IP is valid, so that two nodes never SNAT to one IP,
+ * and only from a pod CIDR to one of the IP's policy destinations (egw_pod_cidrs,
+ * egw_snat_dsts), so that no other host on the segment leaves as the egress IP.
  */
 SEC("tcx/ingress")
 int egw_uplink_in(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
+	struct egw_snat_dst_key dst_key = { .prefixlen = 64 };
+	struct egw_dst_key src_key = { .prefixlen = 32 };
 	__be32 egress_ip, saddr, daddr;
 	struct egw_grant *grant;
 	__u8 *dst = data;
@@ -263,6 +267,15 @@ int egw_uplink_in(struct __sk_buff *skb)
 	}
 	if (!egw_valid_id(grant->snat_id) || grant->expires_ns <= bpf_ktime_get_ns())
 		return egw_count(skb, EGW_STAT_UPLINK_IN_EXPIRED, TCX_DROP);
+	/* Any host on the segment can address a frame to the virtual MAC: SNAT only what a
+	 * pod of the cluster sends to a destination that a policy routes to this IP. */
+	src_key.dst = saddr;
+	if (!bpf_map_lookup_elem(&egw_pod_cidrs, &src_key))
+		return egw_count(skb, EGW_STAT_UPLINK_IN_NOT_POD, TCX_DROP);
+	dst_key.egress_ip = egress_ip;
+	dst_key.dst = daddr;
+	if (!bpf_map_lookup_elem(&egw_snat_dsts, &dst_key))
+		return egw_count(skb, EGW_STAT_UPLINK_IN_NOT_DESTINATION, TCX_DROP);
 
 	egw_set_mark(skb, EGW_MARK_SNAT, grant->snat_id);
 	bpf_skb_change_type(skb, PACKET_HOST);

@@ -69,6 +69,8 @@ enum egw_stat_id {
 	EGW_STAT_UPLINK_IN_NOT_HELD,
 	EGW_STAT_UPLINK_IN_EXPIRED,
 	EGW_STAT_UPLINK_IN_MALFORMED,
+	EGW_STAT_UPLINK_IN_NOT_POD,
+	EGW_STAT_UPLINK_IN_NOT_DESTINATION,
 	EGW_STAT_MAX,
 };
 
@@ -92,11 +94,21 @@ static __always_inline void egw_vmac(__u8 mac[ETH_ALEN], __be32 ip)
 #define EGW_UNKNOWN_SET		0
 
 /*
- * Key of a set's routes trie (egw_set_routes' inner maps): prefixlen is the
- * destination prefix's length, 0 to 32.
+ * Key of a set's routes trie (egw_set_routes' inner maps), and of egw_pod_cidrs:
+ * prefixlen is the prefix's length, 0 to 32.
  */
 struct egw_dst_key {
 	__u32 prefixlen;
+	__be32 dst;
+};
+
+/*
+ * Key of egw_snat_dsts: prefixlen is 32 plus the destination prefix's length, so that
+ * the egress IP always matches whole and the destination by longest prefix.
+ */
+struct egw_snat_dst_key {
+	__u32 prefixlen;
+	__be32 egress_ip;
 	__be32 dst;
 };
 
@@ -199,6 +211,31 @@ struct {
 	__type(value, struct egw_uplink);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } egw_uplinks SEC(".maps");
+
+/*
+ * What a gateway SNATs for a steered frame: only a source in the cluster's pod CIDRs
+ * (every Node's), to a destination of a policy that routes to the frame's egress IP.
+ * Any host on the node segment can address a frame to a virtual MAC; without these, the
+ * gateway would relay its traffic as the egress IP. A full trie refuses the rest, whose
+ * frames drop (bpf/snatfilter.go).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct egw_dst_key);	/* a pod CIDR */
+	__type(value, __u32);			/* 1 */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} egw_pod_cidrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct egw_snat_dst_key);	/* egress IP, policy destination */
+	__type(value, __u32);			/* 1 */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} egw_snat_dsts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

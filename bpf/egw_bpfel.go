@@ -18,9 +18,11 @@ import (
 const (
 	egwMapEgwEgress     = "egw_egress"
 	egwMapEgwGrants     = "egw_grants"
+	egwMapEgwPodCidrs   = "egw_pod_cidrs"
 	egwMapEgwPodSources = "egw_pod_sources"
 	egwMapEgwPods       = "egw_pods"
 	egwMapEgwSetRoutes  = "egw_set_routes"
+	egwMapEgwSnatDsts   = "egw_snat_dsts"
 	egwMapEgwStats      = "egw_stats"
 	egwMapEgwUplinks    = "egw_uplinks"
 	egwProgEgwFromPod   = "egw_from_pod"
@@ -81,9 +83,11 @@ type egwProgramSpecs struct {
 type egwMapSpecs struct {
 	EgwEgress     *ebpf.MapSpec `ebpf:"egw_egress"`
 	EgwGrants     *ebpf.MapSpec `ebpf:"egw_grants"`
+	EgwPodCidrs   *ebpf.MapSpec `ebpf:"egw_pod_cidrs"`
 	EgwPodSources *ebpf.MapSpec `ebpf:"egw_pod_sources"`
 	EgwPods       *ebpf.MapSpec `ebpf:"egw_pods"`
 	EgwSetRoutes  *ebpf.MapSpec `ebpf:"egw_set_routes"`
+	EgwSnatDsts   *ebpf.MapSpec `ebpf:"egw_snat_dsts"`
 	EgwStats      *ebpf.MapSpec `ebpf:"egw_stats"`
 	EgwUplinks    *ebpf.MapSpec `ebpf:"egw_uplinks"`
 }
@@ -116,9 +120,11 @@ func (o *egwObjects) Close() error {
 type egwMaps struct {
 	EgwEgress     *ebpf.Map `ebpf:"egw_egress"`
 	EgwGrants     *ebpf.Map `ebpf:"egw_grants"`
+	EgwPodCidrs   *ebpf.Map `ebpf:"egw_pod_cidrs"`
 	EgwPodSources *ebpf.Map `ebpf:"egw_pod_sources"`
 	EgwPods       *ebpf.Map `ebpf:"egw_pods"`
 	EgwSetRoutes  *ebpf.Map `ebpf:"egw_set_routes"`
+	EgwSnatDsts   *ebpf.Map `ebpf:"egw_snat_dsts"`
 	EgwStats      *ebpf.Map `ebpf:"egw_stats"`
 	EgwUplinks    *ebpf.Map `ebpf:"egw_uplinks"`
 }
@@ -127,9 +133,11 @@ func (m *egwMaps) Close() error {
 	return _EgwClose(
 		m.EgwEgress,
 		m.EgwGrants,
+		m.EgwPodCidrs,
 		m.EgwPodSources,
 		m.EgwPods,
 		m.EgwSetRoutes,
+		m.EgwSnatDsts,
 		m.EgwStats,
 		m.EgwUplinks,
 	)

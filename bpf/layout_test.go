@@ -36,6 +36,10 @@ func TestLayout(t *testing.T) {
 		{name: "egw_grants value", m: egwMapEgwGrants, goVal: grantValue{}},
 		{name: "egw_uplinks key (egress IPv4)", m: egwMapEgwUplinks, key: true, goVal: ipv4{}},
 		{name: "egw_uplinks value", m: egwMapEgwUplinks, goVal: uplinkValue{}},
+		{name: "egw_pod_cidrs key (prefix)", m: egwMapEgwPodCidrs, key: true, goVal: dstKey{}},
+		{name: "egw_pod_cidrs value", m: egwMapEgwPodCidrs, goVal: uint32(0)},
+		{name: "egw_snat_dsts key (egress IP, prefix)", m: egwMapEgwSnatDsts, key: true, goVal: snatDstKey{}},
+		{name: "egw_snat_dsts value", m: egwMapEgwSnatDsts, goVal: uint32(0)},
 		{name: "egw_stats key (stat id)", m: egwMapEgwStats, key: true, goVal: uint32(0)},
 		{name: "egw_stats value", m: egwMapEgwStats, goVal: statValue{}},
 	}

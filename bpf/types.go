@@ -48,6 +48,14 @@ type dstKey struct {
 
 func (k dstKey) prefix() netip.Prefix { return netip.PrefixFrom(k.Dst.addr(), int(k.Prefixlen)) }
 
+// snatDstKey mirrors struct egw_snat_dst_key, the key of egw_snat_dsts: Prefixlen is 32
+// plus the destination prefix's length.
+type snatDstKey struct {
+	Prefixlen uint32
+	EgressIP  ipv4
+	Dst       ipv4
+}
+
 // routeKey is one route of one set: the set's slot in egw_set_routes and the key in
 // its trie.
 type routeKey struct {
@@ -123,4 +131,6 @@ var statNames = []string{
 	"uplink_in_not_held",
 	"uplink_in_expired",
 	"uplink_in_malformed",
+	"uplink_in_not_pod",
+	"uplink_in_not_destination",
 }

@@ -157,18 +157,35 @@ func TestUplinkOut(t *testing.T) {
 
 // TestUplinkIn runs egw_uplink_in on every path. Frames to a floating IP's virtual MAC
 // are taken in only for an IP this node holds; steered ones are marked for SNAT only
-// while the grant is valid.
+// while the grant is valid, and only from a pod CIDR to one of the IP's own policy
+// destinations: a host on the node segment that routes its traffic via the egress IP
+// (ip route add <partner> via <egress IP>) is not relayed as the egress IP.
 func TestUplinkIn(t *testing.T) {
 	d := load(t)
 	valid, lapsed, other := netip.MustParseAddr("198.51.100.100"), netip.MustParseAddr("198.51.100.101"), netip.MustParseAddr("198.51.100.102")
+	second := netip.MustParseAddr("198.51.100.103")
 	if err := d.SetGrant(valid, 5, monotonicNow()+time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.SetGrant(lapsed, 6, monotonicNow()-time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
+	if err := d.SetGrant(second, 7, monotonicNow()+time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetPodCIDRs([]netip.Prefix{netip.MustParsePrefix("198.18.1.0/24"), netip.MustParsePrefix("198.18.2.0/24")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetSNATDestinations(map[netip.Addr][]netip.Prefix{
+		valid:  {netip.MustParsePrefix("203.0.113.0/25")},
+		lapsed: {netip.MustParsePrefix("203.0.113.0/25")},
+		second: {netip.MustParsePrefix("8.8.8.0/24")},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	steered := ipv4Packet("198.18.2.10", "203.0.113.5", protoTCP)
 	reply := ipv4Packet("203.0.113.5", valid.String(), protoTCP)
+	rogue := ipv4Packet("198.51.100.77", "203.0.113.5", protoTCP)
 	tests := []struct {
 		name     string
 		pkt      []byte
@@ -178,8 +195,24 @@ func TestUplinkIn(t *testing.T) {
 	}{
 		{name: "steered to a valid grant: marked for SNAT", pkt: withDst(steered, routing.VirtualMAC(valid)),
 			wantRet: retNext, wantMark: markSNAT | 5<<16 | 0x1234, wantStat: "uplink_in_snat"},
+		{name: "steered UDP to a valid grant: marked for SNAT", pkt: withDst(ipv4Packet("198.18.1.10", "203.0.113.100", protoUDP), routing.VirtualMAC(valid)),
+			wantRet: retNext, wantMark: markSNAT | 5<<16 | 0x1234, wantStat: "uplink_in_snat"},
 		{name: "steered to a lapsed grant: dropped", pkt: withDst(steered, routing.VirtualMAC(lapsed)),
 			wantRet: retDrop, wantStat: "uplink_in_expired"},
+		{name: "TCP from a host on the segment, routed via the egress IP: dropped", pkt: withDst(rogue, routing.VirtualMAC(valid)),
+			wantRet: retDrop, wantStat: "uplink_in_not_pod"},
+		{name: "UDP from a host on the segment, routed via the egress IP: dropped", pkt: withDst(ipv4Packet("198.51.100.77", "203.0.113.5", protoUDP), routing.VirtualMAC(valid)),
+			wantRet: retDrop, wantStat: "uplink_in_not_pod"},
+		{name: "from an address next to the pod CIDRs: dropped", pkt: withDst(ipv4Packet("198.18.3.10", "203.0.113.5", protoTCP), routing.VirtualMAC(valid)),
+			wantRet: retDrop, wantStat: "uplink_in_not_pod"},
+		{name: "from a pod to a destination no policy routes anywhere: dropped", pkt: withDst(ipv4Packet("198.18.2.10", "203.0.113.200", protoTCP), routing.VirtualMAC(valid)),
+			wantRet: retDrop, wantStat: "uplink_in_not_destination"},
+		{name: "from a pod to another egress IP's destination: dropped", pkt: withDst(ipv4Packet("198.18.2.10", "8.8.8.8", protoTCP), routing.VirtualMAC(valid)),
+			wantRet: retDrop, wantStat: "uplink_in_not_destination"},
+		{name: "from a pod to that destination, by its own egress IP: marked for SNAT", pkt: withDst(ipv4Packet("198.18.2.10", "8.8.8.8", protoTCP), routing.VirtualMAC(second)),
+			wantRet: retNext, wantMark: markSNAT | 7<<16 | 0x1234, wantStat: "uplink_in_snat"},
+		{name: "a host on the segment to the floating IP itself: taken in as it is", pkt: withDst(ipv4Packet("198.51.100.77", valid.String(), protoTCP), routing.VirtualMAC(valid)),
+			wantRet: retNext, wantMark: 0x1234},
 		{name: "steered to an IP another node holds: left to the stack, which drops it", pkt: withDst(steered, routing.VirtualMAC(other)),
 			wantRet: retNext, wantMark: 0x1234, wantStat: "uplink_in_not_held"},
 		{name: "a reply to the floating IP: taken in as it is", pkt: withDst(reply, routing.VirtualMAC(valid)),
@@ -251,6 +284,7 @@ func TestSteerOverL2(t *testing.T) {
 	if err := dSrc.SetUplinks(map[netip.Addr]Uplink{floating: {Ifindex: ifindex(t, src, "uplink"), MAC: srcMAC}}); err != nil {
 		t.Fatal(err)
 	}
+	permit(t, dGw, "198.51.100.2/32", floating, "203.0.113.0/25")
 	vmac := routing.VirtualMAC(floating).String()
 
 	t.Run("the gateway answers ARP for the floating IP with its virtual MAC", func(t *testing.T) {
@@ -324,6 +358,18 @@ func TestSteerOverL2(t *testing.T) {
 			t.Errorf("the source learnt %s after the grant lapsed: %q", vmac, got)
 		}
 	})
+}
+
+// permit lets the gateway d SNAT to egressIP what comes from source to dst. The L2 tests
+// send from the source node's own address, standing in for a pod's.
+func permit(t *testing.T, d *Dataplane, source string, egressIP netip.Addr, dst string) {
+	t.Helper()
+	if err := d.SetPodCIDRs([]netip.Prefix{netip.MustParsePrefix(source)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetSNATDestinations(map[netip.Addr][]netip.Prefix{egressIP: {netip.MustParsePrefix(dst)}}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // steeringRoute routes packets with the steer mark in ns out of dev, as the agent does:
@@ -495,6 +541,7 @@ func TestSteerToAnotherUplink(t *testing.T) {
 	if err := dGw.SetGrant(floating, 5, monotonicNow()+time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	permit(t, dGw, "198.51.100.2/32", floating, "203.0.113.0/25") // the steering route leaves by upa, so its address
 	before := nftCounter(t, gw, "granted")
 	inNetns(t, src, func() { sendUDP(t, "203.0.113.5", markSteer|egressIDOf(t, tbl, floating.String())<<markIDShift) })
 	if !eventually(func() bool { return nftCounter(t, gw, "granted") > before }) {

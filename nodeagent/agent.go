@@ -23,6 +23,7 @@ type Agent struct {
 	attach  *attacher
 	grants  *grantKeeper
 	nft     *nftWriter
+	snat    *snatFilterWriter
 	report  *reporter
 	flows   *flowSweeper
 	wake    wakeups
@@ -61,6 +62,7 @@ func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) (*Agent,
 		cluster: c.view,
 		tables:  policyTables{builder: routing.NewTableBuilder(), maps: k.dp},
 		attach:  &attacher{dp: k.dp, host: k.host, ifaces: k.fips, chosen: len(opts.parsed.interfaces) > 0, now: k.now, resync: opts.Resync},
+		snat:    &snatFilterWriter{dp: k.dp},
 		report:  &reporter{w: c.status},
 		flows:   &flowSweeper{ct: k.host},
 		wake:    wakeups{pass: make(chan struct{}, 1), refresh: make(chan struct{}, 1)},
@@ -146,6 +148,10 @@ func (a *Agent) loop(ctx context.Context) {
 //   - the BPF grant is set before the address goes up, and deleted after it is gone;
 //   - conntrack entries a change left stale are deleted only after the maps stopped
 //     steering their flows, or the grant that SNATed them is gone (conntrack.go);
+//   - what a gateway may SNAT (every node's pod CIDRs, every egress IP's destinations)
+//     is written before any grant, for every egress IP whether held or not: a grant
+//     needs no write of its own, and a frame to an IP held before its destinations are
+//     known drops;
 //   - the report goes before the nft map shrinks: a controller handing an IP over waits
 //     for it, and the entries of IPs let go are inert meanwhile (nothing marks packets
 //     for them once their BPF grant is gone).
@@ -200,6 +206,9 @@ func (a *Agent) pass(ctx context.Context) error {
 		}
 		a.flows.synced(want.table, snap.cluster)
 	} else {
+		errs = append(errs, err)
+	}
+	if err := a.snat.apply(snap.allPodCIDRs, want.snatDestinations); err != nil {
 		errs = append(errs, err)
 	}
 	if err := a.attach.attachPods(want.table); err != nil {

@@ -205,6 +205,7 @@ func (c *caches) Snapshot() (snapshot, error) {
 	s.podCIDRs = o.podCIDRs
 	for _, n := range nodes {
 		s.cluster = append(s.cluster, routing.NodePodCIDRs(n)...)
+		s.allPodCIDRs = append(s.allPodCIDRs, routing.NodePodCIDRs(n)...)
 		if n.Name != o.node {
 			continue
 		}
@@ -217,6 +218,8 @@ func (c *caches) Snapshot() (snapshot, error) {
 	// on every pass and is rewritten only when a CIDR really changes.
 	s.cluster = routing.SortPrefixes(s.cluster)
 	s.podCIDRs = routing.SortPrefixes(slices.Clone(s.podCIDRs))
+	// --pod-cidrs may name pod CIDRs the Node does not.
+	s.allPodCIDRs = routing.SortPrefixes(append(s.allPodCIDRs, s.podCIDRs...))
 	return s, nil
 }
 

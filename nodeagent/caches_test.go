@@ -66,6 +66,11 @@ func TestSnapshotCIDRsStable(t *testing.T) {
 		if want := []netip.Prefix{netip.MustParsePrefix("198.18.3.0/24")}; !slices.Equal(s.podCIDRs, want) {
 			t.Fatalf("pass %d: pod CIDRs %v, want %v", i, s.podCIDRs, want)
 		}
+		// The sources a gateway SNATs: every node's pod CIDRs, and not the node segment.
+		if len(s.allPodCIDRs) != 8 || !slices.IsSortedFunc(s.allPodCIDRs, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) }) ||
+			slices.Contains(s.allPodCIDRs, netip.MustParsePrefix("198.51.100.0/24")) {
+			t.Fatalf("pass %d: every node's pod CIDRs %v: want the 8, sorted, each once, and no node segment", i, s.allPodCIDRs)
+		}
 		text := nftState{PodCIDRs: s.podCIDRs, Cluster: s.cluster}.render()
 		if i == 0 {
 			first = text

@@ -22,6 +22,8 @@ type snapshot struct {
 	// nodeIPs are this node's IPv4 InternalIP addresses: with no --interfaces, the
 	// interfaces on their subnets are the uplinks.
 	nodeIPs []netip.Addr
+	// allPodCIDRs are every node's, this node's included: the only sources a gateway SNATs.
+	allPodCIDRs []netip.Prefix
 	// granted are the floating IPs of this node's NetworkGatewayNode spec, of generation.
 	granted    []string
 	generation int64
@@ -36,6 +38,9 @@ type desired struct {
 	// destinations are every policy destination outside the cluster, for the nft backstop
 	// that catches pods whose veth has no program yet.
 	destinations []netip.Prefix
+	// snatDestinations are, per egress IP of every gateway, what this node may SNAT to it
+	// should it hold the IP: every node builds them whole, so a failover needs no write.
+	snatDestinations map[netip.Addr][]netip.Prefix
 }
 
 func (s snapshot) desired(tb *routing.TableBuilder) (desired, error) {
@@ -62,6 +67,7 @@ func (s snapshot) desired(tb *routing.TableBuilder) (desired, error) {
 	if d.table, err = tb.Build(ps, pods, s.cluster); err != nil {
 		return desired{}, err
 	}
+	d.snatDestinations = ps.SNATDestinations(s.cluster)
 	for _, r := range d.table.Sets[routing.UnknownSet] {
 		if r.Verdict != routing.InCluster {
 			d.destinations = append(d.destinations, r.Prefix)

@@ -72,6 +72,8 @@ func TestDesired(t *testing.T) {
 			got: verdictFor(d.table, "198.18.1.10", "203.0.113.10"), want: "SNAT 198.51.100.100"},
 		{name: "the other pod is not steered", got: verdictFor(d.table, "198.18.1.11", "203.0.113.10"), want: "pass"},
 		{name: "the backstop covers the policy destinations", got: d.destinations, want: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}},
+		{name: "a gateway may SNAT to the policy's egress IP its destinations, whichever node holds it",
+			got: d.snatDestinations, want: map[netip.Addr][]netip.Prefix{netip.MustParseAddr("198.51.100.100"): {netip.MustParsePrefix("203.0.113.0/24")}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -131,6 +131,9 @@ type fakeDataplane struct {
 	table  routing.Table
 	// syncErr and uplinksErr fail Sync and SetUplinks after they wrote, as a full map does.
 	syncErr, uplinksErr error
+	// podCIDRs and snatDsts are what a gateway may SNAT, as last written.
+	podCIDRs []netip.Prefix
+	snatDsts map[netip.Addr][]netip.Prefix
 }
 
 var _ dataplane = &fakeDataplane{}
@@ -146,6 +149,18 @@ func (d *fakeDataplane) Sync(t routing.Table) error {
 	d.rec.add(call{op: "Sync", ips: parked})
 	d.table = t
 	return d.syncErr
+}
+
+func (d *fakeDataplane) SetPodCIDRs(p []netip.Prefix) error {
+	d.rec.add(call{op: "SetPodCIDRs"})
+	d.podCIDRs = p
+	return nil
+}
+
+func (d *fakeDataplane) SetSNATDestinations(m map[netip.Addr][]netip.Prefix) error {
+	d.rec.add(call{op: "SetSNATDestinations", ips: sortedIPs(m)})
+	d.snatDsts = m
+	return nil
 }
 
 func (d *fakeDataplane) SetGrant(ip netip.Addr, id uint32, expires time.Duration) error {

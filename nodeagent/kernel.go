@@ -26,6 +26,7 @@ type kernel struct {
 // dataplane is the BPF side: maps and program attachments.
 type dataplane interface {
 	policyMaps
+	snatFilter
 	grantMaps
 	attachments
 	// Stats are packet counts per verdict.
@@ -41,6 +42,17 @@ type policyMaps interface {
 	Sync(routing.Table) error
 	// Numbering is the set id of each pod and the IP of each egress id in the maps now.
 	Numbering() (map[netip.Addr]uint32, map[uint32]netip.Addr, error)
+}
+
+// snatFilter says what this node, as a gateway, may SNAT: a steered frame whose source is
+// in the cluster's pod CIDRs, to a destination that a policy routes to the frame's egress
+// IP. Any host on the node segment can address a frame to an egress IP's virtual MAC; all
+// else it sends is dropped.
+type snatFilter interface {
+	// SetPodCIDRs makes the dataplane accept exactly these sources.
+	SetPodCIDRs([]netip.Prefix) error
+	// SetSNATDestinations makes it accept exactly these destinations per egress IP.
+	SetSNATDestinations(map[netip.Addr][]netip.Prefix) error
 }
 
 // grantMaps say which egress IPs this node may SNAT steered packets to, and until when.

@@ -125,10 +125,10 @@ func cluster(generation int64, gatewayIPs []netip.Addr, granted ...netip.Addr) s
 }
 
 // TestPassTakesIPsInOrder: when a pass takes granted IPs, the uplink programs are on and
-// the steering rules in before anything depends on them, and each IP is known to the nft
-// SNAT map, then granted in BPF, then added as an address: a packet marked for an IP
-// always finds its SNAT address, and traffic never reaches an IP the dataplane has no
-// grant for.
+// the steering rules in before anything depends on them, what a gateway may SNAT is
+// written, and each IP is known to the nft SNAT map, then granted in BPF, then added as
+// an address: a packet marked for an IP always finds its SNAT address, and traffic never
+// reaches an IP the dataplane has no grant for.
 func TestPassTakesIPsInOrder(t *testing.T) {
 	all := []netip.Addr{ip1, ip2, ip3}
 	tests := []struct {
@@ -166,6 +166,8 @@ func TestPassTakesIPsInOrder(t *testing.T) {
 			r.rec.before(t, op("EnsureSteering"), op("AttachPod"), 0)
 			for _, ip := range tt.want {
 				r.rec.before(t, naming("ApplyNftables", ip), naming("SetGrant", ip), 0)
+				r.rec.before(t, op("SetPodCIDRs"), naming("SetGrant", ip), 0)
+				r.rec.before(t, op("SetSNATDestinations"), naming("SetGrant", ip), 0)
 				r.rec.before(t, naming("SetGrant", ip), naming("Reconcile", ip), 0)
 				r.rec.before(t, attachUplink(eth0), naming("Reconcile", ip), 0)
 			}
