@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	aggregatorclientset "k8s.io/kube-aggregator/pkg/client/clientset_generated/clientset"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/registry/watchlimit"
 	"github.com/egressgw/egressgw/apiserver/aggregated/view"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/install"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/openapi"
@@ -34,6 +35,8 @@ type Config struct {
 	Net     versioned.Interface
 	Certs   *certs.Manager
 	Store   *view.Store
+	// Watches bounds the watches each user holds open.
+	Watches *watchlimit.Limiter
 
 	scheme *runtime.Scheme
 	codecs serializer.CodecFactory
@@ -57,7 +60,7 @@ func (o *Options) Config() (*Config, error) {
 	}
 	restConfig = rest.CopyConfig(restConfig)
 	restConfig.UserAgent = "egressgw-apiserver"
-	c := &Config{Store: view.New(o.clusterCIDRs, o.WatchHistory)}
+	c := &Config{Store: view.New(o.clusterCIDRs, o.WatchHistory), Watches: watchlimit.New(o.MaxWatchesPerUser)}
 	if c.scheme, c.codecs, err = newScheme(); err != nil {
 		return nil, err
 	}

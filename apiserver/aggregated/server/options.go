@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/registry/watchlimit"
 	"github.com/egressgw/egressgw/apiserver/aggregated/view"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	"github.com/egressgw/egressgw/apiserver/certs"
@@ -32,6 +33,9 @@ type Options struct {
 	Namespace, SecretName, ServiceName, APIService string
 	// WatchHistory is how many recent changes a watch can resume from.
 	WatchHistory int
+	// MaxWatchesPerUser is how many watches one user may hold open; more are refused
+	// with 429.
+	MaxWatchesPerUser int
 
 	// clusterCIDRs and dnsNames are set by Complete.
 	clusterCIDRs []netip.Prefix
@@ -50,6 +54,8 @@ func NewOptions() *Options {
 		ServiceName:    "egressgw-apiserver",
 		APIService:     v1alpha1.SchemeGroupVersion.Version + "." + v1alpha1.SchemeGroupVersion.Group,
 		WatchHistory:   view.DefaultWatchHistory,
+
+		MaxWatchesPerUser: watchlimit.DefaultPerUser,
 	}
 	o.SecureServing.BindPort = 8443
 	// kube-apiserver applies priority and fairness before it proxies here.
@@ -72,6 +78,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "the Service kube-apiserver reaches this server through; the certificate carries its DNS names")
 	fs.StringVar(&o.APIService, "apiservice", o.APIService, "the APIService whose spec.caBundle this server keeps current")
 	fs.IntVar(&o.WatchHistory, "watch-history", o.WatchHistory, "how many recent changes a watch can resume from")
+	fs.IntVar(&o.MaxWatchesPerUser, strings.TrimPrefix(watchlimit.Flag, "--"), o.MaxWatchesPerUser, "how many watches one user may hold open; more are refused with 429 Too Many Requests")
 }
 
 // Validate says what is wrong with the options, naming the flag to fix.
@@ -93,6 +100,9 @@ func (o *Options) Validate() error {
 	}
 	if o.WatchHistory < 1 {
 		errs = append(errs, fmt.Errorf("--watch-history %d must be at least 1", o.WatchHistory))
+	}
+	if o.MaxWatchesPerUser < 1 {
+		errs = append(errs, fmt.Errorf("%s %d must be at least 1", watchlimit.Flag, o.MaxWatchesPerUser))
 	}
 	return errors.Join(errs...)
 }

@@ -18,6 +18,7 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{name: "no Secret", change: func(o *Options) { o.SecretName = "" }, want: "--secret-name is required"},
 		{name: "no APIService", change: func(o *Options) { o.APIService = "" }, want: "--apiservice is required"},
 		{name: "no watch history", change: func(o *Options) { o.WatchHistory = 0 }, want: "--watch-history 0 must be at least 1"},
+		{name: "no watches per user", change: func(o *Options) { o.MaxWatchesPerUser = 0 }, want: "--max-watches-per-user 0 must be at least 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

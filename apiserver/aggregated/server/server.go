@@ -14,6 +14,8 @@ import (
 	"github.com/egressgw/egressgw/apiserver/aggregated/registry/egresspolicyview"
 	"github.com/egressgw/egressgw/apiserver/aggregated/registry/egresspreview"
 	"github.com/egressgw/egressgw/apiserver/aggregated/registry/podegress"
+	"github.com/egressgw/egressgw/apiserver/aggregated/registry/watchlimit"
+	"github.com/egressgw/egressgw/apiserver/aggregated/view"
 	"github.com/egressgw/egressgw/apiserver/apis/egress"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 	"github.com/egressgw/egressgw/apiserver/certs"
@@ -38,9 +40,9 @@ func (c CompletedConfig) New() (*Server, error) {
 	// codecs encode every list (see streamListsFrom).
 	group.NegotiatedSerializer = listSizedSerializer(c.codecs, group.NegotiatedSerializer)
 	group.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
-		"podegresses":            podegress.NewREST(c.Store, authz),
+		"podegresses":            podegress.NewREST(c.Store, authz, c.Watches),
 		"podegresses/preview":    egresspreview.NewPodREST(c.Store, authz),
-		"egresspolicyviews":      egresspolicyview.NewREST(c.Store),
+		"egresspolicyviews":      egresspolicyview.NewREST(c.Store, authz),
 		"egresspolicyviews/pods": egresspolicyview.NewPodsREST(c.Store, authz),
 		"egresspreviews":         egresspreview.NewREST(c.Store, authz),
 	}
@@ -48,6 +50,8 @@ func (c CompletedConfig) New() (*Server, error) {
 		return nil, fmt.Errorf("installing %s: %w", egress.GroupName, err)
 	}
 	egresspreview.RegisterMetrics()
+	watchlimit.RegisterMetrics()
+	view.RegisterMetrics()
 	caches, err := newCaches(c.Kube, c.Net, c.Store)
 	if err != nil {
 		return nil, err

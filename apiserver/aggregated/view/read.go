@@ -118,7 +118,7 @@ func (s *Store) WatchPodEgresses(namespace string, opts WatchOptions, match Matc
 	}
 	w := &watcher{
 		namespace: namespace, match: match,
-		queue: make(chan event, watchQueue), result: make(chan watch.Event), done: make(chan struct{}),
+		queue: make(chan event, watchQueue), behind: make(chan struct{}), result: make(chan watch.Event), done: make(chan struct{}),
 		remove: func(w *watcher) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -209,6 +209,25 @@ func (s *Store) PolicyPods(name string) (*v1alpha1.PodEgressList, error) {
 		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
 	})
 	return list, nil
+}
+
+// PolicyPodsByNamespace counts the pods a policy selects now, by namespace, or returns
+// NotFound. The registry sums the namespaces a user may get pods in: how many pods a
+// policy selects elsewhere is not theirs to know.
+func (s *Store) PolicyPodsByNamespace(name string) (map[string]int32, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.ready(); err != nil {
+		return nil, err
+	}
+	if _, ok := s.d.entries[name]; !ok {
+		return nil, apierrors.NewNotFound(v1alpha1.Resource("egresspolicyviews"), name)
+	}
+	out := map[string]int32{}
+	for e := range s.d.selected[name] {
+		out[e.pod.Namespace]++
+	}
+	return out, nil
 }
 
 // PreviewInput snapshots what a preview of a packet from a pod to dst reads. The pod is

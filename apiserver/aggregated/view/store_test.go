@@ -410,6 +410,16 @@ func TestPolicyViews(t *testing.T) {
 	if _, err := f.s.PolicyView("nope"); !apierrors.IsNotFound(err) {
 		t.Errorf("unknown policy: err = %v, want NotFound", err)
 	}
+	counts, err := f.s.PolicyPodsByNamespace("egress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]int32{"alice": 1, "paul": 1}, counts); diff != "" {
+		t.Errorf("pods by namespace (-want +got):\n%s", diff)
+	}
+	if _, err := f.s.PolicyPodsByNamespace("nope"); !apierrors.IsNotFound(err) {
+		t.Errorf("unknown policy: err = %v, want NotFound", err)
+	}
 }
 
 func TestPreviewInput(t *testing.T) {
@@ -452,6 +462,84 @@ func TestPreviewInput(t *testing.T) {
 			}
 			if in.Policies == nil || len(in.Policies.Items()) != 1 || in.NodeIP.String() == "invalid IP" {
 				t.Errorf("input lacks the policies or the node IP: %+v", in)
+			}
+		})
+	}
+}
+
+// TestSlowWatcherIsClosed: a client that reads nothing while more than a queue of changes
+// happens is closed and told to list again (410), and its watcher lets go of every view it
+// held, whether it was stuck in its initial list or after it; a client that keeps within
+// its queue sees every change.
+func TestSlowWatcherIsClosed(t *testing.T) {
+	tests := []struct {
+		name       string
+		resume     bool // from the current resourceVersion, not from an initial list
+		changes    int
+		wantClosed bool
+	}{
+		{name: "stuck in its initial list", changes: watchQueue + 1, wantClosed: true},
+		// One change is in the watcher's hands, a queue of them behind it: one more is too many.
+		{name: "stuck after it caught up", resume: true, changes: watchQueue + 2, wantClosed: true},
+		{name: "behind by less than its queue", resume: true, changes: watchQueue - 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New(nil, 0)
+			s.Synced()
+			var r rv
+			set := func(i int) {
+				p := newPod("ns", "p", "", "", "n", fmt.Sprint(i))
+				p.ResourceVersion = r.next()
+				s.SetPod(p)
+			}
+			set(0)
+			opts := WatchOptions{}
+			if tt.resume {
+				opts.ResourceVersion = fmt.Sprint(r.n)
+			}
+			w, err := s.WatchPodEgresses("", opts, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			for i := range tt.changes {
+				set(i + 1)
+			}
+			var got []watch.Event
+			timeout := time.After(10 * time.Second)
+		read:
+			for {
+				select {
+				case ev, ok := <-w.ResultChan():
+					if !ok {
+						break read
+					}
+					got = append(got, ev)
+					if !tt.wantClosed && len(got) == tt.changes {
+						break read
+					}
+				case <-timeout:
+					t.Fatalf("after 10s: %d events, the watch neither ended nor delivered all", len(got))
+				}
+			}
+			if !tt.wantClosed {
+				if last := got[len(got)-1]; last.Type != watch.Modified || last.Object.(*v1alpha1.PodEgress).Labels["n"] != fmt.Sprint(tt.changes) {
+					t.Errorf("the last event %s %v, want the last change", last.Type, last.Object)
+				}
+				return
+			}
+			// Nothing that was queued reaches the client: only the news that it must list.
+			if len(got) != 1 || got[0].Type != watch.Error {
+				t.Fatalf("events %d, the first %s; want one ERROR", len(got), got[0].Type)
+			}
+			status, ok := got[0].Object.(*metav1.Status)
+			if !ok || status.Code != 410 || !strings.Contains(status.Message, "list again") {
+				t.Errorf("the error %+v, want 410 telling the client to list again", got[0].Object)
+			}
+			ww := w.(*watcher)
+			if len(ww.queue) != 0 || ww.initial != nil {
+				t.Errorf("the closed watcher still holds %d queued events and %d initial ones", len(ww.queue), len(ww.initial))
 			}
 		})
 	}

@@ -1,10 +1,13 @@
 package view
 
 import (
+	"fmt"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/klog/v2"
 
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 )
@@ -15,9 +18,14 @@ const (
 	deleted  = watch.Deleted
 )
 
-// watchQueue is how many events a watcher may fall behind before it is closed; its
-// client then watches again from the last resourceVersion it saw.
+// watchQueue is how many events a watcher may fall behind before it is closed. Its
+// client is then told to list again (410 Gone), as kube-apiserver closes a watcher that
+// does not keep up: the server never buffers more than this for a slow client.
 const watchQueue = 1024
+
+// fellBehind is the last event of a watch that fell behind.
+var fellBehind = apierrors.NewResourceExpired(fmt.Sprintf(
+	"the watch fell more than %d changes behind and was closed: list again, then watch from the list's resourceVersion", watchQueue)).ErrStatus
 
 // event is one change of one view. obj and prev are shared by every watcher: read-only.
 type event struct {
@@ -55,9 +63,10 @@ func (b *broadcaster) send(events []event) {
 			select {
 			case w.queue <- ev:
 			default:
-				// Never block the Store for a slow client: it resumes from history.
+				// Never block the Store for a slow client, nor keep what it has not read:
+				// it is told to list again.
 				delete(b.watchers, w)
-				close(w.queue)
+				close(w.behind)
 			}
 		}
 	}
@@ -86,7 +95,8 @@ type watcher struct {
 	match     func(*v1alpha1.PodEgress) bool
 	initial   []event
 	bookmark  *v1alpha1.PodEgress
-	queue     chan event
+	queue     chan event    // sent to under the Store's lock, while in the watchers
+	behind    chan struct{} // closed, under the Store's lock, when queue overflowed
 	result    chan watch.Event
 	done      chan struct{}
 	once      sync.Once
@@ -106,10 +116,34 @@ func (w *watcher) Stop() {
 
 func (w *watcher) run() {
 	defer close(w.result)
-	for _, ev := range w.initial {
+	w.stream()
+	select {
+	case <-w.behind:
+	default:
+		return
+	}
+	// Let go of every view the client did not read, so that a client that reads nothing
+	// keeps nothing but this goroutine: the Store no longer sends to the queue.
+	w.initial = nil
+	for len(w.queue) > 0 {
+		<-w.queue
+	}
+	watchesBehind.Inc()
+	klog.V(2).InfoS("Closed a watch of podegresses that fell behind", "namespace", w.namespace, "queue", watchQueue)
+	select {
+	case w.result <- watch.Event{Type: watch.Error, Object: fellBehind.DeepCopy()}:
+	case <-w.done:
+	}
+}
+
+// stream sends the initial events, the bookmark that ends them, then every change, until
+// the watch is stopped or falls behind.
+func (w *watcher) stream() {
+	for i, ev := range w.initial {
 		if !w.deliver(ev) {
 			return
 		}
+		w.initial[i] = event{} // Sent: not this watch's to keep.
 	}
 	w.initial = nil
 	if w.bookmark != nil {
@@ -117,15 +151,19 @@ func (w *watcher) run() {
 		case w.result <- watch.Event{Type: watch.Bookmark, Object: w.bookmark}:
 		case <-w.done:
 			return
+		case <-w.behind:
+			return
 		}
 	}
 	for {
 		select {
-		case ev, ok := <-w.queue:
-			if !ok || !w.deliver(ev) {
+		case ev := <-w.queue:
+			if !w.deliver(ev) {
 				return
 			}
 		case <-w.done:
+			return
+		case <-w.behind:
 			return
 		}
 	}
@@ -158,6 +196,8 @@ func (w *watcher) deliver(ev event) bool {
 	case w.result <- watch.Event{Type: typ, Object: shallow(ev.obj)}:
 		return true
 	case <-w.done:
+		return false
+	case <-w.behind:
 		return false
 	}
 }

@@ -45,6 +45,18 @@ func (f *fakeViews) PolicyPods(name string) (*v1alpha1.PodEgressList, error) {
 	return &v1alpha1.PodEgressList{Items: append([]v1alpha1.PodEgress(nil), f.pods[name]...)}, nil
 }
 
+func (f *fakeViews) PolicyPodsByNamespace(name string) (map[string]int32, error) {
+	if _, err := f.PolicyView(name); err != nil {
+		return nil, err
+	}
+	out := map[string]int32{}
+	for _, p := range f.pods[name] {
+		out[p.Namespace]++
+	}
+	return out, nil
+}
+
+// fakeAuthz lets each user get pods in the namespaces listed, "" being every namespace.
 type fakeAuthz map[string][]string
 
 func (f fakeAuthz) Authorize(_ context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
@@ -75,9 +87,15 @@ func fixture() *fakeViews {
 	}
 }
 
+var authz = fakeAuthz{"admin": {""}, "alice": {"alice"}, "alice-and-bob": {"alice", "bob"}}
+
+func asUser(name string, warnings *recorder) context.Context {
+	return warning.WithWarningRecorder(genericapirequest.WithUser(context.Background(), &user.DefaultInfo{Name: name}), warnings)
+}
+
 func TestGetAndList(t *testing.T) {
-	r := NewREST(fixture())
-	if _, err := r.Get(context.Background(), "nope", &metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	r := NewREST(fixture(), authz)
+	if _, err := r.Get(asUser("admin", &recorder{}), "nope", &metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("unknown policy: err = %v, want 404", err)
 	}
 	tests := []struct {
@@ -91,7 +109,7 @@ func TestGetAndList(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			obj, err := r.List(context.Background(), tt.opts)
+			obj, err := r.List(asUser("admin", &recorder{}), tt.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -114,14 +132,15 @@ func TestPodsShowsOnlyReadableNamespaces(t *testing.T) {
 		warning string
 	}{
 		{name: "a user of every namespace sees every pod", user: "admin", want: []string{"alice", "bob", "paul"}},
-		{name: "alice sees her own, and is told of the rest", user: "alice", want: []string{"alice"}, warning: "2 pods left out: you may not get pods in the namespaces bob, paul"},
+		// The warning is the same whatever was left out: it tells alice nothing of how many
+		// pods the policy selects elsewhere, or where.
+		{name: "alice sees her own, and is told the list is limited", user: "alice", want: []string{"alice"}, warning: "only the pods in namespaces where you may get pods are listed"},
+		{name: "a user of no namespace sees none, and hears the same", user: "nobody", want: nil, warning: "only the pods in namespaces where you may get pods are listed"},
 	}
-	authz := fakeAuthz{"admin": {"alice", "bob", "paul"}, "alice": {"alice"}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var warnings recorder
-			ctx := warning.WithWarningRecorder(genericapirequest.WithUser(context.Background(), &user.DefaultInfo{Name: tt.user}), &warnings)
-			obj, err := NewPodsREST(fixture(), authz).Get(ctx, "egress", &metav1.GetOptions{})
+			obj, err := NewPodsREST(fixture(), authz).Get(asUser(tt.user, &warnings), "egress", &metav1.GetOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -145,9 +164,51 @@ func TestPodsShowsOnlyReadableNamespaces(t *testing.T) {
 	}
 }
 
+// TestSelectedPodsCountsOnlyVisible: the count of a policy's pods is of those in
+// namespaces where the user may get pods; it would otherwise tell a user of one namespace
+// how many pods run in the others.
+func TestSelectedPodsCountsOnlyVisible(t *testing.T) {
+	tests := []struct {
+		name    string
+		user    string
+		want    int32
+		warning string
+	}{
+		{name: "a user who may get pods everywhere sees the whole count", user: "admin", want: 3},
+		{name: "alice counts only hers", user: "alice", want: 1, warning: onlyVisible},
+		{name: "alice and bob's user counts both", user: "alice-and-bob", want: 2, warning: onlyVisible},
+		{name: "a user of no namespace counts none", user: "nobody", want: 0, warning: onlyVisible},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewREST(fixture(), authz)
+			var getWarnings, listWarnings recorder
+			obj, err := r.Get(asUser(tt.user, &getWarnings), "egress", &metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := obj.(*v1alpha1.EgressPolicyView).SelectedPods; got != tt.want {
+				t.Errorf("get: selectedPods %d, want %d", got, tt.want)
+			}
+			list, err := r.List(asUser(tt.user, &listWarnings), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := list.(*v1alpha1.EgressPolicyViewList).Items[0].SelectedPods; got != tt.want {
+				t.Errorf("list: selectedPods %d, want %d", got, tt.want)
+			}
+			for _, w := range []recorder{getWarnings, listWarnings} {
+				if tt.warning == "" && len(w) > 0 || tt.warning != "" && (len(w) != 1 || w[0] != tt.warning) {
+					t.Errorf("warnings %q, want %q", w, tt.warning)
+				}
+			}
+		})
+	}
+}
+
 func TestTable(t *testing.T) {
-	obj, _ := NewREST(fixture()).List(context.Background(), nil)
-	tbl, err := NewREST(nil).ConvertToTable(context.Background(), obj, nil)
+	obj, _ := NewREST(fixture(), authz).List(asUser("admin", &recorder{}), nil)
+	tbl, err := NewREST(nil, nil).ConvertToTable(context.Background(), obj, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ var columns = []metav1.TableColumnDefinition{
 	{Name: "Gateway Node", Type: "string", Description: "The node the controller placed the egress IP on."},
 	{Name: "Held By", Type: "string", Description: "The nodes whose agents report the egress IP configured."},
 	{Name: "Verdict", Type: "string", Description: "SNAT, or Drop when its traffic cannot leave with its egress IP."},
-	{Name: "Pods", Type: "integer", Description: "How many pods it selects."},
+	{Name: "Pods", Type: "integer", Description: "How many pods it selects, in namespaces where you may get pods."},
 	{Name: "Destinations", Type: "string", Description: "Its destination CIDRs."},
 	{Name: "Age", Type: "string", Description: "The policy's age."},
 	{Name: "Message", Type: "string", Priority: 1, Description: "Where its traffic leaves, or why it cannot."},

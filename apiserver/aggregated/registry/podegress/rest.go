@@ -17,6 +17,7 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 
 	"github.com/egressgw/egressgw/apiserver/aggregated/registry/access"
+	"github.com/egressgw/egressgw/apiserver/aggregated/registry/watchlimit"
 	"github.com/egressgw/egressgw/apiserver/aggregated/view"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 )
@@ -30,8 +31,9 @@ type Views interface {
 
 // REST is the storage of podegresses.
 type REST struct {
-	views Views
-	authz access.Authorizer
+	views   Views
+	authz   access.Authorizer
+	watches *watchlimit.Limiter
 	TableConvertor
 }
 
@@ -47,9 +49,10 @@ var (
 	_ rest.CategoriesProvider   = &REST{}
 )
 
-// NewREST serves views, to users authz lets get the pods they describe.
-func NewREST(views Views, authz access.Authorizer) *REST {
-	return &REST{views: views, authz: authz}
+// NewREST serves views, to users authz lets get the pods they describe, with no more
+// watches open per user than watches allows.
+func NewREST(views Views, authz access.Authorizer, watches *watchlimit.Limiter) *REST {
+	return &REST{views: views, authz: authz, watches: watches}
 }
 
 var resource = v1alpha1.Resource("podegresses")
@@ -96,18 +99,21 @@ func (r *REST) List(ctx context.Context, opts *metainternalversion.ListOptions) 
 	return list, passThrough(err)
 }
 
-// Watch implements rest.Watcher, from a resourceVersion a list returned.
+// Watch implements rest.Watcher, from a resourceVersion a list returned. A user who
+// already holds the most watches allowed is refused with 429 before anything is copied.
 func (r *REST) Watch(ctx context.Context, opts *metainternalversion.ListOptions) (watch.Interface, error) {
 	namespace := genericapirequest.NamespaceValue(ctx)
 	if err := access.Pods(ctx, r.authz, namespace, resource, ""); err != nil {
 		return nil, err
 	}
-	w, err := r.views.WatchPodEgresses(namespace, view.WatchOptions{
-		ResourceVersion:   opts.ResourceVersion,
-		SendInitialEvents: opts.SendInitialEvents != nil && *opts.SendInitialEvents,
-		Bookmarks:         opts.AllowWatchBookmarks,
-	}, Matcher(opts))
-	return w, passThrough(err)
+	return r.watches.Watch(ctx, func() (watch.Interface, error) {
+		w, err := r.views.WatchPodEgresses(namespace, view.WatchOptions{
+			ResourceVersion:   opts.ResourceVersion,
+			SendInitialEvents: opts.SendInitialEvents != nil && *opts.SendInitialEvents,
+			Bookmarks:         opts.AllowWatchBookmarks,
+		}, Matcher(opts))
+		return w, passThrough(err)
+	})
 }
 
 // Matcher selects the views a list or watch asked for.

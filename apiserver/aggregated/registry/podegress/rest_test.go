@@ -18,6 +18,7 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 
+	"github.com/egressgw/egressgw/apiserver/aggregated/registry/watchlimit"
 	"github.com/egressgw/egressgw/apiserver/aggregated/view"
 	"github.com/egressgw/egressgw/apiserver/apis/egress/v1alpha1"
 )
@@ -121,7 +122,7 @@ func TestGet(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			views := fixture()
 			views.err = tt.err
-			obj, err := NewREST(views, authz).Get(ctxFor(tt.user, tt.namespace), tt.pod, &metav1.GetOptions{})
+			obj, err := NewREST(views, authz, watchlimit.New(watchlimit.DefaultPerUser)).Get(ctxFor(tt.user, tt.namespace), tt.pod, &metav1.GetOptions{})
 			if tt.want != nil {
 				if !tt.want(err) {
 					t.Fatalf("err = %v", err)
@@ -139,7 +140,7 @@ func TestGet(t *testing.T) {
 }
 
 func TestForbiddenSaysWhy(t *testing.T) {
-	_, err := NewREST(fixture(), authz).Get(ctxFor("alice", "bob"), "frontend", &metav1.GetOptions{})
+	_, err := NewREST(fixture(), authz, watchlimit.New(watchlimit.DefaultPerUser)).Get(ctxFor("alice", "bob"), "frontend", &metav1.GetOptions{})
 	if msg := err.Error(); !strings.Contains(msg, `user "alice" cannot get pods in the namespace "bob"`) {
 		t.Errorf("error %q does not say which right is missing", msg)
 	}
@@ -164,7 +165,7 @@ func TestList(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			obj, err := NewREST(fixture(), authz).List(ctxFor(tt.user, tt.namespace), tt.opts)
+			obj, err := NewREST(fixture(), authz, watchlimit.New(watchlimit.DefaultPerUser)).List(ctxFor(tt.user, tt.namespace), tt.opts)
 			if tt.wantErr != nil {
 				if !tt.wantErr(err) {
 					t.Fatalf("err = %v", err)
@@ -187,7 +188,7 @@ func TestList(t *testing.T) {
 
 func TestWatchPassesWhereToStart(t *testing.T) {
 	views := fixture()
-	r := NewREST(views, authz)
+	r := NewREST(views, authz, watchlimit.New(watchlimit.DefaultPerUser))
 	yes := true
 	w, err := r.Watch(ctxFor("alice", "alice"), &metainternalversion.ListOptions{ResourceVersion: "42", AllowWatchBookmarks: true, SendInitialEvents: &yes})
 	if err != nil {
@@ -199,6 +200,34 @@ func TestWatchPassesWhereToStart(t *testing.T) {
 	}
 	if _, err := r.Watch(ctxFor("alice", "bob"), &metainternalversion.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("watching another namespace: err = %v, want 403", err)
+	}
+}
+
+// TestWatchesAreBoundedPerUser: past the limit a user's watch is refused with 429 before
+// the Store copies anything; a refused or forbidden watch takes no slot, and other users
+// are not affected.
+func TestWatchesAreBoundedPerUser(t *testing.T) {
+	r := NewREST(fixture(), authz, watchlimit.New(2))
+	tests := []struct {
+		name, user, namespace string
+		want                  func(error) bool
+	}{
+		{name: "alice's first", user: "alice", namespace: "alice"},
+		{name: "alice's second", user: "alice", namespace: "alice"},
+		{name: "alice's third is one too many", user: "alice", namespace: "alice", want: apierrors.IsTooManyRequests},
+		{name: "a forbidden watch is 403, not 429", user: "alice", namespace: "bob", want: apierrors.IsForbidden},
+		{name: "another user still may", user: "admin", namespace: "bob"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := r.Watch(ctxFor(tt.user, tt.namespace), &metainternalversion.ListOptions{})
+			switch {
+			case tt.want == nil && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.want != nil && !tt.want(err):
+				t.Errorf("err = %v", err)
+			}
+		})
 	}
 }
 

@@ -99,7 +99,7 @@ func schema_apiserver_apis_egress_v1alpha1_EgressPolicyView(ref common.Reference
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "EgressPolicyView is an EgressNATPolicy as the dataplane sees it: where its traffic leaves, which node holds its egress IP, and how many pods it selects now. It has the policy's name. Its pods subresource lists the PodEgress of every pod the policy selects. It is computed from the cluster's state and cannot be written.",
+				Description: "EgressPolicyView is an EgressNATPolicy as the dataplane sees it: where its traffic leaves, which node holds its egress IP, and how many of the pods you may see it selects now. It has the policy's name. Its pods subresource lists the PodEgress of every pod the policy selects in namespaces where you may get pods. It is computed from the cluster's state and cannot be written.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"kind": {
@@ -206,7 +206,7 @@ func schema_apiserver_apis_egress_v1alpha1_EgressPolicyView(ref common.Reference
 					},
 					"selectedPods": {
 						SchemaProps: spec.SchemaProps{
-							Description: "SelectedPods is how many pods the policy selects now.",
+							Description: "SelectedPods is how many pods the policy selects now, counting only those in namespaces where you may get pods: the view is the same for everyone who may get pods everywhere, and says nothing to anyone else of the namespaces they cannot read.",
 							Default:     0,
 							Type:        []string{"integer"},
 							Format:      "int32",

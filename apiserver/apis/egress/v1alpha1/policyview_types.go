@@ -3,8 +3,9 @@ package v1alpha1
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 // EgressPolicyView is an EgressNATPolicy as the dataplane sees it: where its traffic
-// leaves, which node holds its egress IP, and how many pods it selects now. It has the
-// policy's name. Its pods subresource lists the PodEgress of every pod the policy selects.
+// leaves, which node holds its egress IP, and how many of the pods you may see it selects
+// now. It has the policy's name. Its pods subresource lists the PodEgress of every pod the
+// policy selects in namespaces where you may get pods.
 // It is computed from the cluster's state and cannot be written.
 //
 // +kubebuilder:object:root=true
@@ -37,7 +38,9 @@ type EgressPolicyView struct {
 	// Message says, in one sentence, where the traffic leaves or why it cannot.
 	// +optional
 	Message string `json:"message,omitempty"`
-	// SelectedPods is how many pods the policy selects now.
+	// SelectedPods is how many pods the policy selects now, counting only those in
+	// namespaces where you may get pods: the view is the same for everyone who may get pods
+	// everywhere, and says nothing to anyone else of the namespaces they cannot read.
 	SelectedPods int32 `json:"selectedPods"`
 }
 
