@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -172,6 +173,25 @@ func (r *requestIndex) NodeWithAddress(ip string) (string, bool) {
 
 func (r *requestIndex) NodeSubnetsContaining(ip netip.Addr) []netip.Prefix {
 	return r.subnets.Containing(ip)
+}
+
+// ClusterCIDRs adds every Node's spec.podCIDRs, by node name, to the configured ranges and
+// the reported subnets.
+func (r *requestIndex) ClusterCIDRs() []validation.ClusterCIDR {
+	out := r.subnets.ClusterCIDRs()
+	var nodes corev1.NodeList
+	if !r.list(&nodes) {
+		return out
+	}
+	slices.SortFunc(nodes.Items, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
+	for _, n := range nodes.Items {
+		for _, raw := range n.Spec.PodCIDRs {
+			if p, err := netip.ParsePrefix(raw); err == nil && p.Addr().Is4() {
+				out = append(out, validation.ClusterCIDR{Prefix: p.Masked(), Kind: validation.CIDRPods, Source: "Node " + n.Name + "'s spec.podCIDRs"})
+			}
+		}
+	}
+	return out
 }
 
 func (r *requestIndex) NodeSubnetContains(ip netip.Addr) bool {

@@ -91,7 +91,11 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("registering informer indexes: %w", err)
 	}
 	reader := cacheThenLive{Reader: mgr.GetCache(), live: mgr.GetAPIReader()}
-	subnets := newSubnetSet()
+	configured, err := opts.clusterCIDRs()
+	if err != nil {
+		return nil, err
+	}
+	subnets := newSubnetSet(configured)
 	informer, err := mgr.GetCache().GetInformer(ctx, &v1.NetworkGatewayNode{})
 	if err != nil {
 		return nil, fmt.Errorf("watching NetworkGatewayNodes: %w", err)

@@ -1,12 +1,16 @@
 package webhook
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 
 	toolscache "k8s.io/client-go/tools/cache"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+	"github.com/egressgw/egressgw/webhook/validation"
 )
 
 // subnetSet is the set of subnets that node agents report, kept current by informer events.
@@ -17,10 +21,33 @@ type subnetSet struct {
 	mu     sync.RWMutex
 	byNode map[string][]netip.Prefix // node report name -> its masked subnets
 	count  map[netip.Prefix]int      // masked subnet -> how many reports carry it
+	// configured are the pod and service CIDRs of the flags, which never change.
+	configured []validation.ClusterCIDR
 }
 
-func newSubnetSet() *subnetSet {
-	return &subnetSet{byNode: map[string][]netip.Prefix{}, count: map[netip.Prefix]int{}}
+func newSubnetSet(configured []validation.ClusterCIDR) *subnetSet {
+	return &subnetSet{byNode: map[string][]netip.Prefix{}, count: map[netip.Prefix]int{}, configured: configured}
+}
+
+// minClusterSubnetBits is the shortest reported subnet taken as one of the cluster's own
+// ranges. A node that reports 0.0.0.0/0 is not on a segment that size (placement ignores
+// such a report too); believed, it would make every destination overlap the cluster.
+const minClusterSubnetBits = 8
+
+// ClusterCIDRs returns the configured ranges, then the reported subnets, by node name.
+func (s *subnetSet) ClusterCIDRs() []validation.ClusterCIDR {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := slices.Clone(s.configured)
+	for _, key := range slices.Sorted(maps.Keys(s.byNode)) {
+		_, name, _ := strings.Cut(key, "/")
+		for _, p := range s.byNode[key] {
+			if p.Bits() >= minClusterSubnetBits {
+				out = append(out, validation.ClusterCIDR{Prefix: p, Kind: validation.CIDRNodes, Source: "node " + name + "'s report"})
+			}
+		}
+	}
+	return out
 }
 
 // Contains reports whether some reported subnet contains ip.
