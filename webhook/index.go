@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -175,23 +174,10 @@ func (r *requestIndex) NodeSubnetsContaining(ip netip.Addr) []netip.Prefix {
 	return r.subnets.Containing(ip)
 }
 
-// ClusterCIDRs adds every Node's spec.podCIDRs, by node name, to the configured ranges and
-// the reported subnets.
+// ClusterCIDRs are the configured ranges, the Nodes' pod CIDRs and the reported subnets,
+// all kept by informer events.
 func (r *requestIndex) ClusterCIDRs() []validation.ClusterCIDR {
-	out := r.subnets.ClusterCIDRs()
-	var nodes corev1.NodeList
-	if !r.list(&nodes) {
-		return out
-	}
-	slices.SortFunc(nodes.Items, func(a, b corev1.Node) int { return strings.Compare(a.Name, b.Name) })
-	for _, n := range nodes.Items {
-		for _, raw := range n.Spec.PodCIDRs {
-			if p, err := netip.ParsePrefix(raw); err == nil && p.Addr().Is4() {
-				out = append(out, validation.ClusterCIDR{Prefix: p.Masked(), Kind: validation.CIDRPods, Source: "Node " + n.Name + "'s spec.podCIDRs"})
-			}
-		}
-	}
-	return out
+	return r.subnets.ClusterCIDRs()
 }
 
 func (r *requestIndex) NodeSubnetContains(ip netip.Addr) bool {
