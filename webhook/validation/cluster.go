@@ -27,7 +27,7 @@ func inPodOrServiceCIDR(ip netip.Addr, cluster []ClusterCIDR) string {
 }
 
 // clusterOverlap says why a destination may not cover the cluster's own addresses without
-// the opt-in, or returns "". optIn names the opt-in in the words of the object's version.
+// the opt-in, or returns nil. optIn names the opt-in in the words of the object's version.
 func clusterOverlap(p *field.Path, raw string, dest netip.Prefix, cluster []ClusterCIDR, optIn string) *field.Error {
 	dest = dest.Masked()
 	if dest == defaultRoute {
