@@ -35,15 +35,18 @@ type gatewayObject struct {
 	status *v1.NetworkGatewayGroupStatus
 }
 
-// placementNodes joins each node report (subnets) with its Node (role, cordon) and its
-// liveness. A node without a report has no known subnet and can hold nothing.
+// placementNodes joins each node report (subnets) with its Node (role, cordon, addresses)
+// and its liveness. A node without a report has no known subnet and can hold nothing, but
+// its addresses are still never placed.
 func placementNodes(reports []v1.NetworkGatewayNode, nodes []corev1.Node, up map[string]bool) []placement.Node {
 	byName := map[string]*corev1.Node{}
 	for i := range nodes {
 		byName[nodes[i].Name] = &nodes[i]
 	}
 	var out []placement.Node
+	reported := map[string]bool{}
 	for _, r := range reports {
+		reported[r.Name] = true
 		n := placement.Node{Name: r.Name, Up: up[r.Name]}
 		for _, iface := range r.Status.Interfaces {
 			for _, s := range iface.Subnets {
@@ -55,8 +58,25 @@ func placementNodes(reports []v1.NetworkGatewayNode, nodes []corev1.Node, up map
 		if node := byName[r.Name]; node != nil {
 			_, n.ControlPlane = node.Labels[controlPlaneLabel]
 			n.Cordoned = node.Spec.Unschedulable
+			n.Addresses = nodeAddresses(node)
 		}
 		out = append(out, n)
+	}
+	for i := range nodes {
+		if !reported[nodes[i].Name] {
+			out = append(out, placement.Node{Name: nodes[i].Name, Addresses: nodeAddresses(&nodes[i])})
+		}
+	}
+	return out
+}
+
+// nodeAddresses are the IP addresses in a Node's status.
+func nodeAddresses(node *corev1.Node) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range node.Status.Addresses {
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			out = append(out, ip)
+		}
 	}
 	return out
 }

@@ -174,6 +174,12 @@ func (r *requestIndex) NodeSubnetsContaining(ip netip.Addr) []netip.Prefix {
 	return r.subnets.Containing(ip)
 }
 
+// ClusterCIDRs are the configured ranges, the Nodes' pod CIDRs and the reported subnets,
+// all kept by informer events.
+func (r *requestIndex) ClusterCIDRs() []validation.ClusterCIDR {
+	return r.subnets.ClusterCIDRs()
+}
+
 func (r *requestIndex) NodeSubnetContains(ip netip.Addr) bool {
 	return r.subnets.Contains(ip)
 }

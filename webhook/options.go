@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"strings"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
@@ -13,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/egressgw/egressgw/apiserver/certs"
+	"github.com/egressgw/egressgw/webhook/validation"
 )
 
 // Options configure the webhook server: the flags of egressgw-webhook.
@@ -31,6 +34,11 @@ type Options struct {
 	IPs      []net.IP
 	// MetricsAddr serves /metrics; ProbeAddr serves /healthz and /readyz. "0" disables.
 	MetricsAddr, ProbeAddr string
+	// PodCIDRs and ServiceCIDRs are the cluster's pod and service ranges (IPv4 CIDRs): no
+	// floating IP may be in them, and a destination may cover them only with the policy's
+	// allowClusterOverlap. Every Node's spec.podCIDRs and every reported node subnet count
+	// too, so PodCIDRs is needed only where the IPAM does not follow spec.podCIDRs.
+	PodCIDRs, ServiceCIDRs []string
 }
 
 // NewOptions returns the defaults, fit for the manifests in artifacts/webhook.
@@ -59,6 +67,34 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "the webhook Service, whose DNS names the serving certificate carries")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics, over TLS, for clients with a token that may get /metrics; 0 disables")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz; 0 disables")
+	fs.StringSliceVar(&o.PodCIDRs, "pod-cidrs", o.PodCIDRs, "comma-separated IPv4 CIDRs of the cluster's pods, if its IPAM does not follow the Nodes' spec.podCIDRs (those are added); no floating IP may be in them")
+	fs.StringSliceVar(&o.ServiceCIDRs, "service-cidrs", o.ServiceCIDRs, "comma-separated IPv4 CIDRs of the cluster's services (kube-apiserver's --service-cluster-ip-range); no floating IP may be in them")
+}
+
+// clusterCIDRs parses PodCIDRs and ServiceCIDRs. Empty items are skipped, so that an
+// empty variable in the manifests' "--pod-cidrs=$(POD_CIDRS)" means none.
+func (o *Options) clusterCIDRs() ([]validation.ClusterCIDR, error) {
+	var out []validation.ClusterCIDR
+	var errs []error
+	for _, f := range []struct {
+		flag string
+		list []string
+		kind validation.CIDRKind
+	}{{"--pod-cidrs", o.PodCIDRs, validation.CIDRPods}, {"--service-cidrs", o.ServiceCIDRs, validation.CIDRServices}} {
+		for _, raw := range f.list {
+			raw = strings.TrimSpace(raw)
+			if raw == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(raw)
+			if err != nil || !p.Addr().Is4() {
+				errs = append(errs, fmt.Errorf("%s: %q is not an IPv4 CIDR such as 10.96.0.0/12", f.flag, raw))
+				continue
+			}
+			out = append(out, validation.ClusterCIDR{Prefix: p.Masked(), Kind: f.kind, Source: f.flag})
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // Validate says what is wrong with the options, naming the flag to fix.
@@ -71,6 +107,9 @@ func (o *Options) Validate() error {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("%s is required", flag))
 		}
+	}
+	if _, err := o.clusterCIDRs(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

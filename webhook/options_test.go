@@ -22,6 +22,10 @@ func TestOptions(t *testing.T) {
 		{name: "no port", args: []string{"--port=0"}, wantErr: "--port 0 must be a TCP port"},
 		{name: "no Secret", args: []string{"--secret-name="}, wantErr: "--secret-name is required"},
 		{name: "no Service", args: []string{"--service-name="}, wantErr: "--service-name is required"},
+		{name: "the cluster's CIDRs, empty items skipped", args: []string{"--service-cidrs=10.96.0.0/12", "--pod-cidrs=", "--service-name=s"},
+			wantNames: []string{"s", "s.egressgw-system", "s.egressgw-system.svc", "s.egressgw-system.svc.cluster.local"}},
+		{name: "a pod CIDR that is not one", args: []string{"--pod-cidrs=10.244.0.0/16,10.245.0.0"}, wantErr: `--pod-cidrs: "10.245.0.0" is not an IPv4 CIDR`},
+		{name: "an IPv6 service CIDR", args: []string{"--service-cidrs=fd00::/108"}, wantErr: `--service-cidrs: "fd00::/108" is not an IPv4 CIDR`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := NewOptions()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -91,12 +92,23 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("registering informer indexes: %w", err)
 	}
 	reader := cacheThenLive{Reader: mgr.GetCache(), live: mgr.GetAPIReader()}
-	subnets := newSubnetSet()
+	configured, err := opts.clusterCIDRs()
+	if err != nil {
+		return nil, err
+	}
+	subnets := newSubnetSet(configured)
 	informer, err := mgr.GetCache().GetInformer(ctx, &v1.NetworkGatewayNode{})
 	if err != nil {
 		return nil, fmt.Errorf("watching NetworkGatewayNodes: %w", err)
 	}
 	if _, err := informer.AddEventHandler(subnets.handler()); err != nil {
+		return nil, err
+	}
+	nodes, err := mgr.GetCache().GetInformer(ctx, &corev1.Node{})
+	if err != nil {
+		return nil, fmt.Errorf("watching Nodes: %w", err)
+	}
+	if _, err := nodes.AddEventHandler(subnets.nodeHandler()); err != nil {
 		return nil, err
 	}
 	// The manager runs its webhook server only once it has been asked for it.

@@ -1,12 +1,17 @@
 package webhook
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+	"github.com/egressgw/egressgw/webhook/validation"
 )
 
 // subnetSet is the set of subnets that node agents report, kept current by informer events.
@@ -17,10 +22,42 @@ type subnetSet struct {
 	mu     sync.RWMutex
 	byNode map[string][]netip.Prefix // node report name -> its masked subnets
 	count  map[netip.Prefix]int      // masked subnet -> how many reports carry it
+	// configured are the pod and service CIDRs of the flags, which never change.
+	configured []validation.ClusterCIDR
+	// podCIDRs are every Node's spec.podCIDRs, by node name.
+	podCIDRs map[string][]netip.Prefix
 }
 
-func newSubnetSet() *subnetSet {
-	return &subnetSet{byNode: map[string][]netip.Prefix{}, count: map[netip.Prefix]int{}}
+func newSubnetSet(configured []validation.ClusterCIDR) *subnetSet {
+	return &subnetSet{byNode: map[string][]netip.Prefix{}, count: map[netip.Prefix]int{}, configured: configured,
+		podCIDRs: map[string][]netip.Prefix{}}
+}
+
+// minClusterSubnetBits is the shortest reported subnet taken as one of the cluster's own
+// ranges. A node that reports 0.0.0.0/0 is not on a segment that size (placement ignores
+// such a report too); believed, it would make every destination overlap the cluster.
+const minClusterSubnetBits = 8
+
+// ClusterCIDRs returns the configured ranges, then the Nodes' pod CIDRs and the reported
+// subnets, each by node name.
+func (s *subnetSet) ClusterCIDRs() []validation.ClusterCIDR {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := slices.Clone(s.configured)
+	for _, name := range slices.Sorted(maps.Keys(s.podCIDRs)) {
+		for _, p := range s.podCIDRs[name] {
+			out = append(out, validation.ClusterCIDR{Prefix: p, Kind: validation.CIDRPods, Source: "Node " + name + "'s spec.podCIDRs"})
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(s.byNode)) {
+		_, name, _ := strings.Cut(key, "/")
+		for _, p := range s.byNode[key] {
+			if p.Bits() >= minClusterSubnetBits {
+				out = append(out, validation.ClusterCIDR{Prefix: p, Kind: validation.CIDRNodes, Source: "node " + name + "'s report"})
+			}
+		}
+	}
+	return out
 }
 
 // Contains reports whether some reported subnet contains ip.
@@ -86,6 +123,44 @@ func (s *subnetSet) handler() toolscache.ResourceEventHandler {
 			}
 			if n, ok := obj.(*v1.NetworkGatewayNode); ok {
 				s.set(n.Namespace+"/"+n.Name, nil)
+			}
+		},
+	}
+}
+
+func (s *subnetSet) setPodCIDRs(node string, cidrs []netip.Prefix) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(cidrs) == 0 {
+		delete(s.podCIDRs, node)
+		return
+	}
+	s.podCIDRs[node] = cidrs
+}
+
+// nodeHandler keeps the Nodes' pod CIDRs in step with the Node informer, so that no
+// request lists the Nodes.
+func (s *subnetSet) nodeHandler() toolscache.ResourceEventHandler {
+	update := func(obj any) {
+		if n, ok := obj.(*corev1.Node); ok {
+			var cidrs []netip.Prefix
+			for _, raw := range n.Spec.PodCIDRs {
+				if p, err := netip.ParsePrefix(raw); err == nil && p.Addr().Is4() {
+					cidrs = append(cidrs, p.Masked())
+				}
+			}
+			s.setPodCIDRs(n.Name, cidrs)
+		}
+	}
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    update,
+		UpdateFunc: func(_, obj any) { update(obj) },
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if n, ok := obj.(*corev1.Node); ok {
+				s.setPodCIDRs(n.Name, nil)
 			}
 		},
 	}

@@ -37,6 +37,10 @@ func randomNode(r *rand.Rand, name string, subnets []string) Node {
 		host[3] |= byte(r.IntN(min(256, 1<<(32-p.Bits()))))
 		n.Subnets = append(n.Subnets, netip.PrefixFrom(netip.AddrFrom4(host), p.Bits()))
 	}
+	if r.IntN(8) == 0 {
+		// Its Node object says it has an address that a gateway may list.
+		n.Addresses = append(n.Addresses, addr(clusterIPs[r.IntN(len(clusterIPs))]))
+	}
 	return n
 }
 
@@ -143,10 +147,28 @@ func newOracle(in Input) *oracle {
 	return o
 }
 
-// canHold says whether the node called name is Up, uncordoned and on ip's subnet.
+// canHold says whether the node called name is Up, uncordoned and on ip's subnet, and ip
+// is no node's own address.
 func (o *oracle) canHold(name string, ip netip.Addr) bool {
 	n, ok := o.nodes[name]
-	return ok && n.Up && !n.Cordoned && slices.ContainsFunc(n.Subnets, func(p netip.Prefix) bool { return p.Contains(ip) })
+	return ok && n.Up && !n.Cordoned && slices.ContainsFunc(n.Subnets, func(p netip.Prefix) bool { return p.Contains(ip) }) &&
+		!o.nodeAddress(ip)
+}
+
+// nodeAddress says whether ip is an address of some node: of its Node, or the host address
+// of a subnet it reports.
+func (o *oracle) nodeAddress(ip netip.Addr) bool {
+	for _, n := range o.in.Nodes {
+		if slices.Contains(n.Addresses, ip) {
+			return true
+		}
+		for _, p := range n.Subnets {
+			if p.Addr() == ip && (p.Bits() >= 31 || p != p.Masked()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // candidates are the nodes that can hold ip, by name.

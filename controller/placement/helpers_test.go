@@ -29,6 +29,14 @@ func controlPlane(name string, subnets ...string) Node {
 	return n
 }
 
+// withAddresses gives n the addresses its Node object reports.
+func withAddresses(n Node, ips ...string) Node {
+	for _, s := range ips {
+		n.Addresses = append(n.Addresses, addr(s))
+	}
+	return n
+}
+
 func down(n Node) Node     { n.Up = false; return n }
 func cordoned(n Node) Node { n.Cordoned = true; return n }
 

@@ -37,6 +37,9 @@ type index struct {
 	byPrefix map[netip.Prefix][]int32 // masked subnet -> nodes that have it, in name order
 	lens     []int                    // prefix lengths in use, longest first
 	pools    map[poolKey]*pool
+	// addresses maps every node's own address (its Node's, and the host address of each
+	// reported subnet) to the first node by name that has it.
+	addresses map[netip.Addr]string
 }
 
 // poolKey identifies the set of subnets containing an IP. Those subnets are nested, so the
@@ -85,6 +88,7 @@ func newIndex(nodes []Node) *index {
 			cordoned:     n.Cordoned,
 		})
 	}
+	ix.addresses = nodeAddresses(sorted)
 	var lens uint64
 	for i := range ix.nodes {
 		n := &ix.nodes[i]
@@ -101,6 +105,29 @@ func newIndex(nodes []Node) *index {
 		}
 	}
 	return ix
+}
+
+// nodeAddresses maps each node's own IPv4 addresses to the node, the first by name. A
+// subnet's address is the node's when it has host bits (192.168.1.11/24), or is a /32 or
+// /31; 192.168.1.0/24 names only the subnet.
+func nodeAddresses(sorted []Node) map[netip.Addr]string {
+	out := map[netip.Addr]string{}
+	add := func(ip netip.Addr, name string) {
+		if _, ok := out[ip]; !ok && ip.Is4() && name != "" {
+			out[ip] = name
+		}
+	}
+	for _, n := range sorted {
+		for _, ip := range n.Addresses {
+			add(ip.Unmap(), n.Name)
+		}
+		for _, p := range n.Subnets {
+			if p.IsValid() && (p.Bits() >= 31 || p.Addr() != p.Masked().Addr()) {
+				add(p.Addr(), n.Name)
+			}
+		}
+	}
+	return out
 }
 
 // MinSubnetBits is the shortest prefix placement takes from a node's report. A node that

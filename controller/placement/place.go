@@ -13,7 +13,7 @@ import (
 // oldest gateway first and in list order, each go to the best node that can take them:
 // workers before control-plane nodes, then the fewest IPs held across all gateways, then the
 // name. An IP no node can take stays on its cordoned node if it is on one, and is otherwise
-// reported unassigned.
+// reported unassigned. An IP that is a node's own address, Up or Down, is never placed.
 func Place(in Input) Result {
 	ix := newIndex(in.Nodes)
 	c := claimIPs(in.Gateways)
@@ -25,6 +25,16 @@ func Place(in Input) Result {
 
 	var pending []netip.Addr
 	for _, ip := range c.order {
+		if owner, ok := ix.addresses[ip]; ok {
+			// A node announcing another node's address (or its own, twice) would take
+			// that node's traffic: the webhook refuses such IPs, and this holds even
+			// when the address came later or admission was bypassed.
+			r.Unassigned[ip] = fmt.Sprintf("%v is the address of node %s; a floating IP must be an unused address in the nodes' subnet", ip, owner)
+			if from := in.Current[ip]; from != "" {
+				r.Moves = append(r.Moves, Move{IP: ip, From: from, Reason: MoveNodeAddress})
+			}
+			continue
+		}
 		if i := ix.node(in.Current[ip]); i >= 0 && ix.nodes[i].eligible(ip) {
 			r.Assignment[ip] = ix.nodes[i].name
 			ix.nodes[i].load++

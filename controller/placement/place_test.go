@@ -51,6 +51,27 @@ func TestPlace(t *testing.T) {
 		want: Result{Assignment: on("192.168.1.100", "worker1"),
 			Unassigned: on("10.1.2.3", "no node has a subnet containing 10.1.2.3")},
 	}, {
+		name:     "a floating IP that is a node's reported address is never placed",
+		gateways: []Gateway{ngg("gw", 0, "192.168.1.12", "192.168.1.100")},
+		nodes:    []Node{worker("worker1", "192.168.1.11/24"), down(worker("worker2", "192.168.1.12/24"))},
+		want: Result{Assignment: on("192.168.1.100", "worker1"),
+			Unassigned: on("192.168.1.12", "192.168.1.12 is the address of node worker2; a floating IP must be an unused address in the nodes' subnet")},
+	}, {
+		name:     "a node's address leaves the node that holds it as a floating IP",
+		gateways: []Gateway{ngg("gw", 0, "192.168.1.12")},
+		nodes:    []Node{worker("worker1", "192.168.1.11/24"), worker("worker2", "192.168.1.12/24")},
+		current:  on("192.168.1.12", "worker1"),
+		want: Result{
+			Unassigned: on("192.168.1.12", "192.168.1.12 is the address of node worker2; a floating IP must be an unused address in the nodes' subnet"),
+			Moves:      []Move{{IP: addr("192.168.1.12"), From: "worker1", Reason: MoveNodeAddress}},
+		},
+	}, {
+		name:     "a floating IP that is an address of a Node object is never placed",
+		gateways: []Gateway{ngg("gw", 0, "192.168.1.11", "192.168.1.100")},
+		nodes:    []Node{withAddresses(worker("worker1", lan), "192.168.1.11"), worker("worker2", lan)},
+		want: Result{Assignment: on("192.168.1.100", "worker1"),
+			Unassigned: on("192.168.1.11", "192.168.1.11 is the address of node worker1; a floating IP must be an unused address in the nodes' subnet")},
+	}, {
 		name:     "workers come before an idle control-plane node",
 		gateways: []Gateway{ngg("gw", 0, "192.168.1.100", "192.168.1.101")},
 		nodes:    []Node{controlPlane("aaa-cp", lan), worker("worker1", lan)},

@@ -20,6 +20,7 @@ func TestProperties(t *testing.T) {
 	}{
 		{"every listed IP is placed or unassigned, never both", randomCluster, checkPartition},
 		{"an IP is placed only on an Up node whose subnet contains it", randomCluster, checkContainment},
+		{"no node's own address is ever placed", randomCluster, checkNodeAddresses},
 		{"a cordoned node keeps only an IP it held and no other node can take", randomCluster, checkCordoned},
 		{"an IP whose node can keep it does not move", randomCluster, checkSticky},
 		{"moves are exactly the changes from Current, with the right reason", randomCluster, checkMoves},
@@ -76,6 +77,16 @@ func checkContainment(_ *rand.Rand, in Input, got Result) error {
 	return nil
 }
 
+func checkNodeAddresses(_ *rand.Rand, in Input, got Result) error {
+	o := newOracle(in)
+	for ip, name := range got.Assignment {
+		if o.nodeAddress(ip) {
+			return fmt.Errorf("%v is a node's address, yet it is placed on %s", ip, name)
+		}
+	}
+	return nil
+}
+
 func checkCordoned(_ *rand.Rand, in Input, got Result) error {
 	o := newOracle(in)
 	for ip, name := range got.Assignment {
@@ -115,6 +126,8 @@ func checkMoves(_ *rand.Rand, in Input, got Result) error {
 		switch {
 		case o.listers[ip] == nil:
 			m.Reason = MoveIPRemoved
+		case o.nodeAddress(ip):
+			m.Reason = MoveNodeAddress
 		case !exists:
 			m.Reason = MoveNodeGone
 		case !n.Up:
@@ -200,6 +213,7 @@ func checkNodeAdded(r *rand.Rand, in Input, got Result) error {
 	}
 	in.Current = got.Assignment
 	after := Place(in)
+	o = newOracle(in) // a new node's address is never placed, so it may move an IP
 	for ip, name := range got.Assignment {
 		if o.canHold(name, ip) && after.Assignment[ip] != name {
 			return fmt.Errorf("%v moved from %s to %q when nodes were added", ip, name, after.Assignment[ip])

@@ -32,7 +32,10 @@ type Node struct {
 	Name string
 	// Subnets of the node's interfaces, host bits allowed (192.168.1.11/24). Only IPv4
 	// subnets count.
-	Subnets      []netip.Prefix
+	Subnets []netip.Prefix
+	// Addresses are the node's own addresses as its Node object gives them. They and the
+	// host addresses of Subnets are never placed as floating IPs, on any node.
+	Addresses    []netip.Addr
 	ControlPlane bool
 	// Up is false once the node's agent stops reporting.
 	Up bool
@@ -90,6 +93,7 @@ const (
 	MoveSubnetGone   MoveReason = "SubnetGone"   // no subnet of the node contains the IP any more
 	MoveNodeGone     MoveReason = "NodeGone"     // the node is not in the input any more
 	MoveIPRemoved    MoveReason = "IPRemoved"    // no gateway lists the IP any more
+	MoveNodeAddress  MoveReason = "NodeAddress"  // the IP is some node's own address
 )
 
 // NodeState is a node's state as status.nodes shows it. The values are those of the API's

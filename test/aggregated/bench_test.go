@@ -166,6 +166,7 @@ func benchPolicy(i int) *v1.EgressNATPolicy {
 	}
 	if i%10 == 0 {
 		p.Spec.Destinations = append(p.Spec.Destinations, v1.Destination{CIDR: "0.0.0.0/0"})
+		p.Spec.AllowClusterOverlap = true // admission refuses the default route without it
 	}
 	return p
 }

@@ -281,6 +281,10 @@ func StartForTestWith(t testing.TB, opts Options) *ControlPlane {
 	return cp
 }
 
+// ServiceCIDR is the service range kube-apiserver allocates from: the
+// --service-cluster-ip-range that envtest gives it.
+const ServiceCIDR = "10.0.0.0/24"
+
 // startWebhook runs the webhook server on 127.0.0.1:port and waits until it is ready: its
 // certificate is published and its informers have synced.
 func startWebhook(cfg *rest.Config, port int) (stop func() error, err error) {
@@ -290,6 +294,9 @@ func startWebhook(cfg *rest.Config, port int) (stop func() error, err error) {
 		Namespace: WebhookNamespace, SecretName: "egressgw-webhook-certs",
 		IPs:         []net.IP{net.IPv4(127, 0, 0, 1)},
 		MetricsAddr: "0", ProbeAddr: "0",
+		// The pods' ranges come from the Nodes' spec.podCIDRs, as with the manifests'
+		// empty POD_CIDRS.
+		ServiceCIDRs: []string{ServiceCIDR},
 	})
 	if err != nil {
 		cancel()

@@ -22,11 +22,16 @@ func TestAdmission(t *testing.T) {
 	mustKubectl(t, cp, []byte(`apiVersion: v1
 kind: Node
 metadata: {name: worker1}
+spec: {podCIDR: 10.244.1.0/24, podCIDRs: [10.244.1.0/24]}
 status:
   addresses: [{type: InternalIP, address: 192.168.1.11}]
 `), "create", "-f", "-")
 	mustKubectl(t, cp, []byte(`{"status":{"addresses":[{"type":"InternalIP","address":"192.168.1.11"}]}}`),
 		"patch", "node", "worker1", "--subresource=status", "--type=merge", "--patch-file=/dev/stdin")
+	// worker3 has no Node object yet, only its agent's report, on a subnet of its own.
+	mustKubectl(t, cp, []byte("apiVersion: networking.gke.io/v1\nkind: NetworkGatewayNode\nmetadata: {name: worker3, namespace: kube-system}\n"), "create", "-f", "-")
+	mustKubectl(t, cp, []byte(`{"status":{"interfaces":[{"name":"eth0","subnets":["192.168.2.13/24"]}]}}`),
+		"patch", "networkgatewaynode", "worker3", "-n", "kube-system", "--subresource=status", "--type=merge", "--patch-file=/dev/stdin")
 	mustKubectl(t, cp, []byte("apiVersion: networking.gke.io/v1alpha1\nkind: AnthosNetworkGateway\nmetadata: {name: legacy, namespace: kube-system}\nspec:\n  floatingIPs: [192.168.1.110]\n"), "apply", "-f", "-")
 	mustKubectl(t, cp, []byte(legacyPolicy("old", "192.168.1.101")), "apply", "-f", "-") // gateway2's IP, through the legacy API
 
@@ -56,6 +61,33 @@ status:
 		name:     "a node's address as a floating IP",
 		manifest: gateway("gateway4", "192.168.1.11"),
 		wantErr:  []string{`spec.floatingIPs[0]: Invalid value: "192.168.1.11": is the address of node worker1`},
+	}, {
+		name:     "a node's address that only its agent reports",
+		manifest: gateway("gateway4", "192.168.2.13"),
+		wantErr:  []string{`spec.floatingIPs[0]: Invalid value: "192.168.2.13": is the address of node worker3`},
+	}, {
+		name:     "a floating IP in a Node's pod CIDR",
+		manifest: gateway("gateway4", "10.244.1.5"),
+		wantErr:  []string{`spec.floatingIPs[0]: Invalid value: "10.244.1.5": is in the cluster's pod CIDR 10.244.1.0/24 (Node worker1's spec.podCIDRs); a floating IP must be an unused address in the nodes' subnet, outside the pod and service CIDRs`},
+	}, {
+		name:     "a floating IP in the service CIDR",
+		manifest: gateway("gateway4", "10.0.0.10"),
+		wantErr:  []string{`spec.floatingIPs[0]: Invalid value: "10.0.0.10": is in the cluster's service CIDR 10.0.0.0/24 (--service-cidrs)`},
+	}, {
+		name:     "the default route as a destination",
+		manifest: policy("everything", "gateway1", "0.0.0.0/0"),
+		wantErr:  []string{`spec.destinations[0].cidr: Invalid value: "0.0.0.0/0": is the default route: it selects all of the pods' traffic, to the cluster's own pods, services and nodes included; list the outside ranges you mean, or set spec.allowClusterOverlap: true`},
+	}, {
+		name:     "the default route, opted in",
+		manifest: policy("everything", "gateway2", "0.0.0.0/0") + "  allowClusterOverlap: true\n",
+	}, {
+		name:     "a destination that covers a Node's pod CIDR",
+		manifest: policy("pods", "gateway1", "10.244.0.0/16"),
+		wantErr:  []string{`spec.destinations[0].cidr: Invalid value: "10.244.0.0/16": covers the cluster's pod CIDR 10.244.1.0/24 (Node worker1's spec.podCIDRs)`, `set spec.allowClusterOverlap: true`},
+	}, {
+		name:     "a destination inside a reported node subnet",
+		manifest: policy("nodes", "gateway1", "192.168.2.0/28"),
+		wantErr:  []string{`spec.destinations[0].cidr: Invalid value: "192.168.2.0/28": is inside the cluster's node subnet 192.168.2.0/24 (node worker3's report)`},
 	}, {
 		name:         "a floating IP no node subnet contains is accepted with a warning",
 		manifest:     gateway("gateway5", "192.168.1.120"),
@@ -120,6 +152,13 @@ status:
 			}
 		})
 	}
+	t.Run("kubectl explain documents the opt-in", func(t *testing.T) {
+		out := mustKubectl(t, cp, nil, "explain", "egressnatpolicies.spec.allowClusterOverlap", "--api-version=networking.gke.io/v1")
+		// kubectl wraps the description; compare it with its whitespace folded.
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), "lets destinations cover the cluster's own addresses: 0.0.0.0/0") {
+			t.Errorf("kubectl explain does not document allowClusterOverlap:\n%s", out)
+		}
+	})
 }
 
 // TestWebhookDown checks that with the webhook server gone, writes to our resources fail

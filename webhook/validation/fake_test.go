@@ -12,6 +12,7 @@ type fakeIndex struct {
 	policies map[string]policyEntry
 	nodes    map[string]string // address -> node
 	subnets  []netip.Prefix
+	cluster  []ClusterCIDR
 }
 
 type policyEntry struct {
@@ -84,6 +85,8 @@ func (f *fakeIndex) NodeSubnetContains(ip netip.Addr) bool {
 	return slices.ContainsFunc(f.subnets, func(p netip.Prefix) bool { return p.Contains(ip) })
 }
 
+func (f *fakeIndex) ClusterCIDRs() []ClusterCIDR { return f.cluster }
+
 func split(key string) (string, string) {
 	for i := range key {
 		if key[i] == '/' {
@@ -107,7 +110,8 @@ func compareRefs(a, b ObjectRef) int {
 
 // specCluster is the spec's multi-gateway example: gateway1/2/3 in kube-system with one IP
 // each, policies egress1/2/3 referring to them, a legacy gateway and policy, and two workers
-// in 192.168.1.0/24.
+// in 192.168.1.0/24. Its pods are in 10.244.0.0/16 (worker1 has 10.244.1.0/24), its
+// services in 10.96.0.0/12.
 func specCluster() *fakeIndex {
 	return &fakeIndex{
 		groups: map[string][]string{
@@ -125,5 +129,11 @@ func specCluster() *fakeIndex {
 		},
 		nodes:   map[string]string{"192.168.1.11": "worker1", "192.168.1.12": "worker2"},
 		subnets: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")},
+		cluster: []ClusterCIDR{
+			{Prefix: netip.MustParsePrefix("10.244.0.0/16"), Kind: CIDRPods, Source: "--pod-cidrs"},
+			{Prefix: netip.MustParsePrefix("10.244.1.0/24"), Kind: CIDRPods, Source: "Node worker1's spec.podCIDRs"},
+			{Prefix: netip.MustParsePrefix("10.96.0.0/12"), Kind: CIDRServices, Source: "--service-cidrs"},
+			{Prefix: netip.MustParsePrefix("192.168.1.0/24"), Kind: CIDRNodes, Source: "node worker1's report"},
+		},
 	}
 }

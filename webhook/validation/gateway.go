@@ -24,6 +24,8 @@ func Gateway(self ObjectRef, spec *v1.NetworkGatewayGroupSpec, old *v1.NetworkGa
 		}
 	}
 	seen := map[string]bool{}
+	var cluster []ClusterCIDR // looked up once, for the first IP this write adds
+	looked := false
 	for i, raw := range spec.FloatingIPs {
 		p := path.Index(i)
 		ip, err := parseIPv4(raw)
@@ -40,6 +42,13 @@ func Gateway(self ObjectRef, spec *v1.NetworkGatewayGroupSpec, old *v1.NetworkGa
 			continue
 		}
 		if why := floatingIPUnusable(ip, idx.NodeSubnetsContaining(ip)); why != "" {
+			errs = append(errs, field.Invalid(p, raw, why))
+			continue
+		}
+		if !looked {
+			cluster, looked = idx.ClusterCIDRs(), true
+		}
+		if why := inPodOrServiceCIDR(ip, cluster); why != "" {
 			errs = append(errs, field.Invalid(p, raw, why))
 			continue
 		}

@@ -36,4 +36,25 @@ type Index interface {
 	NodeSubnetContains(ip netip.Addr) bool
 	// NodeSubnetsContaining returns the node subnets (masked) that contain ip.
 	NodeSubnetsContaining(ip netip.Addr) []netip.Prefix
+	// ClusterCIDRs returns the cluster's own address ranges: its pod and service CIDRs as
+	// configured, every Node's spec.podCIDRs, and the subnets node agents report.
+	ClusterCIDRs() []ClusterCIDR
 }
+
+// ClusterCIDR is one of the cluster's own address ranges, and where admission learnt it.
+type ClusterCIDR struct {
+	Prefix netip.Prefix // masked
+	Kind   CIDRKind
+	// Source names where the range comes from, for messages: "--service-cidrs",
+	// "Node worker1's spec.podCIDRs", "node worker1's report".
+	Source string
+}
+
+// CIDRKind says what a cluster CIDR holds.
+type CIDRKind string
+
+const (
+	CIDRPods     CIDRKind = "pod CIDR"
+	CIDRServices CIDRKind = "service CIDR"
+	CIDRNodes    CIDRKind = "node subnet"
+)

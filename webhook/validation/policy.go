@@ -21,10 +21,18 @@ func Policy(p *v1.EgressNATPolicy, old *v1.EgressNATPolicy, idx Index) (field.Er
 	for i, d := range p.Spec.Destinations {
 		cidrs[i] = d.CIDR
 	}
-	destErrs, warnings := destinations(cidrs, spec.Child("destinations"), func(i int) *field.Path {
-		return spec.Child("destinations").Index(i).Child("cidr")
-	})
+	at := func(i int) *field.Path { return spec.Child("destinations").Index(i).Child("cidr") }
+	destErrs, warnings := destinations(cidrs, spec.Child("destinations"), at)
 	errs = append(errs, destErrs...)
+	if !p.Spec.AllowClusterOverlap {
+		var had []string
+		if old != nil {
+			for _, d := range old.Spec.Destinations {
+				had = append(had, d.CIDR)
+			}
+		}
+		errs = append(errs, clusterDestinations(cidrs, had, at, idx, optInV1)...)
+	}
 	if p.Spec.Action != v1.ActionSNAT {
 		errs = append(errs, field.NotSupported(spec.Child("action"), p.Spec.Action, []string{string(v1.ActionSNAT)}))
 	}
@@ -58,8 +66,14 @@ func LegacyPolicy(p *v1alpha1.EgressNATPolicy, old *v1alpha1.EgressNATPolicy, id
 	destErrs, warnings := destinations(p.Spec.DestinationCIDRs, spec.Child("destinationCIDRs"), spec.Child("destinationCIDRs").Index)
 	errs = append(errs, destErrs...)
 	var oldIP string
+	var had []string
 	if old != nil {
-		oldIP = old.Spec.EgressSourceIP
+		oldIP, had = old.Spec.EgressSourceIP, old.Spec.DestinationCIDRs
+	}
+	// A policy written as v1 with the opt-in, read and written back as v1alpha1, carries
+	// it in conversion's annotation.
+	if !v1alpha1.AllowsClusterOverlap(p) {
+		errs = append(errs, clusterDestinations(p.Spec.DestinationCIDRs, had, spec.Child("destinationCIDRs").Index, idx, optInV1alpha1)...)
 	}
 	if p.Spec.EgressSourceIP == "" {
 		errs = append(errs, field.Required(spec.Child("egressSourceIP"), "set it to a floating IP of an AnthosNetworkGateway, e.g. 192.168.1.100"))
@@ -118,6 +132,34 @@ func destinations(cidrs []string, path *field.Path, at func(int) *field.Path) (f
 		seen[masked] = i
 	}
 	return errs, warnings
+}
+
+// clusterDestinations refuses the destinations this write adds (those not in had, as
+// ranges) that cover the cluster's own addresses. Ones that do not parse were refused by
+// destinations already.
+func clusterDestinations(cidrs, had []string, at func(int) *field.Path, idx Index, optIn string) field.ErrorList {
+	kept := map[netip.Prefix]bool{}
+	for _, raw := range had {
+		if p, err := netip.ParsePrefix(raw); err == nil {
+			kept[p.Masked()] = true
+		}
+	}
+	var errs field.ErrorList
+	var cluster []ClusterCIDR // looked up once, for the first destination this write adds
+	looked := false
+	for i, raw := range cidrs {
+		p, err := netip.ParsePrefix(raw)
+		if err != nil || !p.Addr().Is4() || kept[p.Masked()] {
+			continue
+		}
+		if !looked {
+			cluster, looked = idx.ClusterCIDRs(), true
+		}
+		if e := clusterOverlap(at(i), raw, p, cluster, optIn); e != nil {
+			errs = append(errs, e)
+		}
+	}
+	return errs
 }
 
 func gatewayRef(ref, old *v1.GatewayReference, path *field.Path, idx Index) field.ErrorList {

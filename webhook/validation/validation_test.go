@@ -300,6 +300,44 @@ func TestPolicy(t *testing.T) {
 		name:     "a v1 egressSourceIP another policy uses",
 		policy:   policy(func(s *v1.EgressNATPolicySpec) { s.GatewayRef = nil; s.EgressSourceIP = "192.168.1.110" }),
 		wantErrs: []string{`spec.egressSourceIP: Duplicate value: "192.168.1.110": already used by EgressNATPolicy old`},
+	}, {
+		name: "the default route",
+		policy: policy(func(s *v1.EgressNATPolicySpec) {
+			s.Destinations = []v1.Destination{{CIDR: "8.8.8.0/24"}, {CIDR: "0.0.0.0/0"}}
+		}),
+		wantErrs: []string{`spec.destinations[1].cidr: Invalid value: "0.0.0.0/0": is the default route: it selects all of the pods' traffic, to the cluster's own pods, services and nodes included; list the outside ranges you mean, or set spec.allowClusterOverlap: true`},
+	}, {
+		name:     "a destination that covers the pod and service CIDRs",
+		policy:   policy(func(s *v1.EgressNATPolicySpec) { s.Destinations = []v1.Destination{{CIDR: "10.0.0.0/8"}} }),
+		wantErrs: []string{`spec.destinations[0].cidr: Invalid value: "10.0.0.0/8": covers the cluster's pod CIDR 10.244.0.0/16 (--pod-cidrs); traffic to the cluster's own addresses must not leave through a gateway: list only outside ranges, or set spec.allowClusterOverlap: true`},
+	}, {
+		name:     "a destination inside a node subnet",
+		policy:   policy(func(s *v1.EgressNATPolicySpec) { s.Destinations = []v1.Destination{{CIDR: "192.168.1.128/25"}} }),
+		wantErrs: []string{`spec.destinations[0].cidr: Invalid value: "192.168.1.128/25": is inside the cluster's node subnet 192.168.1.0/24 (node worker1's report)`, `spec.allowClusterOverlap: true`},
+	}, {
+		name: "the default route, opted in",
+		policy: policy(func(s *v1.EgressNATPolicySpec) {
+			s.Destinations, s.AllowClusterOverlap = []v1.Destination{{CIDR: "0.0.0.0/0"}}, true
+		}),
+	}, {
+		name: "a destination covering the cluster, opted in",
+		policy: policy(func(s *v1.EgressNATPolicySpec) {
+			s.Destinations, s.AllowClusterOverlap = []v1.Destination{{CIDR: "10.0.0.0/8"}}, true
+		}),
+	}, {
+		name: "an update that keeps a destination covering the cluster is not blocked",
+		policy: policy(func(s *v1.EgressNATPolicySpec) {
+			s.Destinations = []v1.Destination{{CIDR: "10.0.0.0/8"}}
+			s.Sources = s.Sources[:1]
+		}),
+		old: policy(func(s *v1.EgressNATPolicySpec) { s.Destinations = []v1.Destination{{CIDR: "10.0.0.0/8"}} }),
+	}, {
+		name: "an update that adds a destination covering the cluster",
+		policy: policy(func(s *v1.EgressNATPolicySpec) {
+			s.Destinations = []v1.Destination{{CIDR: "8.8.8.0/24"}, {CIDR: "10.96.0.0/16"}}
+		}),
+		old:      policy(nil),
+		wantErrs: []string{`spec.destinations[1].cidr: Invalid value: "10.96.0.0/16": is inside the cluster's service CIDR 10.96.0.0/12 (--service-cidrs)`},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -365,6 +403,17 @@ func TestLegacyPolicy(t *testing.T) {
 		name:     "an IPv6 egressSourceIP",
 		policy:   legacyPolicy("egress", func(s *v1alpha1.EgressNATPolicySpec) { s.EgressSourceIP = "2001:db8::1" }),
 		wantErrs: []string{`spec.egressSourceIP: Invalid value: "2001:db8::1": must be an IPv4 address`},
+	}, {
+		name:     "the default route",
+		policy:   legacyPolicy("egress", func(s *v1alpha1.EgressNATPolicySpec) { s.DestinationCIDRs = []string{"0.0.0.0/0"} }),
+		wantErrs: []string{`spec.destinationCIDRs[0]: Invalid value: "0.0.0.0/0": is the default route`, `write the policy as networking.gke.io/v1 with spec.allowClusterOverlap: true`},
+	}, {
+		name: "the default route, opted in through conversion's annotation",
+		policy: func() *v1alpha1.EgressNATPolicy {
+			p := legacyPolicy("egress", func(s *v1alpha1.EgressNATPolicySpec) { s.DestinationCIDRs = []string{"0.0.0.0/0"} })
+			p.Annotations = map[string]string{v1alpha1.V1FieldsAnnotation: `{"allowClusterOverlap":true}`}
+			return p
+		}(),
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

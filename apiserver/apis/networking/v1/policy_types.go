@@ -53,6 +53,14 @@ type EgressNATPolicySpec struct {
 	// +listType=atomic
 	// +required
 	Destinations []Destination `json:"destinations"`
+	// AllowClusterOverlap lets destinations cover the cluster's own addresses: 0.0.0.0/0,
+	// or a CIDR that contains or overlaps the pod CIDRs, the service CIDRs or a node's
+	// subnet. Without it, admission refuses such a destination, because in-cluster traffic
+	// must never leave through a gateway. With it, only the addresses outside the cluster are
+	// steered: the node agents never steer their --cluster-cidrs and the nodes' pod CIDRs,
+	// so those must list every in-cluster range.
+	// +optional
+	AllowClusterOverlap bool `json:"allowClusterOverlap,omitempty"`
 	// GatewayRef names the NetworkGatewayGroup whose first floating IP is this policy's
 	// egress IP. The gateway's other floating IPs are not used by this policy.
 	// +optional

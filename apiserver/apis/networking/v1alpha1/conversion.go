@@ -10,7 +10,7 @@ import (
 )
 
 // V1FieldsAnnotation holds, on a v1alpha1 EgressNATPolicy, the v1 fields that v1alpha1 has
-// no place for (action and gatewayRef), so that a policy written as v1 and read as v1alpha1
+// no place for (action, gatewayRef and allowClusterOverlap), so that a policy written as v1 and read as v1alpha1
 // converts back to the same v1 object. The key is reserved: conversion owns it.
 const V1FieldsAnnotation = "networking.gke.io/v1-fields"
 
@@ -18,6 +18,8 @@ const V1FieldsAnnotation = "networking.gke.io/v1-fields"
 type v1Fields struct {
 	Action     *v1.EgressAction     `json:"action,omitempty"`
 	GatewayRef *v1.GatewayReference `json:"gatewayRef,omitempty"`
+	// AllowClusterOverlap is v1's opt-in for destinations that cover the cluster.
+	AllowClusterOverlap bool `json:"allowClusterOverlap,omitempty"`
 }
 
 var _ conversion.Convertible = &EgressNATPolicy{}
@@ -63,6 +65,7 @@ func ToV1(src *EgressNATPolicy, dst *v1.EgressNATPolicy) {
 				dst.Spec.Action = *fields.Action
 			}
 			dst.Spec.GatewayRef = fields.GatewayRef
+			dst.Spec.AllowClusterOverlap = fields.AllowClusterOverlap
 			delete(dst.Annotations, V1FieldsAnnotation)
 			if len(dst.Annotations) == 0 {
 				dst.Annotations = nil
@@ -73,7 +76,7 @@ func ToV1(src *EgressNATPolicy, dst *v1.EgressNATPolicy) {
 }
 
 // FromV1 converts a v1 policy to v1alpha1. The v1 fields that v1alpha1 cannot hold, a
-// gatewayRef or an action other than SNAT, go into V1FieldsAnnotation.
+// gatewayRef, an action other than SNAT or allowClusterOverlap, go into V1FieldsAnnotation.
 func FromV1(src *v1.EgressNATPolicy, dst *EgressNATPolicy) {
 	src.ObjectMeta.DeepCopyInto(&dst.ObjectMeta)
 	dst.TypeMeta.APIVersion, dst.TypeMeta.Kind = SchemeGroupVersion.String(), "EgressNATPolicy"
@@ -84,14 +87,23 @@ func FromV1(src *v1.EgressNATPolicy, dst *EgressNATPolicy) {
 	for _, d := range src.Spec.Destinations {
 		dst.Spec.DestinationCIDRs = append(dst.Spec.DestinationCIDRs, d.CIDR)
 	}
-	if src.Spec.GatewayRef != nil || src.Spec.Action != v1.ActionSNAT {
+	if src.Spec.GatewayRef != nil || src.Spec.Action != v1.ActionSNAT || src.Spec.AllowClusterOverlap {
 		action := src.Spec.Action
-		// Marshal cannot fail: the struct holds only strings.
-		raw, _ := json.Marshal(v1Fields{Action: &action, GatewayRef: src.Spec.GatewayRef.DeepCopy()})
+		// Marshal cannot fail: the struct holds only strings and a bool.
+		raw, _ := json.Marshal(v1Fields{Action: &action, GatewayRef: src.Spec.GatewayRef.DeepCopy(),
+			AllowClusterOverlap: src.Spec.AllowClusterOverlap})
 		if dst.Annotations == nil {
 			dst.Annotations = map[string]string{}
 		}
 		dst.Annotations[V1FieldsAnnotation] = string(raw)
 	}
 	src.Status.DeepCopyInto(&dst.Status)
+}
+
+// AllowsClusterOverlap reports whether a v1alpha1 policy carries v1's allowClusterOverlap,
+// which only conversion's V1FieldsAnnotation can hold.
+func AllowsClusterOverlap(p *EgressNATPolicy) bool {
+	var fields v1Fields
+	raw, ok := p.Annotations[V1FieldsAnnotation]
+	return ok && json.Unmarshal([]byte(raw), &fields) == nil && fields.AllowClusterOverlap
 }

@@ -56,6 +56,21 @@ func TestToV1(t *testing.T) {
 			Destinations: []v1.Destination{{CIDR: "8.8.8.0/24"}},
 			GatewayRef:   &v1.GatewayReference{Name: "default", Namespace: "kube-system"},
 		},
+	}, {
+		name: "allowClusterOverlap comes back from the annotation",
+		in: func() *EgressNATPolicy {
+			p := specPolicy()
+			p.Spec.DestinationCIDRs = []string{"0.0.0.0/0"}
+			p.Annotations = map[string]string{V1FieldsAnnotation: `{"action":"SNAT","allowClusterOverlap":true}`}
+			return p
+		}(),
+		want: v1.EgressNATPolicySpec{
+			Sources:             specPolicy().Spec.Egress,
+			Action:              v1.ActionSNAT,
+			Destinations:        []v1.Destination{{CIDR: "0.0.0.0/0"}},
+			EgressSourceIP:      "192.168.1.100",
+			AllowClusterOverlap: true,
+		},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
