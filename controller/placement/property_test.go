@@ -206,14 +206,13 @@ func checkRestart(_ *rand.Rand, in Input, got Result) error {
 }
 
 func checkNodeAdded(r *rand.Rand, in Input, got Result) error {
-	o := newOracle(in)
 	in.Nodes = slices.Clone(in.Nodes)
 	for i := range 1 + r.IntN(3) {
 		in.Nodes = append(in.Nodes, randomNode(r, fmt.Sprintf("new%d", i), clusterSubnets))
 	}
 	in.Current = got.Assignment
 	after := Place(in)
-	o = newOracle(in) // a new node's address is never placed, so it may move an IP
+	o := newOracle(in) // a new node's address is never placed, so it may move an IP
 	for ip, name := range got.Assignment {
 		if o.canHold(name, ip) && after.Assignment[ip] != name {
 			return fmt.Errorf("%v moved from %s to %q when nodes were added", ip, name, after.Assignment[ip])
