@@ -100,9 +100,11 @@ func TestGatewayRelaysNoRogueHost(t *testing.T) {
 			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
+	// Earlier tests may have moved the IP: the gateway is whoever holds it now.
+	gateway := currentGateway(t, c)
 	counter := func(verdict string) float64 {
 		t.Helper()
-		v, err := agentMetric(ex.gateway, "egressgw_agent_packets_total", fmt.Sprintf("verdict=%q", verdict))
+		v, err := agentMetric(gateway, "egressgw_agent_packets_total", fmt.Sprintf("verdict=%q", verdict))
 		if err != nil {
 			t.Fatal(err)
 		}
