@@ -172,21 +172,13 @@ func unsteered(affected map[netip.Addr]bool, table routing.Table, cluster []neti
 			}
 		}
 		set, is := table.Pods[f.Src]
-		return !is || !steers(table.Sets[set], f.Dst)
-	}
-}
-
-// steers says whether routes steer dst to an egress IP: the longest prefix that holds
-// dst, as the BPF trie finds it, is SNAT.
-func steers(routes []routing.TableRoute, dst netip.Addr) bool {
-	best := -1
-	verdict := routing.Masquerade
-	for _, r := range routes {
-		if r.Prefix.Contains(dst) && r.Prefix.Bits() > best {
-			best, verdict = r.Prefix.Bits(), r.Verdict
+		if !is {
+			return true
 		}
+		// The longest prefix that holds dst, as the BPF trie finds it.
+		r, found := routing.Lookup(table.Sets[set], f.Dst)
+		return !found || r.Verdict != routing.SNAT
 	}
-	return verdict == routing.SNAT
 }
 
 // lostGrant says which entries of the gateway's zone are SNATed to one of ips.

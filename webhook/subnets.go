@@ -11,6 +11,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 
 	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
+	"github.com/egressgw/egressgw/apiserver/routing"
 	"github.com/egressgw/egressgw/webhook/validation"
 )
 
@@ -105,26 +106,33 @@ func (s *subnetSet) set(name string, subnets []netip.Prefix) {
 
 // handler keeps the set in step with the NetworkGatewayNode informer.
 func (s *subnetSet) handler() toolscache.ResourceEventHandler {
-	update := func(obj any) {
-		if n, ok := obj.(*v1.NetworkGatewayNode); ok {
-			var subnets []netip.Prefix
-			for _, raw := range nodeReport(n, func(p netip.Prefix) string { return p.Masked().String() }) {
-				subnets = append(subnets, netip.MustParsePrefix(raw))
-			}
-			s.set(n.Namespace+"/"+n.Name, subnets)
+	return informerHandler(func(n *v1.NetworkGatewayNode) {
+		var subnets []netip.Prefix
+		for _, raw := range nodeReport(n, func(p netip.Prefix) string { return p.Masked().String() }) {
+			subnets = append(subnets, netip.MustParsePrefix(raw))
 		}
-	}
+		s.set(n.Namespace+"/"+n.Name, subnets)
+	}, func(n *v1.NetworkGatewayNode) { s.set(n.Namespace+"/"+n.Name, nil) })
+}
+
+// informerHandler calls update with every object of type T the informer adds or
+// updates, and remove with every one it deletes, tombstones included.
+func informerHandler[T any](update, remove func(T)) toolscache.ResourceEventHandler {
 	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    update,
-		UpdateFunc: func(_, obj any) { update(obj) },
+		AddFunc:    func(obj any) { call(update, obj) },
+		UpdateFunc: func(_, obj any) { call(update, obj) },
 		DeleteFunc: func(obj any) {
 			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 				obj = tomb.Obj
 			}
-			if n, ok := obj.(*v1.NetworkGatewayNode); ok {
-				s.set(n.Namespace+"/"+n.Name, nil)
-			}
+			call(remove, obj)
 		},
+	}
+}
+
+func call[T any](f func(T), obj any) {
+	if o, ok := obj.(T); ok {
+		f(o)
 	}
 }
 
@@ -141,27 +149,6 @@ func (s *subnetSet) setPodCIDRs(node string, cidrs []netip.Prefix) {
 // nodeHandler keeps the Nodes' pod CIDRs in step with the Node informer, so that no
 // request lists the Nodes.
 func (s *subnetSet) nodeHandler() toolscache.ResourceEventHandler {
-	update := func(obj any) {
-		if n, ok := obj.(*corev1.Node); ok {
-			var cidrs []netip.Prefix
-			for _, raw := range n.Spec.PodCIDRs {
-				if p, err := netip.ParsePrefix(raw); err == nil && p.Addr().Is4() {
-					cidrs = append(cidrs, p.Masked())
-				}
-			}
-			s.setPodCIDRs(n.Name, cidrs)
-		}
-	}
-	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    update,
-		UpdateFunc: func(_, obj any) { update(obj) },
-		DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			if n, ok := obj.(*corev1.Node); ok {
-				s.setPodCIDRs(n.Name, nil)
-			}
-		},
-	}
+	return informerHandler(func(n *corev1.Node) { s.setPodCIDRs(n.Name, routing.NodePodCIDRs(n)) },
+		func(n *corev1.Node) { s.setPodCIDRs(n.Name, nil) })
 }

@@ -105,16 +105,20 @@ func insideAny(p netip.Prefix, cluster []netip.Prefix) bool {
 	return false
 }
 
-// Lookup finds the longest prefix that contains dst, as the kernel's LPM trie does.
-func Lookup(routes []Route, dst netip.Addr) (Route, bool) {
-	best, found := Route{}, false
+// Lookup finds the longest prefix that contains dst, as the kernel's LPM trie does, in
+// a list of Routes or of TableRoutes.
+func Lookup[R interface{ route() Route }](routes []R, dst netip.Addr) (R, bool) {
+	var best R
+	found := false
 	for _, r := range routes {
-		if r.Prefix.Contains(dst) && (!found || r.Prefix.Bits() > best.Prefix.Bits()) {
+		if p := r.route().Prefix; p.Contains(dst) && (!found || p.Bits() > best.route().Prefix.Bits()) {
 			best, found = r, true
 		}
 	}
 	return best, found
 }
+
+func (r Route) route() Route { return r }
 
 // Decision is what happens to one packet from a pod to a destination.
 type Decision struct {

@@ -153,15 +153,24 @@ func (s *Store) WatchPodEgresses(namespace string, opts WatchOptions, match Matc
 	return w, nil
 }
 
+// knownPolicy says why the Store cannot answer for the policy name: not ready, or
+// NotFound. The caller holds s.mu.
+func (s *Store) knownPolicy(name string) error {
+	if err := s.ready(); err != nil {
+		return err
+	}
+	if _, ok := s.d.entries[name]; !ok {
+		return apierrors.NewNotFound(v1alpha1.Resource("egresspolicyviews"), name)
+	}
+	return nil
+}
+
 // PolicyView returns the view of one EgressNATPolicy, or NotFound.
 func (s *Store) PolicyView(name string) (*v1alpha1.EgressPolicyView, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if err := s.ready(); err != nil {
+	if err := s.knownPolicy(name); err != nil {
 		return nil, err
-	}
-	if _, ok := s.d.entries[name]; !ok {
-		return nil, apierrors.NewNotFound(v1alpha1.Resource("egresspolicyviews"), name)
 	}
 	return s.policyView(name), nil
 }
@@ -191,11 +200,8 @@ func (s *Store) PolicyViews() (*v1alpha1.EgressPolicyViewList, error) {
 func (s *Store) PolicyPods(name string) (*v1alpha1.PodEgressList, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if err := s.ready(); err != nil {
+	if err := s.knownPolicy(name); err != nil {
 		return nil, err
-	}
-	if _, ok := s.d.entries[name]; !ok {
-		return nil, apierrors.NewNotFound(v1alpha1.Resource("egresspolicyviews"), name)
 	}
 	list := &v1alpha1.PodEgressList{}
 	list.ResourceVersion = strconv.FormatUint(s.rv, 10)
@@ -217,11 +223,8 @@ func (s *Store) PolicyPods(name string) (*v1alpha1.PodEgressList, error) {
 func (s *Store) PolicyPodsByNamespace(name string) (map[string]int32, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if err := s.ready(); err != nil {
+	if err := s.knownPolicy(name); err != nil {
 		return nil, err
-	}
-	if _, ok := s.d.entries[name]; !ok {
-		return nil, apierrors.NewNotFound(v1alpha1.Resource("egresspolicyviews"), name)
 	}
 	out := map[string]int32{}
 	for e := range s.d.selected[name] {
