@@ -23,8 +23,9 @@ import (
 // one key: for a beat its sequence number (an agent's key is its own start's, whose beats
 // count up); for an answer the counter, which counts every answer of the leader's key (a
 // replica's own, made at its start), whatever the leader remembers of each session. GMAC
-// costs a third of HMAC-SHA-256 here, which keeps a heartbeat's cost at the leader within
-// twice what it was without authentication.
+// costs a sixth of HMAC-SHA-256 here (65 ns against 400 for a beat); controller's
+// BenchmarkAnswer compares the leader's whole cost per heartbeat with the unauthenticated
+// format's.
 //
 // A beat's nonce is random per agent start; its seq grows by one with every beat of that
 // start; its term is the highest leader term the agent has accepted an answer from, and
