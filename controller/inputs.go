@@ -54,6 +54,11 @@ func placementNodes(reports []v1.NetworkGatewayNode, nodes []corev1.Node, up map
 					n.Subnets = append(n.Subnets, p)
 				}
 			}
+			for _, s := range iface.Routers {
+				if ip, err := netip.ParseAddr(s); err == nil {
+					n.Routers = append(n.Routers, ip)
+				}
+			}
 		}
 		if node := byName[r.Name]; node != nil {
 			_, n.ControlPlane = node.Labels[controlPlaneLabel]

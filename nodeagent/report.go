@@ -145,6 +145,9 @@ func (r *apiStatusWriter) Report(ctx context.Context, s nodeStatus) error {
 		for _, s := range i.Subnets {
 			ni.Subnets = append(ni.Subnets, s.String())
 		}
+		for _, r := range i.Routers {
+			ni.Routers = append(ni.Routers, r.String())
+		}
 		status.Interfaces = append(status.Interfaces, ni)
 	}
 	for _, ip := range s.Held {

@@ -21,6 +21,7 @@ const (
 	indexGatewayRef     = "egressgw.gatewayRef"     // policies by spec.gatewayRef, "namespace/name"
 	indexEgressSourceIP = "egressgw.egressSourceIP" // policies by spec.egressSourceIP
 	indexAddress        = "egressgw.address"        // nodes and node reports by their own addresses
+	indexRouter         = "egressgw.router"         // node reports by the routers they report
 )
 
 // RegisterIndexes adds the field indexes that requestIndex reads to a cache.
@@ -56,6 +57,13 @@ func RegisterIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 		}),
 		indexer.IndexField(ctx, &v1.NetworkGatewayNode{}, indexAddress, func(o client.Object) []string {
 			return nodeReport(o, func(p netip.Prefix) string { return p.Addr().String() })
+		}),
+		indexer.IndexField(ctx, &v1.NetworkGatewayNode{}, indexRouter, func(o client.Object) []string {
+			var out []string
+			for _, iface := range o.(*v1.NetworkGatewayNode).Status.Interfaces {
+				out = append(out, iface.Routers...)
+			}
+			return out
 		}),
 	)
 }
@@ -165,6 +173,14 @@ func (r *requestIndex) NodeWithAddress(ip string) (string, bool) {
 	}
 	var reports v1.NetworkGatewayNodeList
 	if r.list(&reports, client.MatchingFields{indexAddress: ip}) && len(reports.Items) > 0 {
+		return reports.Items[0].Name, true
+	}
+	return "", false
+}
+
+func (r *requestIndex) RouterOf(ip string) (string, bool) {
+	var reports v1.NetworkGatewayNodeList
+	if r.list(&reports, client.MatchingFields{indexRouter: ip}) && len(reports.Items) > 0 {
 		return reports.Items[0].Name, true
 	}
 	return "", false

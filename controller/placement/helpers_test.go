@@ -37,6 +37,13 @@ func withAddresses(n Node, ips ...string) Node {
 	return n
 }
 
+func withRouters(n Node, ips ...string) Node {
+	for _, s := range ips {
+		n.Routers = append(n.Routers, addr(s))
+	}
+	return n
+}
+
 func down(n Node) Node     { n.Up = false; return n }
 func cordoned(n Node) Node { n.Cordoned = true; return n }
 

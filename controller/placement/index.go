@@ -40,6 +40,8 @@ type index struct {
 	// addresses maps every node's own address (its Node's, and the host address of each
 	// reported subnet) to the first node by name that has it.
 	addresses map[netip.Addr]string
+	// routers maps every reported router to the first node by name that reports it.
+	routers map[netip.Addr]string
 }
 
 // poolKey identifies the set of subnets containing an IP. Those subnets are nested, so the
@@ -89,6 +91,14 @@ func newIndex(nodes []Node) *index {
 		})
 	}
 	ix.addresses = nodeAddresses(sorted)
+	ix.routers = map[netip.Addr]string{}
+	for _, n := range sorted {
+		for _, ip := range n.Routers {
+			if _, ok := ix.routers[ip]; !ok {
+				ix.routers[ip] = n.Name
+			}
+		}
+	}
 	var lens uint64
 	for i := range ix.nodes {
 		n := &ix.nodes[i]

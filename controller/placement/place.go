@@ -13,7 +13,8 @@ import (
 // oldest gateway first and in list order, each go to the best node that can take them:
 // workers before control-plane nodes, then the fewest IPs held across all gateways, then the
 // name. An IP no node can take stays on its cordoned node if it is on one, and is otherwise
-// reported unassigned. An IP that is a node's own address, Up or Down, is never placed.
+// reported unassigned. An IP that is a node's own address, Up or Down, or a router a node
+// reports, is never placed.
 func Place(in Input) Result {
 	ix := newIndex(in.Nodes)
 	c := claimIPs(in.Gateways)
@@ -32,6 +33,15 @@ func Place(in Input) Result {
 			r.Unassigned[ip] = fmt.Sprintf("%v is the address of node %s; a floating IP must be an unused address in the nodes' subnet", ip, owner)
 			if from := in.Current[ip]; from != "" {
 				r.Moves = append(r.Moves, Move{IP: ip, From: from, Reason: MoveNodeAddress})
+			}
+			continue
+		}
+		if reporter, ok := ix.routers[ip]; ok {
+			// Announcing the segment's router would take the traffic of every host
+			// that routes through it.
+			r.Unassigned[ip] = fmt.Sprintf("%v is a router on the segment (node %s routes through it); a floating IP must be an unused address in the nodes' subnet", ip, reporter)
+			if from := in.Current[ip]; from != "" {
+				r.Moves = append(r.Moves, Move{IP: ip, From: from, Reason: MoveRouter})
 			}
 			continue
 		}

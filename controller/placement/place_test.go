@@ -66,6 +66,15 @@ func TestPlace(t *testing.T) {
 			Moves:      []Move{{IP: addr("192.168.1.12"), From: "worker1", Reason: MoveNodeAddress}},
 		},
 	}, {
+		name:     "a router a node reports is never placed, and leaves the node that holds it",
+		gateways: []Gateway{ngg("gw", 0, "192.168.1.1", "192.168.1.100")},
+		nodes:    []Node{worker("worker1", lan), withRouters(worker("worker2", lan), "192.168.1.1")},
+		current:  on("192.168.1.1", "worker1"),
+		want: Result{Assignment: on("192.168.1.100", "worker1"),
+			Unassigned: on("192.168.1.1", "192.168.1.1 is a router on the segment (node worker2 routes through it); a floating IP must be an unused address in the nodes' subnet"),
+			Moves:      []Move{{IP: addr("192.168.1.1"), From: "worker1", Reason: MoveRouter}},
+		},
+	}, {
 		name:     "a floating IP that is an address of a Node object is never placed",
 		gateways: []Gateway{ngg("gw", 0, "192.168.1.11", "192.168.1.100")},
 		nodes:    []Node{withAddresses(worker("worker1", lan), "192.168.1.11"), worker("worker2", lan)},

@@ -35,7 +35,10 @@ type Node struct {
 	Subnets []netip.Prefix
 	// Addresses are the node's own addresses as its Node object gives them. They and the
 	// host addresses of Subnets are never placed as floating IPs, on any node.
-	Addresses    []netip.Addr
+	Addresses []netip.Addr
+	// Routers are the next hops the node's agent reports: in use on the segment, never
+	// placed either.
+	Routers      []netip.Addr
 	ControlPlane bool
 	// Up is false once the node's agent stops reporting.
 	Up bool
@@ -94,6 +97,7 @@ const (
 	MoveNodeGone     MoveReason = "NodeGone"     // the node is not in the input any more
 	MoveIPRemoved    MoveReason = "IPRemoved"    // no gateway lists the IP any more
 	MoveNodeAddress  MoveReason = "NodeAddress"  // the IP is some node's own address
+	MoveRouter       MoveReason = "Router"       // the IP is a router some node routes through
 )
 
 // NodeState is a node's state as status.nodes shows it. The values are those of the API's

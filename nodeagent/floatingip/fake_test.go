@@ -2,6 +2,7 @@ package floatingip
 
 import (
 	"errors"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -18,6 +19,7 @@ type fakeKernel struct {
 	mu      sync.Mutex
 	links   []link
 	addrs   []fakeAddr
+	routers map[int][]netip.Addr
 	openErr error
 	opened  int
 	sent    []sentFrame
@@ -49,6 +51,12 @@ func (k *fakeKernel) Links() ([]link, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return slices.Clone(k.links), nil
+}
+
+func (k *fakeKernel) Routers() (map[int][]netip.Addr, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return maps.Clone(k.routers), nil
 }
 
 func (k *fakeKernel) Addrs() ([]address, error) {

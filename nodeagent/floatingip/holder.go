@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,9 @@ type Interface struct {
 	MAC  string
 	// Subnets are the masked IPv4 subnets of its addresses, excluding floating IPs we hold.
 	Subnets []netip.Prefix
+	// Routers are the next hops of the node's routes through it, sorted: addresses in use
+	// on its segment.
+	Routers []netip.Addr
 }
 
 // Options configure a Holder. The zero value is ready to use.
@@ -141,9 +145,15 @@ func (h *Holder) Interfaces() ([]Interface, error) {
 	if err != nil {
 		return nil, err
 	}
+	routers, err := h.k.Routers()
+	if err != nil {
+		return nil, fmt.Errorf("listing routes: %w", err)
+	}
 	var out []Interface
 	for _, c := range candidates(links, addrs, h.patterns) {
-		out = append(out, Interface{Name: c.link.Name, MAC: c.link.MAC.String(), Subnets: c.subnets})
+		rs := slices.Clone(routers[c.link.Index])
+		slices.SortFunc(rs, netip.Addr.Compare)
+		out = append(out, Interface{Name: c.link.Name, MAC: c.link.MAC.String(), Subnets: c.subnets, Routers: slices.Compact(rs)})
 	}
 	return out, nil
 }

@@ -441,6 +441,10 @@ func TestInterfacesInNetns(t *testing.T) {
 		{"link", "set", "vethpod-c", "up"},
 		{"link", "add", "eth1", "type", "veth", "peer", "name", "eth1-p"},
 		{"addr", "add", "203.0.113.11/24", "dev", "eth1"},
+		// Routers: the default gateway, and a route through the tunnel (not a candidate).
+		{"route", "add", "default", "via", "198.51.100.1", "dev", "eth0"},
+		{"route", "add", "10.9.0.0/16", "via", "198.51.100.254", "dev", "eth0"},
+		{"route", "add", "10.8.0.0/16", "via", "203.0.113.254", "dev", "egwtun"},
 	} {
 		tn.ip(t, append([]string{"-n", tn.node}, args...)...)
 	}
@@ -449,8 +453,8 @@ func TestInterfacesInNetns(t *testing.T) {
 		patterns []string
 		want     []string
 	}{
-		{name: "only the up Ethernet interface with a subnet", want: []string{"eth0 198.51.100.0/24"}},
-		{name: "a pattern that matches it", patterns: []string{"eth*"}, want: []string{"eth0 198.51.100.0/24"}},
+		{name: "only the up Ethernet interface with a subnet", want: []string{"eth0 198.51.100.0/24", "eth0 router 198.51.100.1", "eth0 router 198.51.100.254"}},
+		{name: "a pattern that matches it", patterns: []string{"eth*"}, want: []string{"eth0 198.51.100.0/24", "eth0 router 198.51.100.1", "eth0 router 198.51.100.254"}},
 		{name: "a pattern that does not", patterns: []string{"bond*"}},
 	}
 	for _, tt := range tests {
@@ -464,6 +468,9 @@ func TestInterfacesInNetns(t *testing.T) {
 			for _, i := range ifs {
 				for _, s := range i.Subnets {
 					got = append(got, i.Name+" "+s.String())
+				}
+				for _, r := range i.Routers {
+					got = append(got, i.Name+" router "+r.String())
 				}
 			}
 			if !slices.Equal(got, tt.want) {

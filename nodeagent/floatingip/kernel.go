@@ -13,6 +13,8 @@ type kernel interface {
 	Links() ([]link, error)
 	// Addrs lists every IPv4 address of every interface.
 	Addrs() ([]address, error)
+	// Routers lists the next hops of the main table's IPv4 routes, by link index.
+	Routers() (map[int][]netip.Addr, error)
 	// AddAddr adds ip/32 with the label and a valid and preferred lifetime in seconds; it
 	// fails if the address is there already.
 	AddAddr(linkIndex int, ip netip.Addr, label string, lifetime uint32) error

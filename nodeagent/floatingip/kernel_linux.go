@@ -95,6 +95,32 @@ func (k *linuxKernel) Addrs() ([]address, error) {
 	return out, nil
 }
 
+func (k *linuxKernel) Routers() (map[int][]netip.Addr, error) {
+	var rs []netlink.Route
+	var err error
+	for range dumpTries {
+		if rs, err = k.nl.RouteList(nil, netlink.FAMILY_V4); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[int][]netip.Addr{}
+	add := func(link int, gw net.IP) {
+		if ip, ok := netip.AddrFromSlice(gw.To4()); ok && link > 0 {
+			out[link] = append(out[link], ip)
+		}
+	}
+	for _, r := range rs {
+		add(r.LinkIndex, r.Gw)
+		for _, hop := range r.MultiPath {
+			add(hop.LinkIndex, hop.Gw)
+		}
+	}
+	return out, nil
+}
+
 func host(linkIndex int, ip netip.Addr, label string, lifetime uint32) *netlink.Addr {
 	return &netlink.Addr{
 		IPNet:       &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)},

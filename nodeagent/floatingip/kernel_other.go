@@ -18,6 +18,7 @@ func newKernel() kernel { return otherKernel{} }
 
 func (otherKernel) Links() ([]link, error)                            { return nil, errNotLinux }
 func (otherKernel) Addrs() ([]address, error)                         { return nil, errNotLinux }
+func (otherKernel) Routers() (map[int][]netip.Addr, error)            { return nil, errNotLinux }
 func (otherKernel) AddAddr(int, netip.Addr, string, uint32) error     { return errNotLinux }
 func (otherKernel) RefreshAddr(int, netip.Addr, string, uint32) error { return errNotLinux }
 func (otherKernel) DelAddr(int, netip.Addr, string) error             { return errNotLinux }

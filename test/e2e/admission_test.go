@@ -27,6 +27,13 @@ func TestAdmission(t *testing.T) {
 		resource: "networkgatewaygroup/e2e-admission-dup",
 		wantErr:  []string{`spec.floatingIPs[1]: Duplicate value: "` + existing + `": already used by NetworkGatewayGroup kube-system/e2e-admission`},
 	}, {
+		// Every node routes through the segment's router; its agent reports it.
+		name:     "the segment's router",
+		manifest: gatewayYAML("e2e-admission-router", topology.RouterIP.String()),
+		resource: "networkgatewaygroup/e2e-admission-router",
+		wantErr: []string{`spec.floatingIPs[0]: Invalid value: "` + topology.RouterIP.String() + `": is a router on the segment (node `,
+			`status.interfaces[].routers`},
+	}, {
 		name:     "a gatewayRef that names no gateway",
 		manifest: policyYAML("e2e-admission-bad", "e2e-admission-missing", "e2e-admission", "client", externalHost),
 		resource: "egressnatpolicy/e2e-admission-bad",

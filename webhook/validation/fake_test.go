@@ -11,6 +11,7 @@ type fakeIndex struct {
 	legacy   map[string][]string // namespace/name -> floating IPs (AnthosNetworkGateway)
 	policies map[string]policyEntry
 	nodes    map[string]string // address -> node
+	routers  map[string]string // router address -> a node that routes through it
 	subnets  []netip.Prefix
 	cluster  []ClusterCIDR
 }
@@ -71,6 +72,11 @@ func (f *fakeIndex) NodeWithAddress(ip string) (string, bool) {
 	return node, ok
 }
 
+func (f *fakeIndex) RouterOf(ip string) (string, bool) {
+	node, ok := f.routers[ip]
+	return node, ok
+}
+
 func (f *fakeIndex) NodeSubnetsContaining(ip netip.Addr) []netip.Prefix {
 	var out []netip.Prefix
 	for _, p := range f.subnets {
@@ -128,6 +134,7 @@ func specCluster() *fakeIndex {
 			"old":     {egressSourceIP: "192.168.1.110"},
 		},
 		nodes:   map[string]string{"192.168.1.11": "worker1", "192.168.1.12": "worker2"},
+		routers: map[string]string{"192.168.1.1": "worker1"},
 		subnets: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")},
 		cluster: []ClusterCIDR{
 			{Prefix: netip.MustParsePrefix("10.244.0.0/16"), Kind: CIDRPods, Source: "--pod-cidrs"},

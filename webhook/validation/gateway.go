@@ -60,6 +60,10 @@ func Gateway(self ObjectRef, spec *v1.NetworkGatewayGroupSpec, old *v1.NetworkGa
 			errs = append(errs, field.Invalid(p, raw, fmt.Sprintf("is the address of node %s; a floating IP must be an unused address in the nodes' subnet", node)))
 			continue
 		}
+		if node, ok := idx.RouterOf(raw); ok {
+			errs = append(errs, field.Invalid(p, raw, fmt.Sprintf("is a router on the segment (node %s routes through it, see its NetworkGatewayNode's status.interfaces[].routers); a floating IP must be an unused address in the nodes' subnet", node)))
+			continue
+		}
 		if !idx.NodeSubnetContains(ip) {
 			warnings = append(warnings, fmt.Sprintf("%s: no node has a subnet that contains %s, so no node can hold it until one does; floating IPs must be in the nodes' layer-2 subnet", p, raw))
 		}

@@ -32,6 +32,9 @@ type Index interface {
 	PoliciesReferencing(namespace, name string) []string
 	// NodeWithAddress returns the node that has ip as one of its own addresses.
 	NodeWithAddress(ip string) (node string, found bool)
+	// RouterOf returns a node whose agent reports ip as a next hop of its routes: a
+	// router on its segment.
+	RouterOf(ip string) (node string, found bool)
 	// NodeSubnetContains reports whether a subnet of some node contains ip.
 	NodeSubnetContains(ip netip.Addr) bool
 	// NodeSubnetsContaining returns the node subnets (masked) that contain ip.

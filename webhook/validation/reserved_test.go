@@ -10,8 +10,9 @@ import (
 // segment must be a unicast host address; one that is link-local (the metadata-style
 // 169.254.88.2 included), multicast, loopback, or a node subnet's network or broadcast
 // address would hijack a host service or the segment's broadcast. A node's own address, or
-// one in the pod or service CIDRs, would hijack that node, pod or service. specCluster's
-// node subnet is 192.168.1.0/24, its pods 10.244.0.0/16, its services 10.96.0.0/12.
+// one in the pod or service CIDRs, or a router's, would hijack that node, pod, service or
+// router. specCluster's node subnet is 192.168.1.0/24 (router 192.168.1.1), its pods
+// 10.244.0.0/16, its services 10.96.0.0/12.
 func TestGatewayRefusesUnusableFloatingIPs(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -30,6 +31,7 @@ func TestGatewayRefusesUnusableFloatingIPs(t *testing.T) {
 		{name: "an address of the configured pod CIDR", ip: "10.244.200.1", wantErr: `Invalid value: "10.244.200.1": is in the cluster's pod CIDR 10.244.0.0/16 (--pod-cidrs)`},
 		{name: "a service's address", ip: "10.96.0.10", wantErr: `Invalid value: "10.96.0.10": is in the cluster's service CIDR 10.96.0.0/12 (--service-cidrs)`},
 		{name: "a node's own address", ip: "192.168.1.12", wantErr: `Invalid value: "192.168.1.12": is the address of node worker2`},
+		{name: "the segment's router", ip: "192.168.1.1", wantErr: `Invalid value: "192.168.1.1": is a router on the segment (node worker1 routes through it`},
 		{name: "a host address of the node subnet", ip: "192.168.1.254"},
 		{name: "an unusable IP the gateway already had stays editable", ip: "169.254.88.2", old: []string{"169.254.88.2"}},
 	}

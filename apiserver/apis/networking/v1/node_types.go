@@ -89,6 +89,14 @@ type NodeInterface struct {
 	// +kubebuilder:validation:items:Format=cidr
 	// +optional
 	Subnets []string `json:"subnets,omitempty"`
+	// Routers are the next hops of the node's IPv4 routes through this interface, its
+	// default gateway among them. They are in use on the segment: admission refuses them as
+	// floating IPs, and placement never places them.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Format=ipv4
+	// +optional
+	Routers []string `json:"routers,omitempty"`
 }
 
 // NetworkGatewayNodeList is a list of NetworkGatewayNode.
