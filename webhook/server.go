@@ -118,6 +118,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (*Server, error) {
 	server.Register(PathAnthosNetworkGateway, admission.WithValidator(scheme, newLegacyGatewayValidator(reader, subnets)))
 	server.Register(PathPolicy, admission.WithValidator(scheme, newPolicyValidator(reader, subnets)))
 	server.Register(PathLegacyPolicy, admission.WithValidator(scheme, newLegacyPolicyValidator(reader, subnets)))
+	server.Register(AuthorizationPath, NewAuthorizationHandler(opts.Namespace))
 
 	if err := mgr.Add(certRunnable{cm}); err != nil {
 		return nil, err

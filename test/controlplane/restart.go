@@ -25,9 +25,17 @@ import (
 // requests after 5 s. Every client's connections break, as in a real restart; nothing
 // else changes.
 func (cp *ControlPlane) RestartAPIServer(down time.Duration) error {
+	return cp.restartAPIServer(down, nil)
+}
+
+// restartAPIServer is RestartAPIServer with the command line changed by edit, if not nil.
+func (cp *ControlPlane) restartAPIServer(down time.Duration, edit func(argv []string) []string) error {
 	pid, argv, env, err := cp.apiServerProcess()
 	if err != nil {
 		return err
+	}
+	if edit != nil {
+		argv = edit(argv)
 	}
 	// Our own child (started by an earlier restart) must be reaped to be gone.
 	gone := func() bool { return syscall.Kill(pid, 0) != nil }
