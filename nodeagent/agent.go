@@ -31,8 +31,9 @@ type Agent struct {
 	// notReady says why the last pass did not program everything (nil inside when it
 	// did); nil before the first pass.
 	notReady atomic.Pointer[error]
-	// full is the CapacityExceeded message of the last pass, to log it when it changes.
-	full string
+	// full is the CapacityExceeded message of the last pass, and uncovered its PodsCovered
+	// one, to log them when they change.
+	full, uncovered string
 }
 
 // policyTables number the dataplane's policy tables (snapshot.desired builds them with
@@ -208,7 +209,7 @@ func (a *Agent) pass(ctx context.Context) error {
 	} else {
 		errs = append(errs, err)
 	}
-	if err := a.snat.apply(snap.allPodCIDRs, want.snatDestinations); err != nil {
+	if err := a.snat.apply(want.podSources, want.snatDestinations); err != nil {
 		errs = append(errs, err)
 	}
 	if err := a.attach.attachPods(want.table); err != nil {
@@ -221,7 +222,7 @@ func (a *Agent) pass(ctx context.Context) error {
 	// Every floating IP this node could be granted is staged in the SNAT map ahead of
 	// time, so that a grant, in a handover, needs no nft transaction before the address
 	// goes up; an entry is inert until BPF marks for it.
-	nft := nftState{PodCIDRs: snap.podCIDRs, Cluster: snap.cluster, Destinations: want.destinations}
+	nft := nftState{PodCIDRs: want.backstop, Cluster: snap.cluster, Destinations: want.destinations}
 	nft.SNAT = snatMap(staged, a.grants.heldIDs(), snat)
 	if err := a.nft.apply(nft); err != nil {
 		errs = append(errs, err)
@@ -235,7 +236,10 @@ func (a *Agent) pass(ctx context.Context) error {
 	a.m.heldIPs.Set(float64(len(held)))
 	others, full := splitCapacity(errs)
 	a.logCapacity(capacityMessage(full))
-	reported, err := a.report.report(ctx, ifaces, held, a.grants.observed, errors.Join(others...), capacityMessage(full))
+	a.logCoverage(want.cover)
+	a.m.podsUncovered.Set(float64(len(want.cover.uncovered)))
+	reported, err := a.report.report(ctx, passReport{ifaces: ifaces, held: held, observedGen: a.grants.observed,
+		passErr: errors.Join(others...), full: capacityMessage(full), served: want.cover.reported, uncovered: want.cover.message()})
 	if err != nil {
 		klog.ErrorS(err, "Writing the NetworkGatewayNode status", "node", a.opts.NodeName)
 		time.AfterFunc(time.Second, a.wake.kick)
@@ -285,6 +289,20 @@ func (a *Agent) logCapacity(msg string) {
 		klog.InfoS("The dataplane's maps hold everything again", "node", a.opts.NodeName)
 	}
 	a.full = msg
+}
+
+// logCoverage logs the PodsCovered message when it changes.
+func (a *Agent) logCoverage(c coverage) {
+	msg := c.message()
+	if msg == a.uncovered {
+		return
+	}
+	if msg != "" {
+		klog.ErrorS(nil, "Pods of this node are outside the fail-closed backstop or the gateways' source filter", "node", a.opts.NodeName, "podsUncovered", msg)
+	} else {
+		klog.InfoS("Every pod of this node is covered again", "node", a.opts.NodeName)
+	}
+	a.uncovered = msg
 }
 
 // syncMaps has the maps hold t; a full map's CapacityError is returned as it is.
