@@ -36,7 +36,9 @@ func TestPodOutsideThePodCIDRs(t *testing.T) {
 	if err := c.RegisterPod(ctx, early, "outside", map[string]string{"role": "frontend"}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.Kube.CoreV1().Pods("paul").Delete(context.Background(), "outside", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}) })
+	t.Cleanup(func() {
+		_ = c.Kube.CoreV1().Pods("paul").Delete(context.Background(), "outside", metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+	})
 	err := eventually(20*time.Second, func() error {
 		set, err := node.Exec("nft", "list", "set", "ip", "egressgw", "pod_cidrs")
 		if err != nil {

@@ -46,7 +46,7 @@ type inputs struct {
 	reports      map[string][]string // node → floating IPs its agent reports configured
 	// subnets are, by node, the interface subnets its agent reports: never steered.
 	subnets map[string][]netip.Prefix
-	netpols      map[string]map[string]*networkingv1.NetworkPolicy
+	netpols map[string]map[string]*networkingv1.NetworkPolicy
 }
 
 type nodeEntry struct {
