@@ -31,8 +31,8 @@ type Agent struct {
 	// notReady says why the last pass did not program everything (nil inside when it
 	// did); nil before the first pass.
 	notReady atomic.Pointer[error]
-	// full is the CapacityExceeded message of the last pass, to log it when it changes.
-	full string
+	// full and uncovered log the CapacityExceeded and PodsCovered messages when they change.
+	full, uncovered conditionLog
 }
 
 // policyTables number the dataplane's policy tables (snapshot.desired builds them with
@@ -66,6 +66,10 @@ func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) (*Agent,
 		report:  &reporter{w: c.status},
 		flows:   &flowSweeper{ct: k.host},
 		wake:    wakeups{pass: make(chan struct{}, 1), refresh: make(chan struct{}, 1)},
+		full: conditionLog{key: "capacityExceeded", problem: "The dataplane's maps refuse entries; what they refuse fails closed",
+			resolved: "The dataplane's maps hold everything again"},
+		uncovered: conditionLog{key: "podsUncovered", problem: "Pods of this node are outside the fail-closed backstop or the gateways' source filter",
+			resolved: "Every pod of this node is covered again"},
 	}
 	a.m = newMetrics(reg, k.dp, k.host)
 	a.flows.m = a.m
@@ -208,7 +212,7 @@ func (a *Agent) pass(ctx context.Context) error {
 	} else {
 		errs = append(errs, err)
 	}
-	if err := a.snat.apply(snap.allPodCIDRs, want.snatDestinations); err != nil {
+	if err := a.snat.apply(want.podSources, want.snatDestinations); err != nil {
 		errs = append(errs, err)
 	}
 	if err := a.attach.attachPods(want.table); err != nil {
@@ -221,7 +225,7 @@ func (a *Agent) pass(ctx context.Context) error {
 	// Every floating IP this node could be granted is staged in the SNAT map ahead of
 	// time, so that a grant, in a handover, needs no nft transaction before the address
 	// goes up; an entry is inert until BPF marks for it.
-	nft := nftState{PodCIDRs: snap.podCIDRs, Cluster: snap.cluster, Destinations: want.destinations}
+	nft := nftState{PodCIDRs: want.backstop, Cluster: snap.cluster, Destinations: want.destinations}
 	nft.SNAT = snatMap(staged, a.grants.heldIDs(), snat)
 	if err := a.nft.apply(nft); err != nil {
 		errs = append(errs, err)
@@ -234,8 +238,11 @@ func (a *Agent) pass(ctx context.Context) error {
 	}
 	a.m.heldIPs.Set(float64(len(held)))
 	others, full := splitCapacity(errs)
-	a.logCapacity(capacityMessage(full))
-	reported, err := a.report.report(ctx, ifaces, held, a.grants.observed, errors.Join(others...), capacityMessage(full))
+	a.full.log(a.opts.NodeName, capacityMessage(full))
+	a.uncovered.log(a.opts.NodeName, want.cover.message())
+	a.m.podsUncovered.Set(float64(len(want.cover.uncovered)))
+	reported, err := a.report.report(ctx, passReport{ifaces: ifaces, held: held, observedGen: a.grants.observed,
+		passErr: errors.Join(others...), full: capacityMessage(full), served: want.cover.reported, uncovered: want.cover.message()})
 	if err != nil {
 		klog.ErrorS(err, "Writing the NetworkGatewayNode status", "node", a.opts.NodeName)
 		time.AfterFunc(time.Second, a.wake.kick)
@@ -274,17 +281,23 @@ func capacityError(full []*routing.CapacityError) error {
 		ConditionCapacityExceeded, strings.Join(maps, ", "), ConditionCapacityExceeded)
 }
 
-// logCapacity logs the CapacityExceeded message when it changes.
-func (a *Agent) logCapacity(msg string) {
-	if msg == a.full {
+// conditionLog logs a condition's message when it changes: the problem while there is
+// one, and once that it is gone.
+type conditionLog struct {
+	problem, resolved, key string
+	last                   string
+}
+
+func (l *conditionLog) log(node, msg string) {
+	if msg == l.last {
 		return
 	}
 	if msg != "" {
-		klog.ErrorS(nil, "The dataplane's maps refuse entries; what they refuse fails closed", "node", a.opts.NodeName, "capacityExceeded", msg)
+		klog.ErrorS(nil, l.problem, "node", node, l.key, msg)
 	} else {
-		klog.InfoS("The dataplane's maps hold everything again", "node", a.opts.NodeName)
+		klog.InfoS(l.resolved, "node", node)
 	}
-	a.full = msg
+	l.last = msg
 }
 
 // syncMaps has the maps hold t; a full map's CapacityError is returned as it is.

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -60,6 +59,9 @@ type listers struct {
 	policies   v1listers.EgressNATPolicyLister
 	groups     v1listers.NetworkGatewayGroupLister
 	legacy     v1alpha1listers.AnthosNetworkGatewayLister
+	// reports are every node's NetworkGatewayNode: the subnets and served pod addresses
+	// their agents report.
+	reports v1listers.NetworkGatewayNodeLister
 }
 
 // informerFactory is what Start needs of either informer factory.
@@ -77,13 +79,14 @@ func newCaches(kube kubernetes.Interface, net versioned.Interface, opts *Options
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
 	}))
 	nets := netinformers.NewSharedInformerFactory(net, 0)
+	reports := netinformers.NewSharedInformerFactoryWithOptions(net, 0, netinformers.WithNamespace(networking.NodeNamespace))
 	own := netinformers.NewSharedInformerFactoryWithOptions(net, 0, netinformers.WithNamespace(networking.NodeNamespace),
 		netinformers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", node).String()
 		}))
 	c := &caches{
 		scope:     scope{node: node, clusterCIDRs: opts.parsed.clusterCIDRs, podCIDRs: opts.parsed.podCIDRs},
-		factories: []informerFactory{core, pods, nets, own},
+		factories: []informerFactory{core, pods, nets, own, reports},
 		watched: []cache.SharedIndexInformer{
 			pods.Core().V1().Pods().Informer(),
 			core.Core().V1().Namespaces().Informer(),
@@ -92,6 +95,7 @@ func newCaches(kube kubernetes.Interface, net versioned.Interface, opts *Options
 			nets.Networking().V1().NetworkGatewayGroups().Informer(),
 			nets.Networking().V1alpha1().AnthosNetworkGateways().Informer(),
 			own.Networking().V1().NetworkGatewayNodes().Informer(),
+			reports.Networking().V1().NetworkGatewayNodes().Informer(),
 		},
 		list: listers{
 			pods:       pods.Core().V1().Pods().Lister(),
@@ -100,6 +104,7 @@ func newCaches(kube kubernetes.Interface, net versioned.Interface, opts *Options
 			policies:   nets.Networking().V1().EgressNATPolicies().Lister(),
 			groups:     nets.Networking().V1().NetworkGatewayGroups().Lister(),
 			legacy:     nets.Networking().V1alpha1().AnthosNetworkGateways().Lister(),
+			reports:    reports.Networking().V1().NetworkGatewayNodes().Lister(),
 		},
 		own: &ownNode{list: own.Networking().V1().NetworkGatewayNodes().Lister(), client: net, name: node},
 	}
@@ -196,40 +201,37 @@ func (c *caches) Snapshot() (snapshot, error) {
 	if own := c.own.get(); own != nil {
 		s.granted, s.generation = own.Spec.FloatingIPs, own.Generation
 	}
-	// Every node's pod CIDRs are in-cluster destinations, never steered.
+	// Every node's pod CIDRs, addresses and reported subnets are in-cluster destinations,
+	// never steered; its pod CIDRs and the pod addresses it reports serving are the sources
+	// a gateway SNATs from.
 	nodes, err := c.list.nodes.List(labels.Everything())
 	if err != nil {
 		return s, err
 	}
-	s.cluster = append([]netip.Prefix(nil), o.clusterCIDRs...)
+	s.addresses.Configured = o.clusterCIDRs
 	s.podCIDRs = o.podCIDRs
 	for _, n := range nodes {
-		s.cluster = append(s.cluster, routing.NodePodCIDRs(n)...)
-		s.allPodCIDRs = append(s.allPodCIDRs, routing.NodePodCIDRs(n)...)
-		if n.Name != o.node {
-			continue
+		a := routing.NodeAddressesOf(n)
+		if r, err := c.list.reports.NetworkGatewayNodes(networking.NodeNamespace).Get(n.Name); err == nil {
+			report := routing.ReportAddressesOf(&r.Status)
+			a.Interfaces, a.Served = report.Interfaces, report.Served
 		}
-		if len(o.podCIDRs) == 0 {
-			s.podCIDRs = routing.NodePodCIDRs(n)
+		if n.Name == o.node {
+			if len(o.podCIDRs) == 0 {
+				s.podCIDRs = a.PodCIDRs
+			}
+			s.nodeIPs = a.InternalIPs
+			// This node's served addresses are the pass's to learn from its pods
+			// (coverage.go), not its last report's.
+			a.Served = nil
 		}
-		s.nodeIPs = nodeIPs(n)
+		s.addresses.Nodes = append(s.addresses.Nodes, a)
 	}
 	// The informer lists nodes in no fixed order: sorted, the nft table renders the same
 	// on every pass and is rewritten only when a CIDR really changes.
-	s.cluster = routing.SortPrefixes(s.cluster)
+	s.cluster = s.addresses.NeverSteered()
 	s.podCIDRs = routing.SortPrefixes(slices.Clone(s.podCIDRs))
 	// --pod-cidrs may name pod CIDRs the Node does not.
-	s.allPodCIDRs = routing.SortPrefixes(append(s.allPodCIDRs, s.podCIDRs...))
+	s.allPodCIDRs = routing.SortPrefixes(append(s.addresses.PodSources(), s.podCIDRs...))
 	return s, nil
-}
-
-// nodeIPs are the node's IPv4 InternalIP addresses, as the kubelet reports them.
-func nodeIPs(n *corev1.Node) []netip.Addr {
-	var out []netip.Addr
-	for _, a := range n.Status.Addresses {
-		if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Is4() && a.Type == corev1.NodeInternalIP {
-			out = append(out, ip)
-		}
-	}
-	return out
 }

@@ -11,6 +11,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	v1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1"
 	v1alpha1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1alpha1"
 )
@@ -22,16 +23,24 @@ func listersOnly(t *testing.T, sc scope, objs ...any) *caches {
 	index := func() cache.Indexer {
 		return cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	}
-	nodes := index()
+	nodes, reports, pods := index(), index(), index()
 	for _, o := range objs {
-		if err := nodes.Add(o); err != nil {
+		into := nodes
+		switch o.(type) {
+		case *v1.NetworkGatewayNode:
+			into = reports
+		case *corev1.Pod:
+			into = pods
+		}
+		if err := into.Add(o); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return &caches{
 		scope: sc,
 		list: listers{
-			pods:       corelisters.NewPodLister(index()),
+			reports:    v1listers.NewNetworkGatewayNodeLister(reports),
+			pods:       corelisters.NewPodLister(pods),
 			namespaces: corelisters.NewNamespaceLister(index()),
 			nodes:      corelisters.NewNodeLister(nodes),
 			policies:   v1listers.NewEgressNATPolicyLister(index()),

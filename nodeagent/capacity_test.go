@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -112,31 +113,39 @@ func TestPassPastCapacity(t *testing.T) {
 	}
 }
 
-// TestConditions: the report's Ready and CapacityExceeded conditions.
+// TestConditions: the report's Ready, CapacityExceeded and PodsCovered conditions.
 func TestConditions(t *testing.T) {
 	tests := []struct {
 		name      string
 		s         nodeStatus
 		wantReady metav1.ConditionStatus
 		wantFull  metav1.ConditionStatus
-		reason    string
+		// wantCovered is PodsCovered's status; True unless set.
+		wantCovered metav1.ConditionStatus
+		reason      string
 	}{
 		{name: "programmed", s: nodeStatus{Ready: true, Reason: "Programmed"}, wantReady: metav1.ConditionTrue, wantFull: metav1.ConditionFalse, reason: "Programmed"},
 		{name: "a map full", s: nodeStatus{Reason: ConditionCapacityExceeded, CapacityExceeded: "egw_pods holds at most 65536 pods"},
 			wantReady: metav1.ConditionFalse, wantFull: metav1.ConditionTrue, reason: ConditionCapacityExceeded},
 		{name: "a failed pass", s: nodeStatus{Reason: "DataplaneError", Message: "boom"}, wantReady: metav1.ConditionFalse, wantFull: metav1.ConditionFalse, reason: "DataplaneError"},
+		{name: "a pod uncovered", s: nodeStatus{Ready: true, Reason: "Programmed", Uncovered: "1 pods not covered: alice/web: running and selected by a policy, with no IPv4 address"},
+			wantReady: metav1.ConditionTrue, wantFull: metav1.ConditionFalse, wantCovered: metav1.ConditionFalse, reason: "Programmed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := conditions(tt.s)
-			if len(got) != 2 || got[0].Type != v1.ConditionReady || got[1].Type != ConditionCapacityExceeded {
-				t.Fatalf("conditions %v, want Ready and %s", got, ConditionCapacityExceeded)
+			if len(got) != 3 || got[0].Type != v1.ConditionReady || got[1].Type != ConditionCapacityExceeded || got[2].Type != ConditionPodsCovered {
+				t.Fatalf("conditions %v, want Ready, %s and %s", got, ConditionCapacityExceeded, ConditionPodsCovered)
 			}
 			if got[0].Status != tt.wantReady || got[0].Reason != tt.reason || got[1].Status != tt.wantFull {
 				t.Errorf("Ready %s (%s), %s %s; want %s (%s), %s", got[0].Status, got[0].Reason, ConditionCapacityExceeded, got[1].Status, tt.wantReady, tt.reason, tt.wantFull)
 			}
 			if tt.wantFull == metav1.ConditionTrue && got[1].Message != tt.s.CapacityExceeded {
 				t.Errorf("%s says %q, want %q", ConditionCapacityExceeded, got[1].Message, tt.s.CapacityExceeded)
+			}
+			wantCovered := cmp.Or(tt.wantCovered, metav1.ConditionTrue)
+			if got[2].Status != wantCovered || (wantCovered == metav1.ConditionFalse && got[2].Message != tt.s.Uncovered) {
+				t.Errorf("%s %s %q, want %s %q", ConditionPodsCovered, got[2].Status, got[2].Message, wantCovered, tt.s.Uncovered)
 			}
 		})
 	}

@@ -78,4 +78,9 @@ type nodeStatus struct {
 	CapacityExceeded string
 	// HeartbeatKeys are the agent's public heartbeat keys, newest first.
 	HeartbeatKeys []string
+	// Served are the addresses of the node's pods outside its pod CIDRs, for the gateways.
+	Served []netip.Prefix
+	// Uncovered names the pods the backstop or the gateways' source filter do not cover,
+	// and why; empty when every pod is covered.
+	Uncovered string
 }

@@ -22,8 +22,13 @@ type snapshot struct {
 	// nodeIPs are this node's IPv4 InternalIP addresses: with no --interfaces, the
 	// interfaces on their subnets are the uplinks.
 	nodeIPs []netip.Addr
-	// allPodCIDRs are every node's, this node's included: the only sources a gateway SNATs.
+	// allPodCIDRs are every node's, this node's included, and the pod addresses the other
+	// nodes report serving outside theirs: the sources a gateway SNATs, but for this node's
+	// own served addresses, which desired adds.
 	allPodCIDRs []netip.Prefix
+	// addresses are the configured cluster CIDRs and every node's addresses, this node's
+	// without its served pod addresses, which a pass learns (coverage.go).
+	addresses routing.ClusterAddresses
 	// granted are the floating IPs of this node's NetworkGatewayNode spec, of generation.
 	granted    []string
 	generation int64
@@ -41,6 +46,12 @@ type desired struct {
 	// snatDestinations are, per egress IP of every gateway, what this node may SNAT to it
 	// should it hold the IP: every node builds them whole, so a failover needs no write.
 	snatDestinations map[netip.Addr][]netip.Prefix
+	// backstop are the sources the nft backstop drops unclassified policy traffic from:
+	// this node's pod CIDRs and the addresses of its pods outside them.
+	backstop []netip.Prefix
+	// podSources are what a gateway SNATs from: allPodCIDRs and this node's served pods.
+	podSources []netip.Prefix
+	cover      coverage
 }
 
 func (s snapshot) desired(tb *routing.TableBuilder) (desired, error) {
@@ -68,6 +79,9 @@ func (s snapshot) desired(tb *routing.TableBuilder) (desired, error) {
 		return desired{}, err
 	}
 	d.snatDestinations = ps.SNATDestinations(s.cluster)
+	d.cover = s.coverage(ps)
+	d.backstop = routing.SortPrefixes(append(slices.Clone(s.podCIDRs), d.cover.served...))
+	d.podSources = routing.SortPrefixes(append(slices.Clone(s.allPodCIDRs), d.cover.served...))
 	for _, r := range d.table.Sets[routing.UnknownSet] {
 		if r.Verdict != routing.InCluster {
 			d.destinations = append(d.destinations, r.Prefix)

@@ -14,6 +14,7 @@ type metrics struct {
 	passErrors    prometheus.Counter
 	renewFailures prometheus.Counter
 	heldIPs       prometheus.Gauge
+	podsUncovered prometheus.Gauge
 	grantExpiry   prometheus.Gauge
 	beats         *prometheus.CounterVec
 	leaseWrites   prometheus.Counter
@@ -59,6 +60,10 @@ func newMetrics(reg prometheus.Registerer, dp dataplane, h host) *metrics {
 			Name: "egressgw_agent_lease_writes_total",
 			Help: "Heartbeat Lease writes to the API server (every --lease-refresh while heartbeats are answered, every --renew-interval otherwise).",
 		}),
+		podsUncovered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "egressgw_agent_pods_uncovered",
+			Help: "Pods of this node that the fail-closed backstop or the gateways' source filter do not cover; the NetworkGatewayNode's PodsCovered condition names them.",
+		}),
 		grantExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "egressgw_agent_grant_seconds_left", Help: "Seconds left on the node's grant after the last renewal.",
 		}),
@@ -67,7 +72,7 @@ func newMetrics(reg prometheus.Registerer, dp dataplane, h host) *metrics {
 			Help: "Conntrack entries deleted because a change left them stale: unsteered (a flow no longer steered kept its pod IP) or grant-lost (SNATed to an egress IP this node no longer holds).",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.passSeconds, m.nftSeconds, m.nftRepairs, m.passErrors, m.renewFailures, m.heldIPs, m.grantExpiry, m.beats, m.leaseWrites, m.directReads, m.conntrackDeleted, &kernelCollector{dp: dp, host: h})
+	reg.MustRegister(m.passSeconds, m.nftSeconds, m.nftRepairs, m.passErrors, m.renewFailures, m.heldIPs, m.podsUncovered, m.grantExpiry, m.beats, m.leaseWrites, m.directReads, m.conntrackDeleted, &kernelCollector{dp: dp, host: h})
 	return m
 }
 

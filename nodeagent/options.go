@@ -24,8 +24,8 @@ type Options struct {
 	// floating IPs; none means those on a subnet of the Node's InternalIP, so that a
 	// bridge's pod CIDR is never a placement subnet.
 	Interfaces string
-	// ClusterCIDRs (comma-separated) are never steered: service and node CIDRs; the pod
-	// CIDRs of every Node are added from the Node objects.
+	// ClusterCIDRs (comma-separated) are never steered: the service CIDRs; every Node's pod
+	// CIDRs and InternalIPs, and the subnets the agents report, are added.
 	ClusterCIDRs string
 	// PodCIDRs (comma-separated) are this node's pod CIDRs, for the fail-closed
 	// backstop. Taken from the Node object if empty.
@@ -97,7 +97,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "this node's name (default $NODE_NAME)")
 	fs.StringVar(&o.BPFDir, "bpf-dir", o.BPFDir, "directory on a bpffs mount for pinned maps and links")
 	fs.StringVar(&o.Interfaces, "interfaces", o.Interfaces, "comma-separated glob patterns (such as eth*) of the interfaces that may hold floating IPs (they get a loose rp_filter); default: the one on a subnet of the Node's InternalIP")
-	fs.StringVar(&o.ClusterCIDRs, "cluster-cidrs", o.ClusterCIDRs, "comma-separated in-cluster CIDRs (services, nodes) that are never steered; every Node's pod CIDRs are added")
+	fs.StringVar(&o.ClusterCIDRs, "cluster-cidrs", o.ClusterCIDRs, "comma-separated in-cluster CIDRs (services, and pod pools the Nodes' spec.podCIDRs miss) that are never steered; every Node's pod CIDRs and InternalIPs, and the node subnets the agents report, are added")
 	fs.StringVar(&o.PodCIDRs, "pod-cidrs", o.PodCIDRs, "comma-separated pod CIDRs of this node (default: from its Node object)")
 	h := &o.Heartbeat
 	fs.DurationVar(&h.LeaseDuration, "lease-duration", h.LeaseDuration, "how long one heartbeat grants this node its floating IPs (whole milliseconds, at least 300ms)")

@@ -24,27 +24,40 @@ type reporter struct {
 	last string    // what the report last said
 }
 
-// report writes the report of a pass that ended with passErr, whose maps refused what
-// full says (empty if nothing), and says whether it wrote.
-func (r *reporter) report(ctx context.Context, ifaces []Interface, held []netip.Addr, observedGen int64, passErr error, full string) (bool, error) {
-	reason, msg := "Programmed", fmt.Sprintf("dataplane programmed; holding %d floating IPs", len(held))
+// passReport is what a pass has to report.
+type passReport struct {
+	ifaces      []Interface
+	held        []netip.Addr
+	observedGen int64
+	// passErr is what failed in the pass, and full what its maps refused (empty if nothing).
+	passErr error
+	full    string
+	// served are the pod addresses to list, and uncovered the PodsCovered message (empty
+	// if every pod is covered).
+	served    []netip.Prefix
+	uncovered string
+}
+
+// report writes the report of a pass, and says whether it wrote.
+func (r *reporter) report(ctx context.Context, p passReport) (bool, error) {
+	reason, msg := "Programmed", fmt.Sprintf("dataplane programmed; holding %d floating IPs", len(p.held))
 	switch {
-	case passErr != nil:
-		reason, msg = "DataplaneError", passErr.Error()
-	case full != "":
-		reason, msg = ConditionCapacityExceeded, fmt.Sprintf("dataplane programmed but for what its maps refuse (see %s); holding %d floating IPs", ConditionCapacityExceeded, len(held))
+	case p.passErr != nil:
+		reason, msg = "DataplaneError", p.passErr.Error()
+	case p.full != "":
+		reason, msg = ConditionCapacityExceeded, fmt.Sprintf("dataplane programmed but for what its maps refuse (see %s); holding %d floating IPs", ConditionCapacityExceeded, len(p.held))
 	}
 	var keys []string
 	var version uint64
 	if r.keys != nil {
 		keys, version = r.keys.list()
 	}
-	key := fmt.Sprint(ifaces, held, observedGen, msg, full, keys)
+	key := fmt.Sprint(p.ifaces, p.held, p.observedGen, msg, p.full, keys, p.served, p.uncovered)
 	if key == r.last {
 		return false, nil
 	}
-	s := nodeStatus{Interfaces: ifaces, Held: held, ObservedGeneration: observedGen, Ready: passErr == nil && full == "",
-		Reason: reason, Message: msg, CapacityExceeded: full, HeartbeatKeys: keys}
+	s := nodeStatus{Interfaces: p.ifaces, Held: p.held, ObservedGeneration: p.observedGen, Ready: p.passErr == nil && p.full == "",
+		Reason: reason, Message: msg, CapacityExceeded: p.full, HeartbeatKeys: keys, Served: p.served, Uncovered: p.uncovered}
 	if err := r.w.Report(ctx, s); err != nil {
 		return false, err
 	}
@@ -68,7 +81,7 @@ func (r *reporter) publishKeys(ctx context.Context) error {
 	return nil
 }
 
-// conditions are the Ready and CapacityExceeded conditions of a report.
+// conditions are the Ready, CapacityExceeded and PodsCovered conditions of a report.
 func conditions(s nodeStatus) []metav1.Condition {
 	ready := metav1.Condition{Type: v1.ConditionReady, Status: metav1.ConditionTrue, Reason: s.Reason, Message: s.Message, ObservedGeneration: s.ObservedGeneration}
 	if !s.Ready {
@@ -79,7 +92,12 @@ func conditions(s nodeStatus) []metav1.Condition {
 	if s.CapacityExceeded != "" {
 		full.Status, full.Reason, full.Message = metav1.ConditionTrue, "MapFull", s.CapacityExceeded
 	}
-	return []metav1.Condition{ready, full}
+	covered := metav1.Condition{Type: ConditionPodsCovered, Status: metav1.ConditionTrue, Reason: "AllCovered",
+		Message: "the fail-closed backstop and the gateways' source filter cover every pod of this node", ObservedGeneration: s.ObservedGeneration}
+	if s.Uncovered != "" {
+		covered.Status, covered.Reason, covered.Message = metav1.ConditionFalse, "PodsUncovered", s.Uncovered
+	}
+	return []metav1.Condition{ready, full, covered}
 }
 
 // apiStatusWriter writes the node's NetworkGatewayNode, creating it if needed. Its status is
@@ -152,6 +170,9 @@ func (r *apiStatusWriter) Report(ctx context.Context, s nodeStatus) error {
 	}
 	for _, ip := range s.Held {
 		status.FloatingIPs = append(status.FloatingIPs, ip.String())
+	}
+	for _, p := range s.Served {
+		status.ServedPodAddresses = append(status.ServedPodAddresses, p.String())
 	}
 	status.HeartbeatKeys = s.HeartbeatKeys
 	for _, cond := range conditions(s) {

@@ -155,7 +155,7 @@ func (ps *Policies) Decide(pod Pod, namespaceLabels map[string]string, cluster [
 	}
 	d := Decision{Verdict: route.Verdict, Policy: route.Policy}
 	for _, p := range selected {
-		if p != route.Policy && containsAny(p.Destinations, dst) {
+		if p != route.Policy && ContainsAny(p.Destinations, dst) {
 			d.Overlaps = append(d.Overlaps, p)
 		}
 	}
@@ -170,7 +170,8 @@ func (ps *Policies) Decide(pod Pod, namespaceLabels map[string]string, cluster [
 	return d
 }
 
-func containsAny(prefixes []netip.Prefix, a netip.Addr) bool {
+// ContainsAny says whether one of prefixes contains a.
+func ContainsAny(prefixes []netip.Prefix, a netip.Addr) bool {
 	for _, p := range prefixes {
 		if p.Contains(a) {
 			return true

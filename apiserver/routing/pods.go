@@ -2,6 +2,7 @@ package routing
 
 import (
 	"net/netip"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -14,15 +15,21 @@ func PodOf(p *corev1.Pod) Pod {
 }
 
 func podIPv4(p *corev1.Pod) netip.Addr {
-	if ip, err := netip.ParseAddr(p.Status.PodIP); err == nil && ip.Is4() {
-		return ip
-	}
-	for _, raw := range p.Status.PodIPs {
-		if ip, err := netip.ParseAddr(raw.IP); err == nil && ip.Is4() {
-			return ip
-		}
+	if ips := PodIPv4s(p); len(ips) > 0 {
+		return ips[0]
 	}
 	return netip.Addr{}
+}
+
+// PodIPv4s are every IPv4 address of a pod, PodIP first, each once.
+func PodIPv4s(p *corev1.Pod) []netip.Addr {
+	var out []netip.Addr
+	for _, raw := range append([]corev1.PodIP{{IP: p.Status.PodIP}}, p.Status.PodIPs...) {
+		if ip, err := netip.ParseAddr(raw.IP); err == nil && ip.Is4() && !slices.Contains(out, ip) {
+			out = append(out, ip)
+		}
+	}
+	return out
 }
 
 // Finished says whether a pod has stopped for good (Succeeded or Failed): its IP may

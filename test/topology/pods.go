@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 )
@@ -14,6 +15,8 @@ type Pod struct {
 	Node *Node
 	// HostVeth is the node's side of the pod's veth.
 	HostVeth string
+	// routedBy are the other nodes that route the pod's /32 to its node.
+	routedBy []*Node
 }
 
 // AddPod creates a pod on node n with the next free address of its pod subnet.
@@ -22,10 +25,37 @@ func (t *Topology) AddPod(n *Node, name string) (*Pod, error) {
 		return nil, fmt.Errorf("node %s has no pod addresses left", n.Name)
 	}
 	n.pods++
-	t.podSeq++
 	a := n.PodCIDR.Addr().As4()
 	a[3] = byte(9 + n.pods)
-	p := &Pod{Name: name, NS: t.ns(fmt.Sprintf("p%d", t.podSeq)), IP: netip.AddrFrom4(a), Node: n,
+	return t.addPod(n, name, netip.AddrFrom4(a))
+}
+
+// AddPodAt creates a pod on node n with address ip, which need not be in the node's pod
+// subnet: every other node routes it to n, as Calico's IPAM and routes do.
+func (t *Topology) AddPodAt(n *Node, name string, ip netip.Addr) (*Pod, error) {
+	p, err := t.addPod(n, name, ip)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range t.Nodes {
+		if o == n {
+			continue
+		}
+		if err := ip4route(o, "add", p.IP, n.IP); err != nil {
+			return nil, errors.Join(err, t.RemovePod(p))
+		}
+		p.routedBy = append(p.routedBy, o)
+	}
+	return p, nil
+}
+
+func ip4route(n *Node, op string, dst, via netip.Addr) error {
+	return ip("-n", n.NS, "route", op, netip.PrefixFrom(dst, 32).String(), "via", via.String())
+}
+
+func (t *Topology) addPod(n *Node, name string, addr netip.Addr) (*Pod, error) {
+	t.podSeq++
+	p := &Pod{Name: name, NS: t.ns(fmt.Sprintf("p%d", t.podSeq)), IP: addr, Node: n,
 		HostVeth: fmt.Sprintf("veth%d", t.podSeq)}
 	if err := t.addNS(p.NS); err != nil {
 		return nil, err
@@ -51,15 +81,21 @@ func (t *Topology) AddPod(n *Node, name string) (*Pod, error) {
 	return p, nil
 }
 
-// RemovePod deletes the pod's namespace, and with it its veth and the node's route.
+// RemovePod deletes the pod's namespace, and with it its veth and the node's route, and
+// the other nodes' routes to it.
 func (t *Topology) RemovePod(p *Pod) error {
+	var errs []error
+	for _, o := range p.routedBy {
+		errs = append(errs, ip4route(o, "del", p.IP, p.Node.IP))
+	}
+	p.routedBy = nil
 	for i, ns := range t.namespaces {
 		if ns == p.NS {
 			t.namespaces = append(t.namespaces[:i], t.namespaces[i+1:]...)
 			break
 		}
 	}
-	return ip("netns", "del", p.NS)
+	return errors.Join(append(errs, ip("netns", "del", p.NS))...)
 }
 
 // Exec runs a command in the pod's namespace.

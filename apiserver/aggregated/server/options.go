@@ -26,7 +26,7 @@ type Options struct {
 
 	// Kubeconfig reaches kube-apiserver; empty means in-cluster.
 	Kubeconfig string
-	// ClusterCIDRs are never steered (service and node CIDRs), as the node agents are told.
+	// ClusterCIDRs are never steered (the service CIDRs), as the node agents are told.
 	ClusterCIDRs []string
 	// Certificates: the Secret that holds the CA and serving certificate, the Service
 	// whose DNS names it carries, and the APIService its CA bundle is published to.
@@ -72,7 +72,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Authorization.AddFlags(fs)
 	o.Features.AddFlags(fs)
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig to reach kube-apiserver with; empty means in-cluster")
-	fs.StringSliceVar(&o.ClusterCIDRs, "cluster-cidrs", o.ClusterCIDRs, "IPv4 CIDRs inside the cluster that are never steered (service and node CIDRs), as given to the node agents; every Node's pod CIDRs are added")
+	fs.StringSliceVar(&o.ClusterCIDRs, "cluster-cidrs", o.ClusterCIDRs, "IPv4 CIDRs inside the cluster that are never steered (services, and pod pools the Nodes' spec.podCIDRs miss), as given to the node agents; every Node's pod CIDRs and InternalIPs, and the node subnets the agents report, are added")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace of the Service and the certificate Secret")
 	fs.StringVar(&o.SecretName, "secret-name", o.SecretName, "Secret that holds the CA and the serving certificate")
 	fs.StringVar(&o.ServiceName, "service-name", o.ServiceName, "the Service kube-apiserver reaches this server through; the certificate carries its DNS names")

@@ -283,12 +283,16 @@ func sameEntry(a, b v1alpha1.SelectingPolicy) bool {
 		slices.Equal(a.Destinations, b.Destinations) && slices.Equal(a.HeldBy, b.HeldBy)
 }
 
+// cluster is the never-steered set, as the node agents have it: a report counts only
+// while its Node exists.
 func (in *inputs) cluster() []netip.Prefix {
-	out := slices.Clone(in.clusterCIDRs)
-	for _, n := range in.nodes {
-		out = append(out, n.podCIDRs...)
+	c := routing.ClusterAddresses{Configured: in.clusterCIDRs}
+	for name, n := range in.nodes {
+		a := n.addrs
+		a.Interfaces = in.subnets[name]
+		c.Nodes = append(c.Nodes, a)
 	}
-	return routing.SortPrefixes(out)
+	return c.NeverSteered()
 }
 
 func (in *inputs) heldBy() map[string][]string {

@@ -44,12 +44,15 @@ type inputs struct {
 	policies     map[string]*v1.EgressNATPolicy
 	gateways     map[networking.ObjectRef]routing.Gateway
 	reports      map[string][]string // node → floating IPs its agent reports configured
-	netpols      map[string]map[string]*networkingv1.NetworkPolicy
+	// subnets are, by node, the interface subnets its agent reports: never steered.
+	subnets map[string][]netip.Prefix
+	netpols map[string]map[string]*networkingv1.NetworkPolicy
 }
 
 type nodeEntry struct {
-	ip       netip.Addr
-	podCIDRs []netip.Prefix
+	ip netip.Addr
+	// addrs are its InternalIPs and pod CIDRs, which are never steered.
+	addrs routing.NodeAddresses
 }
 
 // podEntry is one pod and its view.
@@ -61,8 +64,9 @@ type podEntry struct {
 	view     *v1alpha1.PodEgress
 }
 
-// New returns an empty Store. clusterCIDRs are never steered (service and node CIDRs);
-// every Node's pod CIDRs are added to them, as the node agent adds them.
+// New returns an empty Store. clusterCIDRs are never steered (the service CIDRs); every
+// Node's pod CIDRs and InternalIPs, and the subnets the agents report, are added to them,
+// as the node agent adds them (routing.ClusterAddresses).
 func New(clusterCIDRs []netip.Prefix, watchHistory int) *Store {
 	if watchHistory <= 0 {
 		watchHistory = DefaultWatchHistory
@@ -76,6 +80,7 @@ func New(clusterCIDRs []netip.Prefix, watchHistory int) *Store {
 			policies:     map[string]*v1.EgressNATPolicy{},
 			gateways:     map[networking.ObjectRef]routing.Gateway{},
 			reports:      map[string][]string{},
+			subnets:      map[string][]netip.Prefix{},
 			netpols:      map[string]map[string]*networkingv1.NetworkPolicy{},
 		},
 		d:      newDerived(),
@@ -169,19 +174,19 @@ func (s *Store) DeleteNamespace(n *corev1.Namespace) {
 	s.apply(change{reselect: s.podsIn(n.Name)}, parseRV(n.ResourceVersion))
 }
 
-// SetNode records a node's InternalIP (what its pods are masqueraded to) and pod CIDRs
-// (which are never steered).
+// SetNode records a node's InternalIP (what its pods are masqueraded to), and its
+// InternalIPs and pod CIDRs (which are never steered).
 func (s *Store) SetNode(n *corev1.Node) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	entry := nodeEntry{ip: internalIP(n), podCIDRs: routing.NodePodCIDRs(n)}
+	entry := nodeEntry{ip: internalIP(n), addrs: routing.NodeAddressesOf(n)}
 	old, known := s.in.nodes[n.Name]
 	s.in.nodes[n.Name] = entry
 	var ch change
 	if !known || old.ip != entry.ip {
 		ch.pods = s.podsOn(n.Name)
 	}
-	if !known || !slices.Equal(old.podCIDRs, entry.podCIDRs) {
+	if !known || !slices.Equal(old.addrs.PodCIDRs, entry.addrs.PodCIDRs) || !slices.Equal(old.addrs.InternalIPs, entry.addrs.InternalIPs) {
 		ch.all, ch.cluster = true, true
 	}
 	s.apply(ch, parseRV(n.ResourceVersion))
@@ -234,7 +239,8 @@ func (s *Store) DeleteGateway(kind, namespace, name, resourceVersion string) {
 	s.apply(change{recompile: true}, parseRV(resourceVersion))
 }
 
-// SetNodeReport records the floating IPs a node's agent reports configured.
+// SetNodeReport records the floating IPs a node's agent reports configured, and the
+// subnets of its interfaces (which are never steered).
 func (s *Store) SetNodeReport(r *v1.NetworkGatewayNode) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -242,7 +248,13 @@ func (s *Store) SetNodeReport(r *v1.NetworkGatewayNode) {
 		return
 	}
 	s.in.reports[r.Name] = r.Status.FloatingIPs
-	s.apply(change{heldBy: true}, parseRV(r.ResourceVersion))
+	ch := change{heldBy: true}
+	subnets := routing.ReportAddressesOf(&r.Status).Interfaces
+	if old, known := s.in.subnets[r.Name]; !known || !slices.Equal(old, subnets) {
+		s.in.subnets[r.Name] = subnets
+		ch.all, ch.cluster = true, true
+	}
+	s.apply(ch, parseRV(r.ResourceVersion))
 }
 
 // DeleteNodeReport forgets a node's report.
@@ -253,7 +265,8 @@ func (s *Store) DeleteNodeReport(r *v1.NetworkGatewayNode) {
 		return
 	}
 	delete(s.in.reports, r.Name)
-	s.apply(change{heldBy: true}, parseRV(r.ResourceVersion))
+	delete(s.in.subnets, r.Name)
+	s.apply(change{heldBy: true, all: true, cluster: true}, parseRV(r.ResourceVersion))
 }
 
 // SetNetworkPolicy records a NetworkPolicy, which previews evaluate first.

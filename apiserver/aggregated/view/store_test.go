@@ -544,3 +544,22 @@ func TestSlowWatcherIsClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestLearnedCluster: the views never steer what the node agents never steer: every
+// Node's InternalIP and the subnets its agent reports (none shorter than /8), learned,
+// and a deleted report's subnets no more.
+func TestLearnedCluster(t *testing.T) {
+	f := newFixture(t)
+	r := report("node1", "198.51.100.101")
+	r.Status.Interfaces = []v1.NodeInterface{{Name: "eth1", Subnets: []string{"10.20.0.5/24", "0.0.0.0/0"}}}
+	f.s.SetNodeReport(r)
+	want := []string{"10.20.0.0/24", "198.18.1.0/24", "198.18.2.0/24", "198.18.3.0/24", "198.51.100.0/24",
+		"198.51.100.11/32", "198.51.100.12/32", "198.51.100.13/32"}
+	if got := fmt.Sprint(f.s.in.cluster()); got != fmt.Sprint(want) {
+		t.Errorf("never steered: %s, want %v", got, want)
+	}
+	f.s.DeleteNodeReport(r)
+	if got := fmt.Sprint(f.s.in.cluster()); strings.Contains(got, "10.20.0.0/24") {
+		t.Errorf("never steered after the report went: %s, still 10.20.0.0/24", got)
+	}
+}

@@ -65,7 +65,20 @@ type NetworkGatewayNodeStatus struct {
 	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9+/]{43}=$`
 	// +optional
 	HeartbeatKeys []string `json:"heartbeatKeys,omitempty"`
-	// Conditions are the standard conditions; Ready is True while the agent is healthy.
+	// ServedPodAddresses are the IPv4 addresses, as /32 CIDRs, of this node's pods outside
+	// its Node's spec.podCIDRs and the agent's --pod-cidrs: those an IPAM that ignores
+	// spec.podCIDRs (Calico IPAM, Cilium cluster-pool) handed out. Every gateway accepts
+	// steered packets from them, but ignores an entry shorter than /16 or one that contains
+	// a node's address or a --cluster-cidrs range. The agent lists the lowest 1024; its
+	// PodsCovered condition names the pods it could not list.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=1024
+	// +kubebuilder:validation:items:Format=cidr
+	// +optional
+	ServedPodAddresses []string `json:"servedPodAddresses,omitempty"`
+	// Conditions are the standard conditions: Ready is True while the agent is healthy,
+	// CapacityExceeded while a map refuses entries, PodsCovered False while a pod of the
+	// node is outside the agent's fail-closed backstop or the gateways' source filter.
 	// +listType=map
 	// +listMapKey=type
 	// +optional

@@ -396,6 +396,11 @@ func (in *NetworkGatewayNodeStatus) DeepCopyInto(out *NetworkGatewayNodeStatus) 
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.ServedPodAddresses != nil {
+		in, out := &in.ServedPodAddresses, &out.ServedPodAddresses
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]metav1.Condition, len(*in))
