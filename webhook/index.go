@@ -22,6 +22,7 @@ const (
 	indexEgressSourceIP = "egressgw.egressSourceIP" // policies by spec.egressSourceIP
 	indexAddress        = "egressgw.address"        // nodes and node reports by their own addresses
 	indexRouter         = "egressgw.router"         // node reports by the routers they report
+	indexServedPod      = "egressgw.servedPod"      // node reports by the pod addresses they serve
 )
 
 // RegisterIndexes adds the field indexes that requestIndex reads to a cache.
@@ -57,6 +58,15 @@ func RegisterIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 		}),
 		indexer.IndexField(ctx, &v1.NetworkGatewayNode{}, indexAddress, func(o client.Object) []string {
 			return nodeReport(o, func(p netip.Prefix) string { return p.Addr().String() })
+		}),
+		indexer.IndexField(ctx, &v1.NetworkGatewayNode{}, indexServedPod, func(o client.Object) []string {
+			var out []string
+			for _, raw := range o.(*v1.NetworkGatewayNode).Status.ServedPodAddresses {
+				if p, err := netip.ParsePrefix(raw); err == nil && p.Bits() == 32 {
+					out = append(out, p.Addr().String())
+				}
+			}
+			return out
 		}),
 		indexer.IndexField(ctx, &v1.NetworkGatewayNode{}, indexRouter, func(o client.Object) []string {
 			var out []string
@@ -179,8 +189,17 @@ func (r *requestIndex) NodeWithAddress(ip string) (string, bool) {
 }
 
 func (r *requestIndex) RouterOf(ip string) (string, bool) {
+	return r.reportWith(indexRouter, ip)
+}
+
+func (r *requestIndex) NodeServingPod(ip string) (string, bool) {
+	return r.reportWith(indexServedPod, ip)
+}
+
+// reportWith returns the name of a node report that the field index lists under value.
+func (r *requestIndex) reportWith(index, value string) (string, bool) {
 	var reports v1.NetworkGatewayNodeList
-	if r.list(&reports, client.MatchingFields{indexRouter: ip}) && len(reports.Items) > 0 {
+	if r.list(&reports, client.MatchingFields{index: value}) && len(reports.Items) > 0 {
 		return reports.Items[0].Name, true
 	}
 	return "", false

@@ -12,6 +12,7 @@ type fakeIndex struct {
 	policies map[string]policyEntry
 	nodes    map[string]string // address -> node
 	routers  map[string]string // router address -> a node that routes through it
+	served   map[string]string // pod address outside the pod CIDRs -> the node serving it
 	subnets  []netip.Prefix
 	cluster  []ClusterCIDR
 }
@@ -77,6 +78,11 @@ func (f *fakeIndex) RouterOf(ip string) (string, bool) {
 	return node, ok
 }
 
+func (f *fakeIndex) NodeServingPod(ip string) (string, bool) {
+	node, ok := f.served[ip]
+	return node, ok
+}
+
 func (f *fakeIndex) NodeSubnetsContaining(ip netip.Addr) []netip.Prefix {
 	var out []netip.Prefix
 	for _, p := range f.subnets {
@@ -135,6 +141,7 @@ func specCluster() *fakeIndex {
 		},
 		nodes:   map[string]string{"192.168.1.11": "worker1", "192.168.1.12": "worker2"},
 		routers: map[string]string{"192.168.1.1": "worker1"},
+		served:  map[string]string{"192.168.1.77": "worker2"},
 		subnets: []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")},
 		cluster: []ClusterCIDR{
 			{Prefix: netip.MustParsePrefix("10.244.0.0/16"), Kind: CIDRPods, Source: "--pod-cidrs"},

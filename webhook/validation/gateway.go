@@ -60,6 +60,10 @@ func Gateway(self ObjectRef, spec *v1.NetworkGatewayGroupSpec, old *v1.NetworkGa
 			errs = append(errs, field.Invalid(p, raw, fmt.Sprintf("is the address of node %s; a floating IP must be an unused address in the nodes' subnet", node)))
 			continue
 		}
+		if node, ok := idx.NodeServingPod(raw); ok {
+			errs = append(errs, field.Invalid(p, raw, fmt.Sprintf("is the address of a pod on node %s (its NetworkGatewayNode's status.servedPodAddresses); a floating IP must be an unused address in the nodes' subnet, outside the pods' addresses", node)))
+			continue
+		}
 		if node, ok := idx.RouterOf(raw); ok {
 			errs = append(errs, field.Invalid(p, raw, fmt.Sprintf("is a router on the segment (node %s routes through it, see its NetworkGatewayNode's status.interfaces[].routers); a floating IP must be an unused address in the nodes' subnet", node)))
 			continue

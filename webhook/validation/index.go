@@ -35,6 +35,9 @@ type Index interface {
 	// RouterOf returns a node whose agent reports ip as a next hop of its routes: a
 	// router on its segment.
 	RouterOf(ip string) (node string, found bool)
+	// NodeServingPod returns a node whose agent reports serving a pod at ip outside the
+	// pod CIDRs (status.servedPodAddresses), as IPAMs that ignore Node.spec.podCIDRs do.
+	NodeServingPod(ip string) (node string, found bool)
 	// NodeSubnetContains reports whether a subnet of some node contains ip.
 	NodeSubnetContains(ip netip.Addr) bool
 	// NodeSubnetsContaining returns the node subnets (masked) that contain ip.

@@ -31,6 +31,7 @@ func TestGatewayRefusesUnusableFloatingIPs(t *testing.T) {
 		{name: "an address of the configured pod CIDR", ip: "10.244.200.1", wantErr: `Invalid value: "10.244.200.1": is in the cluster's pod CIDR 10.244.0.0/16 (--pod-cidrs)`},
 		{name: "a service's address", ip: "10.96.0.10", wantErr: `Invalid value: "10.96.0.10": is in the cluster's service CIDR 10.96.0.0/12 (--service-cidrs)`},
 		{name: "a node's own address", ip: "192.168.1.12", wantErr: `Invalid value: "192.168.1.12": is the address of node worker2`},
+		{name: "a pod's address outside the pod CIDRs (an IPAM that ignores Node.spec.podCIDRs)", ip: "192.168.1.77", wantErr: `Invalid value: "192.168.1.77": is the address of a pod on node worker2 (its NetworkGatewayNode's status.servedPodAddresses)`},
 		{name: "the segment's router", ip: "192.168.1.1", wantErr: `Invalid value: "192.168.1.1": is a router on the segment (node worker1 routes through it`},
 		{name: "a host address of the node subnet", ip: "192.168.1.254"},
 		{name: "an unusable IP the gateway already had stays editable", ip: "169.254.88.2", old: []string{"169.254.88.2"}},
