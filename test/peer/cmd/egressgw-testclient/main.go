@@ -26,8 +26,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
+	const usage = "usage: egressgw-testclient serve [-port N] | who [-udp] HOST:PORT"
 	if len(args) == 0 {
-		return fmt.Errorf("usage: egressgw-testclient serve [-port N] | who [-udp] HOST:PORT")
+		return fmt.Errorf("%s", usage)
 	}
 	flags := flag.NewFlagSet(args[0], flag.ExitOnError)
 	switch args[0] {
@@ -50,6 +51,9 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 		fmt.Println(src)
+		return nil
+	case "-h", "-help", "--help", "help":
+		fmt.Println(usage)
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q: serve or who", args[0])
