@@ -172,7 +172,7 @@ func benchPolicy(i int) *v1.EgressNATPolicy {
 }
 
 // parallel runs f for 0..n-1 on 16 workers and fails on the first error.
-func parallel(b *testing.B, n int, f func(int) error) {
+func parallel(b testing.TB, n int, f func(int) error) {
 	b.Helper()
 	if err := testenv.Parallel(n, 16, f); err != nil {
 		b.Fatal(err)
@@ -180,7 +180,7 @@ func parallel(b *testing.B, n int, f func(int) error) {
 }
 
 // procStatus reads a size of process pid from /proc/<pid>/status, in bytes.
-func procStatus(b *testing.B, pid int, field string) int64 {
+func procStatus(b testing.TB, pid int, field string) int64 {
 	b.Helper()
 	v, err := testenv.ProcStatus(pid, field)
 	if err != nil {

@@ -20,6 +20,12 @@ import (
 // many it sent.
 func stream(t *testing.T, p *cluster.Pod, dst netip.Addr, tag string) (stop func() int) {
 	t.Helper()
+	return streamFor(t, p, dst, tag, time.Minute)
+}
+
+// streamFor is stream for at most limit.
+func streamFor(t *testing.T, p *cluster.Pod, dst netip.Addr, tag string, limit time.Duration) (stop func() int) {
+	t.Helper()
 	conn, err := p.DialUDP(context.Background(), netip.AddrPortFrom(dst, topology.ServicePort))
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +34,7 @@ func stream(t *testing.T, p *cluster.Pod, dst netip.Addr, tag string) (stop func
 	go func() {
 		defer conn.Close()
 		n := 0
-		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); n++ {
+		for deadline := time.Now().Add(limit); time.Now().Before(deadline); n++ {
 			select {
 			case <-done:
 				sent <- n
