@@ -7,6 +7,12 @@
 #   docker build --target egressgw-apiserver  -t egressgw/egressgw-apiserver:dev .
 #   docker build --target egressgw-agent      -t egressgw/egressgw-agent:dev .
 #
+# `make images` builds the same images without docker or a registry (hack/images), from the
+# same sources with the same go build flags, entrypoints and users, as tarballs for
+# `ctr -n k8s.io images import`: FROM scratch rather than distroless for the control plane,
+# and, for the agent, this machine's nft with its libraries rather than Debian slim. Change
+# one, change the other.
+#
 # Why one per binary rather than one image with all four: the control-plane images run as
 # non-root on a base with no shell and no packages, while the node agent runs privileged and
 # needs nft (it applies its table with nft -f). One shared image would put nft and a shell

@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"flag"
 	"fmt"
 	"net/netip"
 	"os"
@@ -117,6 +118,10 @@ func verdictFor(t routing.Table, src, dst string) string {
 	return r.Verdict.String()
 }
 
+var update = flag.Bool("update", false, "rewrite "+renderedTable+" from the renderer")
+
+const renderedTable = "testdata/table.nft"
+
 // TestNftablesRender checks the rendered table with nft itself, in a throwaway network
 // namespace, so a syntax error cannot reach a node.
 func TestNftablesRender(t *testing.T) {
@@ -131,6 +136,15 @@ func TestNftablesRender(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("rendered table lacks %q:\n%s", want, text)
 		}
+	}
+	// The image test of hack/images applies this table with the agent image's own nft.
+	if *update {
+		if err := os.WriteFile(renderedTable, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if golden, err := os.ReadFile(renderedTable); err != nil || string(golden) != text {
+		t.Errorf("%s is not the table rendered here (run go test ./nodeagent -run TestNftablesRender -update): %v", renderedTable, err)
 	}
 	empty := nftState{}.render()
 	testenv.RequireRoot(t, "network namespaces, nftables")

@@ -1,13 +1,12 @@
 package topology
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"time"
+
+	"github.com/egressgw/egressgw/test/peer"
 )
 
 // WhoTCP connects from the pod to the external host's address dst and returns the
@@ -30,16 +29,7 @@ func whoTCP(ctx context.Context, ns string, dst netip.AddrPort) (netip.AddrPort,
 		return netip.AddrPort{}, err
 	}
 	defer c.Close()
-	deadline, _ := ctx.Deadline()
-	_ = c.SetDeadline(deadline)
-	if _, err := fmt.Fprintf(c, "WHO\n"); err != nil {
-		return netip.AddrPort{}, err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("reading the answer of %s: %w", dst, err)
-	}
-	return netip.ParseAddrPort(strings.TrimSpace(line))
+	return peer.WhoTCP(ctx, c)
 }
 
 func whoUDP(ctx context.Context, ns string, dst netip.AddrPort) (netip.AddrPort, error) {
@@ -50,23 +40,7 @@ func whoUDP(ctx context.Context, ns string, dst netip.AddrPort) (netip.AddrPort,
 		return netip.AddrPort{}, err
 	}
 	defer c.Close()
-	// A datagram can be lost: try a few times within the deadline.
-	buf := make([]byte, 512)
-	for attempt := 0; attempt < 5; attempt++ {
-		if _, err := c.Write([]byte("who")); err != nil {
-			return netip.AddrPort{}, err
-		}
-		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		n, err := c.Read(buf)
-		if err == nil {
-			src, _, _ := strings.Cut(string(buf[:n]), " ")
-			return netip.ParseAddrPort(src)
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return netip.AddrPort{}, fmt.Errorf("no UDP answer from %s", dst)
+	return peer.WhoUDP(ctx, c)
 }
 
 // Ping sends one ICMP echo from the pod and waits a second for the reply.

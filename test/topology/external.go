@@ -1,32 +1,26 @@
 package topology
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/egressgw/egressgw/test/peer"
 )
 
 // ServicePort is where the external host's TCP and UDP servers listen.
-const ServicePort = 8080
+const ServicePort = peer.Port
 
 // External is the host beyond the router. Its servers tell every client the source
-// address they saw, and its sniffer records every IPv4 packet that arrives, so a test
-// can prove that no packet from a selected pod ever arrived with another source.
-//
-// TCP: the client's first line picks a mode. "WHO" answers the source and closes;
-// "ECHO" echoes lines until the client closes; "SINK" reads to EOF and answers the
-// source and the byte count; "SOURCE n" sends n bytes. UDP: every datagram is answered
-// with "<source> <payload>".
+// address they saw (the protocol of package peer), and its sniffer records every IPv4
+// packet that arrives, so a test can prove that no packet from a selected pod ever
+// arrived with another source.
 type External struct {
 	NS string
 	IP netip.Addr
@@ -231,76 +225,10 @@ func (e *External) PacketsSince(mark int, keep func(Packet) bool) []Packet {
 
 func (e *External) serveTCP() {
 	defer e.wg.Done()
-	var conns sync.WaitGroup
-	defer conns.Wait()
-	for {
-		c, err := e.tcp.Accept()
-		if err != nil {
-			return
-		}
-		conns.Add(1)
-		go func() {
-			defer conns.Done()
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Minute))
-			e.handleTCP(c)
-		}()
-	}
-}
-
-func (e *External) handleTCP(c net.Conn) {
-	src := c.RemoteAddr().String()
-	r := bufio.NewReader(c)
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return
-	}
-	mode, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
-	switch mode {
-	case "WHO":
-		fmt.Fprintf(c, "%s\n", src)
-	case "ECHO":
-		fmt.Fprintf(c, "%s\n", src)
-		for !e.isClosed() {
-			l, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if _, err := io.WriteString(c, l); err != nil {
-				return
-			}
-		}
-	case "SINK":
-		n, _ := io.Copy(io.Discard, r)
-		fmt.Fprintf(c, "%s %d\n", src, n)
-	case "SOURCE":
-		n, err := strconv.ParseInt(arg, 10, 64)
-		if err != nil || n < 0 || n > 1<<32 {
-			fmt.Fprintf(c, "bad size %q\n", arg)
-			return
-		}
-		_, _ = io.CopyN(c, zeros{}, n)
-	default:
-		fmt.Fprintf(c, "unknown mode %q\n", mode)
-	}
-}
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
+	peer.ServeTCP(e.tcp, e.isClosed)
 }
 
 func (e *External) serveUDP(pc net.PacketConn) {
 	defer e.wg.Done()
-	buf := make([]byte, 65536)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		reply := append([]byte(from.String()+" "), buf[:min(n, 64)]...)
-		_, _ = pc.WriteTo(reply, from)
-	}
+	peer.ServeUDP(pc)
 }
