@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,7 +25,12 @@ const CNIBinDir = "/usr/lib/cni"
 // overlayfs and runc under cgroupfs, the node's CNI configuration folder, and our pause
 // image as the sandbox, which the node has imported and never pulls. The pods' network
 // namespaces are files under the state folder, not in the host's /run/netns.
-func containerdConfig(dir, sandboxImage string) string {
+//
+// restrictOOMScoreAdj caps the OOM score adjustment containerd gives containers at its
+// own: for a host on which this process may not lower one (no CAP_SYS_RESOURCE, as in
+// some sandboxes), where runc would otherwise fail to start every pod sandbox, which
+// the CRI gives -998 ("can't get final child's PID from pipe: EOF").
+func containerdConfig(dir, sandboxImage string, restrictOOMScoreAdj bool) string {
 	return fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
@@ -41,6 +48,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_port = "0"
   enable_selinux = false
   netns_mounts_under_state_dir = true
+  restrict_oom_score_adj = %[8]t
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -52,7 +60,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     bin_dir = %[6]q
     conf_dir = %[7]q
 `, filepath.Join(dir, "containerd", "root"), filepath.Join(dir, "containerd", "state"), containerdSocket(dir),
-		filepath.Join(dir, "containerd", "opt"), sandboxImage, CNIBinDir, filepath.Join(dir, "cni"))
+		filepath.Join(dir, "containerd", "opt"), sandboxImage, CNIBinDir, filepath.Join(dir, "cni"), restrictOOMScoreAdj)
 }
 
 // containerdSocket is the node's containerd socket: short, as a socket path must be.
@@ -158,4 +166,27 @@ func removePods(sock string) error {
 		}))
 	}
 	return errors.Join(errs...)
+}
+
+// capSysResource is CAP_SYS_RESOURCE's bit: it lets a process lower OOM score adjustments.
+const capSysResource = 24
+
+// mayLowerOOMScoreAdj says whether this process holds CAP_SYS_RESOURCE, which containerd
+// (running as this process's child) needs to give a container a negative OOM score
+// adjustment.
+func mayLowerOOMScoreAdj() (bool, error) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				return false, fmt.Errorf("CapEff in /proc/self/status: %w", err)
+			}
+			return caps&(1<<capSysResource) != 0, nil
+		}
+	}
+	return false, errors.New("no CapEff in /proc/self/status")
 }

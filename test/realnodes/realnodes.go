@@ -146,10 +146,14 @@ func (n *Node) start(ctx context.Context, cp *controlplane.ControlPlane, bin, se
 	if err != nil {
 		return err
 	}
+	mayLower, err := mayLowerOOMScoreAdj()
+	if err != nil {
+		return err
+	}
 	files := map[string][]byte{
 		"resolv.conf":            nil,
 		"cni/10-ptp.conflist":    cni,
-		"containerd.toml":        []byte(containerdConfig(n.dir, SandboxImage)),
+		"containerd.toml":        []byte(containerdConfig(n.dir, SandboxImage, !mayLower)),
 		"kubelet-config.yaml":    []byte(kubeletConfig(n, cp.ClientCAFile())),
 		"kube-proxy-config.yaml": []byte(kubeProxyConfig(n, filepath.Join(n.dir, "kube-proxy.kubeconfig"), topology.PodSupernet.String())),
 	}
