@@ -16,8 +16,8 @@ import (
 const cgroupV1Mount = "/sys/fs/cgroup"
 
 // hierarchies lists the mounted cgroup v1 hierarchies: cpu, memory, ..., systemd (the
-// named one). The cgroup2 mount of a hybrid host is left out: the kubelet's cgroup v1
-// manager does not use it.
+// named one), and the cgroup2 mount of a hybrid host (unified), where runc creates each
+// container's cgroup as well.
 func hierarchies() ([]string, error) {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -31,7 +31,7 @@ func hierarchies() ([]string, error) {
 			continue
 		}
 		f, g := strings.Fields(pre), strings.Fields(post)
-		if len(f) < 5 || len(g) < 1 || g[0] != "cgroup" {
+		if len(f) < 5 || len(g) < 1 || (g[0] != "cgroup" && g[0] != "cgroup2") {
 			continue
 		}
 		if dir := f[4]; filepath.Dir(dir) == cgroupV1Mount {

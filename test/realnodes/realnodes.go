@@ -9,7 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -105,6 +108,9 @@ func runScript(cmd *exec.Cmd) (string, error) {
 // once the kubelet registers it). It returns once every Node exists; they become Ready
 // a little later (WaitReady). On error everything started is stopped.
 func Start(ctx context.Context, cp *controlplane.ControlPlane, topo *topology.Topology, bin string, images []string) (_ *Cluster, err error) {
+	if err := sweep(); err != nil {
+		return nil, fmt.Errorf("removing the nodes of dead test processes: %w", err)
+	}
 	c := &Cluster{cp: cp}
 	defer func() {
 		if err != nil {
@@ -322,6 +328,33 @@ func (n *Node) stop() error {
 	errs = append(errs, removeCgroupRoot(n.cgroupRoot))
 	if err := os.RemoveAll(n.dir); err != nil {
 		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// staleNode matches the folder of a node of a topology (/tmp/egw<pid>-<node>).
+var staleNode = regexp.MustCompile(`^(egw(\d+)-node\d+)$`)
+
+// sweep removes what nodes of dead test processes left: a test binary killed by go
+// test's timeout takes containerd, the kubelet and kube-proxy with it (Pdeathsig), but
+// not the shims and the pods, their mounts, cgroups and files.
+func sweep() error {
+	entries, err := os.ReadDir("/tmp")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		m := staleNode.FindStringSubmatch(e.Name())
+		if m == nil || !e.IsDir() {
+			continue
+		}
+		pid, err := strconv.Atoi(m[2])
+		if err != nil || pid == os.Getpid() || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue
+		}
+		n := &Node{dir: filepath.Join("/tmp", m[1]), cgroupRoot: "/" + m[1]}
+		errs = append(errs, n.stop())
 	}
 	return errors.Join(errs...)
 }
