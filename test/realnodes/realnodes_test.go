@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -162,12 +163,19 @@ func TestTwoRealNodes(t *testing.T) {
 		t.Errorf("the pod on %s saw node %s as %s, want %s", b.Name, a.Name, seen.Addr(), a.IP)
 	}
 
-	rss, n, err := rssOfTree(topo.ID)
+	rss, err := rssOfTree(topo.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var sum int64
+	var by []string
+	for comm, r := range rss {
+		sum += r
+		by = append(by, fmt.Sprintf("%s %d", comm, r>>20))
+	}
+	slices.Sort(by)
 	self, _ := testenv.ProcStatus(0, "VmRSS")
-	t.Logf("RSS: %d MB in %d processes (control plane, nodes, shims, pods), plus %d MB of the test binary", rss>>20, n, self>>20)
+	t.Logf("RSS: %d MB (control plane, nodes, shims, pods; MB by command: %s), plus %d MB of the test binary", sum>>20, strings.Join(by, ", "), self>>20)
 }
 
 func lineOf(out, name string) string {
@@ -241,13 +249,13 @@ func waitPod(cp *controlplane.ControlPlane, name, phase string, timeout time.Dur
 	}
 }
 
-// rssOfTree sums the resident memory of this process's descendants and of the
-// processes whose command line names a node folder (/tmp/<topology id>-...: the
-// containerd shims, which leave the tree) with theirs: the pods.
-func rssOfTree(topoID string) (int64, int, error) {
+// rssOfTree sums, by command name, the resident memory of this process's descendants
+// and of the processes whose command line names a node folder (/tmp/<topology id>-...:
+// the containerd shims, which leave the tree) with theirs: the pods.
+func rssOfTree(topoID string) (map[string]int64, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	parent := map[int]int{}
 	roots := map[int]bool{os.Getpid(): true}
@@ -270,21 +278,21 @@ func rssOfTree(topoID string) (int64, int, error) {
 			roots[pid] = true
 		}
 	}
-	var sum int64
-	n := 0
+	by := map[string]int64{}
 	for pid := range parent {
 		if pid == os.Getpid() {
 			continue
 		}
 		for p, hops := pid, 0; p > 1 && hops < 64; p, hops = parent[p], hops+1 {
 			if roots[p] {
-				if rss, err := testenv.ProcStatus(pid, "VmRSS"); err == nil {
-					sum += rss
-					n++
+				rss, err := testenv.ProcStatus(pid, "VmRSS")
+				comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+				if err == nil {
+					by[strings.TrimSpace(string(comm))] += rss
 				}
 				break
 			}
 		}
 	}
-	return sum, n, nil
+	return by, nil
 }
