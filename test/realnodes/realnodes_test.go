@@ -84,7 +84,7 @@ func TestTwoRealNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("KEEP_LOGS") != "" {
+		if t.Failed() {
 			for _, n := range c.Nodes {
 				for _, l := range n.Logs() {
 					t.Logf("%s:\n%s", l, tail(l, 3000))
@@ -93,6 +93,9 @@ func TestTwoRealNodes(t *testing.T) {
 			for _, name := range []string{"kube-scheduler", "kube-controller-manager"} {
 				t.Logf("%s:\n%s", name, tail(cp.ComponentLog(name), 3000))
 			}
+		}
+		if t.Failed() || os.Getenv("KEEP_LOGS") != "" {
+			keepLogs(t, c, cp)
 		}
 		stopping := time.Now()
 		if err := c.Close(); err != nil {
@@ -295,4 +298,32 @@ func rssOfTree(topoID string) (map[string]int64, error) {
 		}
 	}
 	return by, nil
+}
+
+// keepLogs copies every component's log into a folder that outlives the test.
+func keepLogs(t *testing.T, c *Cluster, cp *controlplane.ControlPlane) {
+	dir, err := os.MkdirTemp("", "egressgw-realnodes-logs-")
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	logs := []string{cp.ComponentLog("kube-scheduler"), cp.ComponentLog("kube-controller-manager")}
+	for _, n := range c.Nodes {
+		logs = append(logs, n.Logs()...)
+	}
+	for _, l := range logs {
+		data, err := os.ReadFile(l)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		name := filepath.Base(l)
+		if node := filepath.Base(filepath.Dir(l)); strings.HasPrefix(node, "egw") {
+			name = node + "-" + name
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Logf("the components' logs are in %s", dir)
 }
