@@ -122,6 +122,17 @@ func TestTwoRealNodes(t *testing.T) {
 		}
 	}
 
+	// kube-proxy runs in nftables mode: its table is in each node's namespace.
+	for _, n := range c.Nodes {
+		out, err := exec.Command("nsenter", "--net=/run/netns/"+n.NS, "--", "nft", "list", "tables").CombinedOutput()
+		if err != nil {
+			t.Fatalf("nft list tables on %s: %v: %s", n.Name, err, out)
+		}
+		if !strings.Contains(string(out), "table ip kube-proxy") {
+			t.Errorf("node %s has no nftables table of kube-proxy:\n%s", n.Name, out)
+		}
+	}
+
 	// One server pod a node, each placed by the scheduler through a node selector.
 	ips := map[string]netip.Addr{}
 	for _, n := range c.Nodes {
