@@ -46,6 +46,7 @@ type ControlPlane struct {
 	frontProxyDir string
 	restarted     *exec.Cmd      // kube-apiserver, once RestartAPIServer started it anew
 	reapers       map[int]func() // by pid: watchdogs that kill etcd and kube-apiserver if the test binary dies
+	components    []stoppable    // kube-scheduler and kube-controller-manager, once StartControllers ran
 }
 
 // RepoRoot is the root of this repository.
@@ -89,6 +90,11 @@ type Options struct {
 	// Aggregation configures kube-apiserver's aggregation layer (front-proxy client
 	// certificate, request-header flags, routing to endpoints), for aggregated API servers.
 	Aggregation bool
+	// Nodes makes kube-apiserver ready for real kubelets: the Node authorizer before RBAC,
+	// as a kubeadm cluster has it, so that a kubelet with a system:node:<name> certificate
+	// may register its Node and read what its pods need. StartControllers adds the
+	// scheduler and the controller manager.
+	Nodes bool
 }
 
 // StartWith is Start with options.
@@ -126,6 +132,9 @@ func StartWith(opts Options) (_ *ControlPlane, err error) {
 		if err := enableAggregation(cp.env, cp.frontProxyDir); err != nil {
 			return nil, err
 		}
+	}
+	if opts.Nodes {
+		cp.env.ControlPlane.GetAPIServer().Configure().Set("authorization-mode", "Node,RBAC")
 	}
 	before, err := testenv.Children(controlPlaneBinaries...)
 	if err != nil {
@@ -243,6 +252,7 @@ func (cp *ControlPlane) Stop() error {
 	for pid := range cp.reapers {
 		cp.unreap(pid)
 	}
+	errs = append(errs, cp.stopComponents())
 	if cp.stopServer != nil {
 		errs = append(errs, cp.stopServer())
 	}

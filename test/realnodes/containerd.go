@@ -1,0 +1,192 @@
+package realnodes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// CNIBinDir is where Debian's containernetworking-plugins puts the plugins.
+const CNIBinDir = "/usr/lib/cni"
+
+// containerdConfig is a containerd 1.6 configuration for one node: everything it keeps
+// (root, state, the opt plugin's folder) under the node's folder, the CRI plugin with
+// overlayfs and runc under cgroupfs, the node's CNI configuration folder, and our pause
+// image as the sandbox, which the node has imported and never pulls. The pods' network
+// namespaces are files under the state folder, not in the host's /run/netns.
+//
+// restrictOOMScoreAdj caps the OOM score adjustment containerd gives containers at its
+// own: for a host on which this process may not lower one (no CAP_SYS_RESOURCE, as in
+// some sandboxes), where runc would otherwise fail to start every pod sandbox, which
+// the CRI gives -998 ("can't get final child's PID from pipe: EOF").
+func containerdConfig(dir, sandboxImage string, restrictOOMScoreAdj bool) string {
+	return fmt.Sprintf(`version = 2
+root = %[1]q
+state = %[2]q
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+
+[grpc]
+  address = %[3]q
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %[4]q
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %[5]q
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  netns_mounts_under_state_dir = true
+  restrict_oom_score_adj = %[8]t
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %[6]q
+    conf_dir = %[7]q
+`, filepath.Join(dir, "containerd", "root"), filepath.Join(dir, "containerd", "state"), containerdSocket(dir),
+		filepath.Join(dir, "containerd", "opt"), sandboxImage, CNIBinDir, filepath.Join(dir, "cni"), restrictOOMScoreAdj)
+}
+
+// containerdSocket is the node's containerd socket: short, as a socket path must be.
+func containerdSocket(dir string) string { return filepath.Join(dir, "containerd.sock") }
+
+// cniConfig is the node's CNI network: a veth pair per pod (ptp) with an address of the
+// node's pod subnet (host-local, which keeps its leases in the node's folder rather
+// than the host-wide /var/lib/cni). The topology routes each node's pod subnet to it and
+// masquerades what leaves the segment, so the plugin masquerades nothing.
+func cniConfig(network, subnet, dataDir string) ([]byte, error) {
+	return json.MarshalIndent(map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       network,
+		"plugins": []any{map[string]any{
+			"type":   "ptp",
+			"ipMasq": false,
+			"ipam": map[string]any{
+				"type":    "host-local",
+				"dataDir": dataDir,
+				"ranges":  [][]map[string]string{{{"subnet": subnet}}},
+				"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+			},
+		}},
+	}, "", "  ")
+}
+
+// waitContainerd waits until containerd answers on its socket and its CRI plugin is up.
+func waitContainerd(ctx context.Context, sock string, p *process) error {
+	for {
+		err := criCall(ctx, sock, func(ctx context.Context, rt runtimeapi.RuntimeServiceClient) error {
+			_, err := rt.Version(ctx, &runtimeapi.VersionRequest{})
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		if exitErr := p.running(); exitErr != nil {
+			return exitErr
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("containerd's CRI at %s did not answer: %w (last: %v)", sock, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// importImages imports image tarballs into the node's containerd, in the namespace the
+// CRI plugin uses, where the kubelet finds them.
+func importImages(sock string, tarballs []string) error {
+	for _, t := range tarballs {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		out, err := exec.CommandContext(ctx, "ctr", "--address", sock, "--namespace", "k8s.io",
+			"images", "import", "--snapshotter", "overlayfs", t).CombinedOutput()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("ctr images import %s: %w: %s", t, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+// criCall runs fn with a CRI runtime client of the containerd at sock.
+func criCall(ctx context.Context, sock string, fn func(context.Context, runtimeapi.RuntimeServiceClient) error) error {
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return fn(ctx, runtimeapi.NewRuntimeServiceClient(conn))
+}
+
+// removePods stops and removes every pod sandbox of the node's containerd, as `crictl rmp
+// -fa` does: containerd then kills the containers, runs CNI DEL, unmounts their root
+// filesystems and ends their shims. Run it once the kubelet is stopped.
+func removePods(sock string) error {
+	var ids []string
+	err := criCall(context.Background(), sock, func(ctx context.Context, rt runtimeapi.RuntimeServiceClient) error {
+		resp, err := rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+		if err != nil {
+			return err
+		}
+		for _, s := range resp.Items {
+			ids = append(ids, s.Id)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing the pod sandboxes: %w", err)
+	}
+	var errs []error
+	for _, id := range ids {
+		errs = append(errs, criCall(context.Background(), sock, func(ctx context.Context, rt runtimeapi.RuntimeServiceClient) error {
+			if _, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+				return fmt.Errorf("stopping pod sandbox %s: %w", id, err)
+			}
+			if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+				return fmt.Errorf("removing pod sandbox %s: %w", id, err)
+			}
+			return nil
+		}))
+	}
+	return errors.Join(errs...)
+}
+
+// capSysResource is CAP_SYS_RESOURCE's bit: it lets a process lower OOM score adjustments.
+const capSysResource = 24
+
+// mayLowerOOMScoreAdj says whether this process holds CAP_SYS_RESOURCE, which containerd
+// (running as this process's child) needs to give a container a negative OOM score
+// adjustment.
+func mayLowerOOMScoreAdj() (bool, error) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				return false, fmt.Errorf("CapEff in /proc/self/status: %w", err)
+			}
+			return caps&(1<<capSysResource) != 0, nil
+		}
+	}
+	return false, errors.New("no CapEff in /proc/self/status")
+}

@@ -1,0 +1,189 @@
+package realnodes
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/egressgw/egressgw/test/testenv"
+	"github.com/egressgw/egressgw/test/topology"
+)
+
+// process is a node component: started in the node's network namespace with nsenter
+// (not `ip netns exec`, which mounts a /sys of the namespace and hides the host's cgroup
+// hierarchy from the kubelet), logging to a file, dying with the test binary.
+type process struct {
+	name   string
+	log    string
+	cmd    *exec.Cmd
+	exited chan error
+}
+
+// startIn starts argv in network namespace ns, logging to dir/name.log. It fails if the
+// process exits within a second, with the log's tail.
+func startIn(ns, dir, name string, argv []string) (*process, error) {
+	logPath := filepath.Join(dir, name+".log")
+	log, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close() // the child holds its own descriptor
+	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns, "--"}, argv...)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := testenv.Spawn(cmd); err != nil {
+		return nil, fmt.Errorf("starting %s in %s: %w", name, ns, err)
+	}
+	p := &process{name: name, log: logPath, cmd: cmd, exited: make(chan error, 1)}
+	go func() { p.exited <- cmd.Wait() }()
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return nil, fmt.Errorf("%s in %s exited at once: %v\n%s", name, ns, err, tail(logPath, 4000))
+	case <-time.After(time.Second):
+	}
+	return p, nil
+}
+
+// stop ends the process with SIGTERM and, after grace, SIGKILL.
+func (p *process) stop(grace time.Duration) error {
+	if p == nil {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(grace):
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+	return fmt.Errorf("%s did not stop within %s of SIGTERM; killed it", p.name, grace)
+}
+
+// running says whether the process is still up, and if not, why.
+func (p *process) running() error {
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return fmt.Errorf("%s exited: %v\n%s", p.name, err, tail(p.log, 4000))
+	default:
+		return nil
+	}
+}
+
+// tail is the end of a file, at most n bytes.
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(data) > n {
+		data = data[len(data)-n:]
+	}
+	return string(data)
+}
+
+// killByCmdline kills, with SIGKILL, the processes whose command line contains marker:
+// the containerd shims of one node, which containerd leaves running when it stops (they
+// outlive a containerd restart by design). It returns how many it killed.
+func killByCmdline(marker string) (int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	killed := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !bytes.Contains(cmdline, []byte(marker)) {
+			continue
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+			killed++
+		}
+	}
+	return killed, nil
+}
+
+// unmountUnder lazily unmounts every mount point under dir, deepest first: the rootfs
+// overlays, /dev/shm and network-namespace files of a containerd that did not remove them.
+func unmountUnder(dir string) error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var points []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			points = append(points, f[4])
+		}
+	}
+	var errs []error
+	for i := len(points) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(points[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmounting %s: %w", points[i], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// apiProxy makes kube-apiserver, which listens on the host's loopback, reachable from
+// the nodes' namespaces at addr inside namespace ns, copying bytes (TLS passes through).
+// test/cluster has the same proxy for its stand-in nodes.
+type apiProxy struct {
+	ln net.Listener
+	wg sync.WaitGroup
+}
+
+func startAPIProxy(ns, addr, target string) (*apiProxy, error) {
+	ln, err := topology.Listen(ns, "tcp4", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for the API proxy on %s in %s: %w", addr, ns, err)
+	}
+	p := &apiProxy{ln: ln}
+	p.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go pipe(c, target)
+		}
+	})
+	return p, nil
+}
+
+func pipe(c net.Conn, target string) {
+	defer c.Close()
+	u, err := net.DialTimeout("tcp", target, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
+	<-done
+}
+
+// close stops accepting; open connections end when either side closes them, as the
+// kubelets stop before the proxy does.
+func (p *apiProxy) close() {
+	p.ln.Close()
+	p.wg.Wait()
+}

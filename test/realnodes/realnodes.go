@@ -1,0 +1,360 @@
+package realnodes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/egressgw/egressgw/test/controlplane"
+	"github.com/egressgw/egressgw/test/topology"
+)
+
+// APIPort is where the nodes reach kube-apiserver: topology.ControlIP:APIPort.
+const APIPort = 6443
+
+// Images are the image tarballs of hack/images that every node imports: the sandbox and
+// the test client that pods run.
+var Images = []string{"pause", "egressgw-testclient"}
+
+// SandboxImage is the name containerd gives the pause tarball, which it runs as every
+// pod's sandbox.
+const SandboxImage = "docker.io/egressgw/pause:dev"
+
+// TestClientImage is the name of the test client's image (test/peer's serve and who).
+const TestClientImage = "docker.io/egressgw/egressgw-testclient:dev"
+
+// Cluster is a set of real nodes on a topology, registered with a control plane.
+type Cluster struct {
+	Nodes []*Node
+
+	cp    *controlplane.ControlPlane
+	proxy *apiProxy
+}
+
+// Node is one real node: containerd, the kubelet and kube-proxy in the network namespace
+// of a topology node, with their files in a folder of its own.
+type Node struct {
+	*topology.Node
+	dir        string // /tmp/<topology id>-<node>: short, for the containerd socket
+	cgroupRoot string // /<topology id>-<node> in every cgroup v1 hierarchy
+
+	containerd, kubelet, kubeProxy *process
+}
+
+// Binaries returns the folder with kubelet, kube-proxy, kube-scheduler and
+// kube-controller-manager: EGRESSGW_NODES_DIR if set, otherwise what hack/nodes.sh builds
+// (a no-op once built).
+func Binaries() (string, error) {
+	if dir := os.Getenv("EGRESSGW_NODES_DIR"); dir != "" {
+		return dir, nil
+	}
+	return runScript(exec.Command(filepath.Join(controlplane.RepoRoot(), "hack", "nodes.sh")))
+}
+
+// ImageTarballs returns the tarballs of Images in .cache/images, building every image
+// with hack/images (make images) first if one is missing.
+func ImageTarballs() ([]string, error) {
+	root := controlplane.RepoRoot()
+	dir := filepath.Join(root, ".cache", "images")
+	var paths []string
+	missing := false
+	for _, name := range Images {
+		p := filepath.Join(dir, name+".tar")
+		if _, err := os.Stat(p); err != nil {
+			missing = true
+		}
+		paths = append(paths, p)
+	}
+	if missing {
+		cmd := exec.Command("go", "run", "./hack/images", "-out", dir)
+		cmd.Dir = root
+		if _, err := runScript(cmd); err != nil {
+			return nil, err
+		}
+	}
+	return paths, nil
+}
+
+func runScript(cmd *exec.Cmd) (string, error) {
+	out, err := cmd.Output()
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return "", fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, exit.Stderr)
+		}
+		return "", fmt.Errorf("%s: %w", strings.Join(cmd.Args, " "), err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Start makes every node of topo a real node of cp, which must have been started with
+// controlplane.Options{Nodes: true}: containerd with images imported, the kubelet, and
+// kube-proxy, each node's pod CIDR that of the topology's address plan (set on its Node
+// once the kubelet registers it). It returns once every Node exists; they become Ready
+// a little later (WaitReady). On error everything started is stopped.
+func Start(ctx context.Context, cp *controlplane.ControlPlane, topo *topology.Topology, bin string, images []string) (_ *Cluster, err error) {
+	if err := sweep(); err != nil {
+		return nil, fmt.Errorf("removing the nodes of dead test processes: %w", err)
+	}
+	c := &Cluster{cp: cp}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, c.Close())
+		}
+	}()
+	u, err := url.Parse(cp.Config.Host)
+	if err != nil {
+		return nil, err
+	}
+	if c.proxy, err = startAPIProxy(topo.Control, fmt.Sprintf("%s:%d", topology.ControlIP, APIPort), u.Host); err != nil {
+		return nil, err
+	}
+	server := fmt.Sprintf("https://%s:%d", topology.ControlIP, APIPort)
+	for _, tn := range topo.Nodes {
+		n := &Node{Node: tn, dir: fmt.Sprintf("/tmp/%s-%s", topo.ID, tn.Name), cgroupRoot: fmt.Sprintf("/%s-%s", topo.ID, tn.Name)}
+		c.Nodes = append(c.Nodes, n)
+		if err := n.start(ctx, cp, bin, server, images); err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
+	kube, err := kubernetes.NewForConfig(cp.Config)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range c.Nodes {
+		if err := c.setPodCIDR(ctx, kube, n); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (n *Node) start(ctx context.Context, cp *controlplane.ControlPlane, bin, server string, images []string) error {
+	if err := os.MkdirAll(n.dir, 0o755); err != nil {
+		return err
+	}
+	cni, err := cniConfig(n.NS, n.PodCIDR.String(), filepath.Join(n.dir, "ipam"))
+	if err != nil {
+		return err
+	}
+	mayLower, err := mayLowerOOMScoreAdj()
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{
+		"resolv.conf":            nil,
+		"cni/10-ptp.conflist":    cni,
+		"containerd.toml":        []byte(containerdConfig(n.dir, SandboxImage, !mayLower)),
+		"kubelet-config.yaml":    []byte(kubeletConfig(n, cp.ClientCAFile())),
+		"kube-proxy-config.yaml": []byte(kubeProxyConfig(n, filepath.Join(n.dir, "kube-proxy.kubeconfig"), topology.PodSupernet.String())),
+	}
+	for name, data := range files {
+		path := filepath.Join(n.dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := makeCgroupRoot(n.cgroupRoot); err != nil {
+		return err
+	}
+	if n.containerd, err = startIn(n.NS, n.dir, "containerd", []string{"containerd", "--config", filepath.Join(n.dir, "containerd.toml")}); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := waitContainerd(wctx, containerdSocket(n.dir), n.containerd); err != nil {
+		return err
+	}
+	if err := importImages(containerdSocket(n.dir), images); err != nil {
+		return err
+	}
+	kubeletKubeconfig := filepath.Join(n.dir, "kubelet.kubeconfig")
+	if err := cp.UserKubeconfig(kubeletKubeconfig, "system:node:"+n.Name, []string{"system:nodes"}, server); err != nil {
+		return err
+	}
+	argv, err := kubeletArgv(n, bin, kubeletKubeconfig, filepath.Join(n.dir, "kubelet-config.yaml"))
+	if err != nil {
+		return err
+	}
+	if n.kubelet, err = startIn(n.NS, n.dir, "kubelet", argv); err != nil {
+		return err
+	}
+	if err := cp.UserKubeconfig(filepath.Join(n.dir, "kube-proxy.kubeconfig"), "system:kube-proxy", nil, server); err != nil {
+		return err
+	}
+	n.kubeProxy, err = startIn(n.NS, n.dir, "kube-proxy", []string{filepath.Join(bin, "kube-proxy"),
+		"--config=" + filepath.Join(n.dir, "kube-proxy-config.yaml"), "--v=2"})
+	return err
+}
+
+// setPodCIDR waits (at most a minute) for the kubelet to register node n, then gives
+// the Node the topology's pod subnet of n, as an IPAM controller would: the topology
+// routes that subnet to the node, and the node's CNI configuration allocates from it.
+func (c *Cluster) setPodCIDR(ctx context.Context, kube kubernetes.Interface, n *Node) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		node, err := kube.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		switch {
+		case err == nil && len(node.Spec.PodCIDRs) > 0:
+			if node.Spec.PodCIDR != n.PodCIDR.String() {
+				return fmt.Errorf("node %s has pod CIDR %s, not the topology's %s", n.Name, node.Spec.PodCIDR, n.PodCIDR)
+			}
+			return nil
+		case err == nil:
+			node.Spec.PodCIDR, node.Spec.PodCIDRs = n.PodCIDR.String(), []string{n.PodCIDR.String()}
+			if _, err := kube.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
+				return fmt.Errorf("setting the pod CIDR of node %s: %w", n.Name, err)
+			}
+			continue
+		case !apierrors.IsNotFound(err):
+			return err
+		}
+		if exitErr := errors.Join(n.kubelet.running(), n.containerd.running()); exitErr != nil {
+			return fmt.Errorf("node %s: %w", n.Name, exitErr)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the kubelet of node %s did not register its Node within a minute; its log ends:\n%s", n.Name, tail(n.kubelet.log, 6000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// WaitReady waits until every Node is Ready, at most timeout.
+func (c *Cluster) WaitReady(ctx context.Context, timeout time.Duration) error {
+	kube, err := kubernetes.NewForConfig(c.cp.Config)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var notReady []string
+		for _, n := range c.Nodes {
+			node, err := kube.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if !ready(node) {
+				notReady = append(notReady, fmt.Sprintf("%s (%s)", n.Name, readyMessage(node)))
+			}
+			if exitErr := errors.Join(n.kubelet.running(), n.containerd.running(), n.kubeProxy.running()); exitErr != nil {
+				return fmt.Errorf("node %s: %w", n.Name, exitErr)
+			}
+		}
+		if len(notReady) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nodes not Ready within %s: %s", timeout, strings.Join(notReady, ", "))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func ready(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func readyMessage(n *corev1.Node) string {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Reason + ": " + c.Message
+		}
+	}
+	return "no Ready condition yet"
+}
+
+// PodCIDRContains says whether ip is in node n's pod subnet.
+func (n *Node) PodCIDRContains(ip netip.Addr) bool { return n.PodCIDR.Contains(ip) }
+
+// Logs names the node's component logs.
+func (n *Node) Logs() []string {
+	return []string{filepath.Join(n.dir, "containerd.log"), filepath.Join(n.dir, "kubelet.log"), filepath.Join(n.dir, "kube-proxy.log")}
+}
+
+// Close stops every node: kube-proxy and the kubelet, then every pod through the CRI,
+// then containerd and any shim it left, and removes the nodes' mounts, cgroups and
+// files. The topology and the control plane are the caller's to close.
+func (c *Cluster) Close() error {
+	var errs []error
+	for _, n := range c.Nodes {
+		errs = append(errs, n.stop())
+	}
+	c.Nodes = nil
+	if c.proxy != nil {
+		c.proxy.close()
+		c.proxy = nil
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) stop() error {
+	var errs []error
+	errs = append(errs, n.kubeProxy.stop(10*time.Second), n.kubelet.stop(10*time.Second))
+	if n.containerd != nil {
+		if err := n.containerd.running(); err == nil {
+			errs = append(errs, removePods(containerdSocket(n.dir)))
+		}
+		errs = append(errs, n.containerd.stop(10*time.Second))
+	}
+	if _, err := killByCmdline(containerdSocket(n.dir)); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, killCgroupProcs(n.cgroupRoot))
+	time.Sleep(200 * time.Millisecond) // what was killed exits and leaves its cgroup
+	errs = append(errs, unmountUnder(n.dir))
+	errs = append(errs, removeCgroupRoot(n.cgroupRoot))
+	if err := os.RemoveAll(n.dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// staleNode matches the folder of a node of a topology (/tmp/egw<pid>-<node>).
+var staleNode = regexp.MustCompile(`^(egw(\d+)-node\d+)$`)
+
+// sweep removes what nodes of dead test processes left: a test binary killed by go
+// test's timeout takes containerd, the kubelet and kube-proxy with it (Pdeathsig), but
+// not the shims and the pods, their mounts, cgroups and files.
+func sweep() error {
+	entries, err := os.ReadDir("/tmp")
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		m := staleNode.FindStringSubmatch(e.Name())
+		if m == nil || !e.IsDir() {
+			continue
+		}
+		pid, err := strconv.Atoi(m[2])
+		if err != nil || pid == os.Getpid() || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue
+		}
+		n := &Node{dir: filepath.Join("/tmp", m[1]), cgroupRoot: "/" + m[1]}
+		errs = append(errs, n.stop())
+	}
+	return errors.Join(errs...)
+}
