@@ -93,7 +93,7 @@ fuzz:
 	done
 
 ## check: everything CI runs (the README's test command): the e2e suite last
-check: deps verify lint test test-images fuzz e2e
+check: deps verify lint test test-images test-realnodes fuzz e2e
 
 ## run: run the whole system on this machine, in network namespaces, until Ctrl-C or make demo-down
 run: deps
@@ -118,7 +118,7 @@ nodes:
 
 ## test-realnodes: a control plane with scheduler and controller manager, and two real nodes
 ## (containerd, kubelet, kube-proxy, ptp CNI) in network namespaces; pods on each, reaching
-## each other (needs root and Debian's containerd, runc and containernetworking-plugins;
-## about 20 s warm). Not yet in make check: make deps does not install those packages.
+## each other (needs root and Debian's containerd, runc and containernetworking-plugins,
+## which make deps installs; about 20 s warm, and hack/nodes.sh's build the first time).
 test-realnodes:
-	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) EGRESSGW_NODES_DIR=$$(hack/nodes.sh) $(GO) test -count=1 -v -run TestTwoRealNodes ./test/realnodes/
+	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) EGRESSGW_NODES_DIR=$$(hack/nodes.sh) $(GO) test -count=1 -run TestTwoRealNodes ./test/realnodes/

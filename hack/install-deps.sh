@@ -6,7 +6,7 @@
 # A no-op when everything is there.
 set -euo pipefail
 
-packages=(make git gcc clang llvm libbpf-dev linux-libc-dev nftables iproute2 iputils-ping procps iperf3 containerd runc containernetworking-plugins)
+packages=(make git gcc clang llvm libbpf-dev linux-libc-dev nftables iproute2 iputils-ping procps iperf3 containerd runc containernetworking-plugins conntrack)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
