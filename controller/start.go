@@ -8,7 +8,9 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -78,11 +80,18 @@ func NewWhenReachable(ctx context.Context, cfg *rest.Config, opts Options) (*Con
 
 // unreachable says whether err means the API server could not be reached or could not
 // answer yet: a connection refused, reset or timed out, an API server that closed it
-// while stopping, or one that says it is not ready. A request that reached it and was
-// refused is not, nor is a certificate the client does not trust: waiting mends neither.
+// while stopping, one that says it is not ready, or one whose discovery does not serve
+// our API group yet (a kube-apiserver just restarted serves the CRDs' groups some
+// seconds after it is ready; with the CRDs not installed, the retries log why). A
+// request that reached it and was refused is not, nor is a certificate the client does
+// not trust: waiting mends neither.
 func unreachable(err error) bool {
 	var opErr *net.OpError
 	var netErr net.Error
+	var discoveryErr *discovery.ErrGroupDiscoveryFailed
+	var noMatch *meta.NoKindMatchError
+	var noResource *meta.NoResourceMatchError
 	return errors.As(err, &opErr) || errors.As(err, &netErr) && netErr.Timeout() || utilnet.IsProbableEOF(err) ||
-		apierrors.IsServiceUnavailable(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err)
+		apierrors.IsServiceUnavailable(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		errors.As(err, &discoveryErr) || errors.As(err, &noMatch) || errors.As(err, &noResource)
 }

@@ -14,8 +14,11 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 )
 
 func TestUnreachable(t *testing.T) {
@@ -30,6 +33,13 @@ func TestUnreachable(t *testing.T) {
 		{&url.Error{Op: "Get", URL: "https://198.51.100.2:6443/api", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}, false},
 		{apierrors.NewForbidden(schema.GroupResource{Resource: "leases"}, "x", errors.New("no")), false},
 		{errors.New("--grace must be positive"), false},
+		// A kube-apiserver just restarted: ready, but not serving the CRDs' group yet.
+		{fmt.Errorf("creating the manager: failed to determine if *v1.NetworkGatewayNode is namespaced: failed to get restmapping: %w",
+			&discovery.ErrGroupDiscoveryFailed{Groups: map[schema.GroupVersion]error{{Group: "networking.gke.io", Version: "v1"}: errors.New("not found")}}), true},
+		{fmt.Errorf("restmapping: %w", &meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: "networking.gke.io", Kind: "NetworkGatewayNode"}}), true},
+		// What controller-runtime's REST mapper returned in that case (the chaos suite saw it).
+		{fmt.Errorf("creating the manager: failed to determine if *v1.NetworkGatewayNode is namespaced: failed to get restmapping: %w",
+			&apiutil.ErrResourceDiscoveryFailed{{Group: "networking.gke.io", Version: "v1"}: apierrors.NewNotFound(schema.GroupResource{}, "")}), true},
 	} {
 		if got := unreachable(tc.err); got != tc.want {
 			t.Errorf("unreachable(%v) = %v, want %v", tc.err, got, tc.want)
