@@ -3,6 +3,7 @@ package controller
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"reflect"
 	"testing"
 	"time"
@@ -390,5 +391,43 @@ func apply(in *inputs, d decision) {
 				in.policies[i].Status = w.status
 			}
 		}
+	}
+}
+
+// TestDecideStandbys: the status names each IP's standby; a node that joins later changes
+// no standby, though it holds nothing; and when a holder fails, its IP goes to the standby the status named, not
+// to the idle newcomer.
+func TestDecideStandbys(t *testing.T) {
+	in := cluster{nodes: []tnode{{name: "a"}, {name: "b"}},
+		gateways: []tgateway{{name: "gw", ips: []string{ip100, ip101}}}}.inputs()
+	standbysOf := func(d decision) map[string]string {
+		for _, w := range d.gateways {
+			return w.status.Standbys
+		}
+		return nil
+	}
+	first := decide(in)
+	if got, want := standbysOf(first), map[string]string{ip100: "b", ip101: "a"}; !maps.Equal(got, want) {
+		t.Fatalf("standbys %v, want %v", got, want)
+	}
+	apply(&in, first)
+
+	joined := cluster{nodes: []tnode{{name: "c"}}}.inputs()
+	in.reports, in.nodes = append(in.reports, joined.reports...), append(in.nodes, joined.nodes...)
+	in.up["c"] = true
+	second := decide(in) // it writes status.nodes, which now lists c
+	if got, want := standbysOf(second), map[string]string{ip100: "b", ip101: "a"}; !maps.Equal(got, want) {
+		t.Errorf("an idle node joined: standbys %v, want them unchanged, %v", got, want)
+	}
+	apply(&in, second)
+
+	in.up["a"] = false
+	noteLapsed(in.lapsed, in.reports, in.up)
+	third := decide(in)
+	if got := seenOf(third, in.now).gateways["gw"].floatingIPs; got[ip100] != "b" {
+		t.Errorf("a failed: %s is on %q, want its standby b (placement %v)", ip100, got[ip100], got)
+	}
+	if got, want := standbysOf(third), map[string]string{ip100: "c", ip101: "c"}; !maps.Equal(got, want) {
+		t.Errorf("standbys after a failed %v, want %v", got, want)
 	}
 }

@@ -125,7 +125,7 @@ func TestStatusComparisonsCoverEveryField(t *testing.T) {
 		typ    reflect.Type
 		fields int
 	}{
-		{reflect.TypeFor[v1.NetworkGatewayGroupStatus](), 3},
+		{reflect.TypeFor[v1.NetworkGatewayGroupStatus](), 4},
 		{reflect.TypeFor[v1.EgressNATPolicyStatus](), 3},
 	} {
 		if got := c.typ.NumField(); got != c.fields {

@@ -87,9 +87,10 @@ func nodeAddresses(node *corev1.Node) []netip.Addr {
 }
 
 // placementInput turns the gateways into placement's input, with the current assignment
-// read back from their status: that is what makes placement sticky across restarts.
+// and standbys read back from their status: that is what makes placement sticky across
+// restarts.
 func placementInput(gateways []gatewayObject, nodes []placement.Node) placement.Input {
-	in := placement.Input{Nodes: nodes, Current: map[netip.Addr]string{}}
+	in := placement.Input{Nodes: nodes, Current: map[netip.Addr]string{}, Standbys: map[netip.Addr]string{}}
 	for _, g := range gateways {
 		pg := placement.Gateway{ID: g.id, Created: g.obj.GetCreationTimestamp().Time}
 		listed := map[string]bool{}
@@ -102,6 +103,11 @@ func placementInput(gateways []gatewayObject, nodes []placement.Node) placement.
 		for raw, node := range g.status.FloatingIPs {
 			if ip, err := netip.ParseAddr(raw); err == nil && listed[raw] && node != "" {
 				in.Current[ip] = node
+			}
+		}
+		for raw, node := range g.status.Standbys {
+			if ip, err := netip.ParseAddr(raw); err == nil && listed[raw] && node != "" {
+				in.Standbys[ip] = node
 			}
 		}
 		in.Gateways = append(in.Gateways, pg)

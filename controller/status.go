@@ -45,7 +45,7 @@ type policyWrite struct {
 	events []event
 }
 
-// gatewayStatus is the spec's status shape (status.nodes, status.floatingIPs) and a Ready
+// gatewayStatus is the spec's status shape (status.nodes, status.floatingIPs), the standbys, and a Ready
 // condition, and the events for what changed; false if nothing did. A condition that
 // changes is stamped now.
 func gatewayStatus(g gatewayObject, view placement.View, result placement.Result, now time.Time) (gatewayWrite, bool) {
@@ -64,6 +64,12 @@ func gatewayStatus(g gatewayObject, view placement.View, result placement.Result
 		}
 		status.FloatingIPs[ip.String()] = node
 	}
+	for ip, node := range view.Standbys {
+		if status.Standbys == nil {
+			status.Standbys = map[string]string{}
+		}
+		status.Standbys[ip.String()] = node
+	}
 	cond := metav1.Condition{Type: v1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Placed",
 		Message: "every floating IP is held by a node", ObservedGeneration: g.obj.GetGeneration(),
 		LastTransitionTime: metav1.NewTime(now)}
@@ -76,7 +82,8 @@ func gatewayStatus(g gatewayObject, view placement.View, result placement.Result
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Unplaced", strings.Join(reasons, "; ")
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)
-	if maps.Equal(old.Nodes, status.Nodes) && maps.Equal(old.FloatingIPs, status.FloatingIPs) && conditionsEqual(old.Conditions, status.Conditions) {
+	if maps.Equal(old.Nodes, status.Nodes) && maps.Equal(old.FloatingIPs, status.FloatingIPs) && maps.Equal(old.Standbys, status.Standbys) &&
+		conditionsEqual(old.Conditions, status.Conditions) {
 		return gatewayWrite{}, false
 	}
 

@@ -45,8 +45,8 @@ func randomNode(r *rand.Rand, name string, subnets []string) Node {
 }
 
 // randomCluster has up to 10 nodes, up to 6 gateways (IDs may repeat, IPs may be shared)
-// and a Current that points some IPs at real nodes, some at a deleted one, and some that no
-// gateway lists.
+// and a Current (and previous Standbys) that point some IPs at real nodes, some at a deleted
+// one, and some that no gateway lists.
 func randomCluster(r *rand.Rand) Input {
 	var in Input
 	for i := range r.IntN(11) {
@@ -63,9 +63,13 @@ func randomCluster(r *rand.Rand) Input {
 		in.Gateways = append(in.Gateways, g)
 	}
 	in.Current = make(map[netip.Addr]string)
+	in.Standbys = make(map[netip.Addr]string)
 	for _, ip := range clusterIPs {
 		if r.IntN(2) == 0 {
 			in.Current[addr(ip)] = fmt.Sprintf("node%d", r.IntN(12)) // node10 and node11 never exist
+		}
+		if r.IntN(2) == 0 {
+			in.Standbys[addr(ip)] = fmt.Sprintf("node%d", r.IntN(12)) // the holder, at times
 		}
 	}
 	return in
@@ -94,7 +98,8 @@ func flatCluster(r *rand.Rand) Input {
 // shuffled is in with every slice whose order carries no meaning shuffled. The order of a
 // gateway's FloatingIPs carries meaning, so it stays.
 func shuffled(r *rand.Rand, in Input) Input {
-	out := Input{Gateways: slices.Clone(in.Gateways), Nodes: slices.Clone(in.Nodes), Current: maps.Clone(in.Current)}
+	out := Input{Gateways: slices.Clone(in.Gateways), Nodes: slices.Clone(in.Nodes), Current: maps.Clone(in.Current),
+		Standbys: maps.Clone(in.Standbys)}
 	r.Shuffle(len(out.Gateways), func(i, j int) { out.Gateways[i], out.Gateways[j] = out.Gateways[j], out.Gateways[i] })
 	r.Shuffle(len(out.Nodes), func(i, j int) { out.Nodes[i], out.Nodes[j] = out.Nodes[j], out.Nodes[i] })
 	for i := range out.Nodes {
@@ -186,4 +191,11 @@ func (o *oracle) candidates(ip netip.Addr) []Node {
 // sticky says whether ip's current node can keep it, which means it must not move.
 func (o *oracle) sticky(ip netip.Addr) bool {
 	return o.canHold(o.in.Current[ip], ip)
+}
+
+// toStandby says whether ip, which must move, goes to its previous standby: one that can
+// take it and is not the node it leaves.
+func (o *oracle) toStandby(ip netip.Addr) bool {
+	s := o.in.Standbys[ip]
+	return !o.sticky(ip) && s != o.in.Current[ip] && o.canHold(s, ip)
 }

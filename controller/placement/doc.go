@@ -3,6 +3,9 @@
 // node holding the fewest floating IPs (across all gateways) wins, then the first by name.
 // An IP stays where it is while its node can keep it, so restarts and new nodes move
 // nothing; it moves only when its node goes Down, is cordoned, loses the subnet, or leaves.
+// Each placed IP also gets a standby: the node it would move to if its holder went Down, by
+// the same rules. A standby stays named while it can take the IP, and an IP that moves goes
+// to its standby first.
 //
 // It is pure: no I/O, no clocks, no API calls, no logging, no goroutines. Everything it
 // knows comes in through Input, and the same Input gives the same Result whatever the order

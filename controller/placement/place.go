@@ -14,7 +14,8 @@ import (
 // workers before control-plane nodes, then the fewest IPs held across all gateways, then the
 // name. An IP no node can take stays on its cordoned node if it is on one, and is otherwise
 // reported unassigned. An IP that is a node's own address, Up or Down, or a router a node
-// reports, is never placed.
+// reports, is never placed. An IP that has to move goes to its standby (in.Standbys) before
+// any other node, if the standby can take it; then Place names each placed IP's standby.
 func Place(in Input) Result {
 	ix := newIndex(in.Nodes)
 	c := claimIPs(in.Gateways)
@@ -53,7 +54,25 @@ func Place(in Input) Result {
 		pending = append(pending, ip)
 	}
 
+	// An IP that must leave its node goes to the standby named for it, when that node can
+	// take it: that is the node the standby's promise (and, later, its copy of the
+	// connections) is about. These count before the picks below, as the IPs that stay did.
+	rest := pending[:0]
 	for _, ip := range pending {
+		from := in.Current[ip]
+		s := ix.node(in.Standbys[ip])
+		if s < 0 || s == ix.node(from) || !ix.nodes[s].eligible(ip) {
+			rest = append(rest, ip)
+			continue
+		}
+		r.Assignment[ip] = ix.nodes[s].name
+		ix.nodes[s].load++
+		if from != "" {
+			r.Moves = append(r.Moves, Move{IP: ip, From: from, To: r.Assignment[ip], Reason: leaveReason(ix, ix.node(from))})
+		}
+	}
+
+	for _, ip := range rest {
 		from := in.Current[ip]
 		cur := ix.node(from)
 		pl := ix.pool(ip)
@@ -80,6 +99,7 @@ func Place(in Input) Result {
 	}
 	// Current is a map, so the loop above found removed IPs in random order.
 	slices.SortFunc(r.Moves, func(a, b Move) int { return a.IP.Compare(b.IP) })
+	r.Standbys, r.NoStandby = standbys(ix, c.order, r.Assignment, in.Standbys)
 	return r
 }
 

@@ -29,6 +29,9 @@ func TestProperties(t *testing.T) {
 		{"a restart with the result as Current changes nothing", randomCluster, checkRestart},
 		{"new nodes move no IP whose node can keep it", randomCluster, checkNodeAdded},
 		{"shuffled input gives the same result", randomCluster, checkShuffled},
+		{"an IP that must move goes to its standby when the standby can take it", randomCluster, checkToStandby},
+		{"each standby is where Place moves the IP if its holder goes Down", randomCluster, checkStandbys},
+		{"a standby that can still take its IP stays named when nodes are added", randomCluster, checkStandbyStays},
 		{"placement from scratch balances each subnet's workers within one IP", flatCluster, checkBalance},
 	}
 	for _, tt := range tests {
@@ -152,14 +155,17 @@ func checkPreference(_ *rand.Rand, in Input, got Result) error {
 	o := newOracle(in)
 	load := make(map[string]int)
 	for _, ip := range o.order {
-		if o.sticky(ip) {
+		switch {
+		case o.sticky(ip):
 			load[in.Current[ip]]++
+		case o.toStandby(ip):
+			load[in.Standbys[ip]]++
 		}
 	}
 	for _, ip := range o.order {
 		name, placed := got.Assignment[ip]
-		if !placed || o.sticky(ip) || o.nodes[name].Cordoned {
-			continue // stayed, or kept by a cordoned node (checkCordoned's business)
+		if !placed || o.sticky(ip) || o.toStandby(ip) || o.nodes[name].Cordoned {
+			continue // stayed, went to its standby (checkToStandby's), or kept by a cordoned node (checkCordoned's)
 		}
 		c := o.candidates(ip)
 		// Control-plane nodes are candidates only when no worker is.
@@ -196,7 +202,7 @@ func checkConflicts(_ *rand.Rand, in Input, got Result) error {
 }
 
 func checkRestart(_ *rand.Rand, in Input, got Result) error {
-	in.Current = got.Assignment
+	in.Current, in.Standbys = got.Assignment, got.Standbys
 	again := Place(in)
 	if len(again.Moves) > 0 {
 		return fmt.Errorf("restart moved %v", again.Moves)
@@ -216,6 +222,79 @@ func checkNodeAdded(r *rand.Rand, in Input, got Result) error {
 	for ip, name := range got.Assignment {
 		if o.canHold(name, ip) && after.Assignment[ip] != name {
 			return fmt.Errorf("%v moved from %s to %q when nodes were added", ip, name, after.Assignment[ip])
+		}
+	}
+	return nil
+}
+
+func checkToStandby(_ *rand.Rand, in Input, got Result) error {
+	o := newOracle(in)
+	for _, ip := range o.order {
+		if o.toStandby(ip) && got.Assignment[ip] != in.Standbys[ip] {
+			return fmt.Errorf("%v left %q for %q, not for its standby %s", ip, in.Current[ip], got.Assignment[ip], in.Standbys[ip])
+		}
+	}
+	return nil
+}
+
+// checkStandbys fails each holder in turn and asks Place itself where the holder's IPs go:
+// with the standbys the input had (the same rules, replayed) and with those just named
+// (what the controller's next pass does).
+func checkStandbys(_ *rand.Rand, in Input, got Result) error {
+	for ip, name := range got.Assignment {
+		s, named := got.Standbys[ip]
+		why, none := got.NoStandby[ip]
+		if named == none || (none && why == "") {
+			return fmt.Errorf("%v on %s: standby %q, no standby %q; want exactly one", ip, name, s, why)
+		}
+		if s == name {
+			return fmt.Errorf("%v: its standby is its holder %s", ip, name)
+		}
+	}
+	for ip := range got.Standbys {
+		if _, placed := got.Assignment[ip]; !placed {
+			return fmt.Errorf("%v is not placed, yet has standby %s", ip, got.Standbys[ip])
+		}
+	}
+	for ip := range got.NoStandby {
+		if _, placed := got.Assignment[ip]; !placed {
+			return fmt.Errorf("%v is not placed, yet has a reason for no standby", ip)
+		}
+	}
+	for _, holder := range slices.Sorted(maps.Values(got.Assignment)) {
+		nodes := slices.Clone(in.Nodes)
+		for i := range nodes {
+			if nodes[i].Name == holder {
+				nodes[i].Up = false
+			}
+		}
+		for _, prev := range []map[netip.Addr]string{in.Standbys, got.Standbys} {
+			after := Place(Input{Gateways: in.Gateways, Nodes: nodes, Current: got.Assignment, Standbys: prev})
+			for ip, name := range got.Assignment {
+				if name != holder {
+					continue
+				}
+				if after.Assignment[ip] != got.Standbys[ip] {
+					return fmt.Errorf("%v: with %s Down it goes to %q, but its standby is %q (previous standbys %v)",
+						ip, holder, after.Assignment[ip], got.Standbys[ip], prev)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func checkStandbyStays(r *rand.Rand, in Input, got Result) error {
+	in.Nodes = slices.Clone(in.Nodes)
+	for i := range 1 + r.IntN(3) {
+		in.Nodes = append(in.Nodes, randomNode(r, fmt.Sprintf("new%d", i), clusterSubnets))
+	}
+	in.Current, in.Standbys = got.Assignment, got.Standbys
+	after := Place(in)
+	o := newOracle(in)
+	for ip, s := range got.Standbys {
+		if o.canHold(s, ip) && after.Assignment[ip] == got.Assignment[ip] && after.Standbys[ip] != s {
+			return fmt.Errorf("%v on %s: standby changed from %s to %q when nodes were added", ip, got.Assignment[ip], s, after.Standbys[ip])
 		}
 	}
 	return nil
@@ -266,6 +345,12 @@ func sameResult(got, want Result) error {
 	}
 	if !slices.Equal(got.Conflicts, want.Conflicts) {
 		errs = append(errs, fmt.Errorf("conflicts:\n got %v\nwant %v", got.Conflicts, want.Conflicts))
+	}
+	if !maps.Equal(got.Standbys, want.Standbys) {
+		errs = append(errs, fmt.Errorf("standbys:\n got %v\nwant %v", got.Standbys, want.Standbys))
+	}
+	if !maps.Equal(got.NoStandby, want.NoStandby) {
+		errs = append(errs, fmt.Errorf("no standby:\n got %v\nwant %v", got.NoStandby, want.NoStandby))
 	}
 	return errors.Join(errs...)
 }

@@ -55,6 +55,11 @@ type Input struct {
 	// Current maps each floating IP to the node holding it now, as the last placement (or
 	// the nodes' agents) said. It is what keeps IPs in place across controller restarts.
 	Current map[netip.Addr]string
+	// Standbys maps each floating IP to the standby the last placement named for it. An IP
+	// that has to leave its node goes to its standby first, if the standby can take it, and
+	// a standby that can still take its IP stays named: so a node that joins later changes
+	// neither where an IP fails over to nor which node is getting ready for it.
+	Standbys map[netip.Addr]string
 }
 
 // Result is where every floating IP should be.
@@ -67,6 +72,12 @@ type Result struct {
 	// Conflicts lists the IPs listed by more than one gateway, sorted by IP, then by loser
 	// age. The IP is placed once, for the winner.
 	Conflicts []Conflict
+	// Standbys maps each placed IP to its standby: the node Place would move it to if its
+	// holder went Down and nothing else changed. It is never the holder.
+	Standbys map[netip.Addr]string
+	// NoStandby maps each placed IP that no other node could take to why. Every placed IP
+	// is in exactly one of Standbys and NoStandby.
+	NoStandby map[netip.Addr]string
 	// Moves lists, sorted by IP, every IP of Current whose node changes, including IPs
 	// that are now unassigned or no longer listed (To is empty). Acting on Moves alone
 	// brings the nodes from Current to Assignment.

@@ -7,6 +7,9 @@ type View struct {
 	// FloatingIPs maps each of the gateway's IPs that is placed to its node:
 	// status.floatingIPs.
 	FloatingIPs map[netip.Addr]string
+	// Standbys maps each of the gateway's placed IPs that has a standby to it:
+	// status.standbys.
+	Standbys map[netip.Addr]string
 	// Nodes maps each node with a subnet containing one of the gateway's IPs to Up or
 	// Down: status.nodes. A cordoned node that is Up shows as Up.
 	Nodes map[string]NodeState
@@ -34,6 +37,12 @@ func Views(in Input, r Result) map[GatewayID]View {
 			}
 			if node, ok := r.Assignment[ip]; ok {
 				v.FloatingIPs[ip] = node
+				if s, ok := r.Standbys[ip]; ok {
+					if v.Standbys == nil {
+						v.Standbys = make(map[netip.Addr]string, len(g.FloatingIPs))
+					}
+					v.Standbys[ip] = s
+				}
 			} else {
 				v.Unplaced[ip] = r.Unassigned[ip]
 			}

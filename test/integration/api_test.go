@@ -213,10 +213,12 @@ egressSourceIP: 192.168.1.100
 		mustKubectl(t, cp, nil, "apply", "-f", gateway, "-f", policy)
 		defer mustKubectl(t, cp, nil, "delete", "-f", gateway, "-f", policy)
 		mustKubectl(t, cp, nil, "patch", "ngg", "default", "-n", "kube-system", "--subresource=status", "--type=merge",
-			"-p", `{"status":{"nodes":{"worker1":"Up","worker2":"Up"},"floatingIPs":{"192.168.1.100":"worker1","192.168.1.101":"worker2","192.168.1.102":"worker1"}}}`)
+			"-p", `{"status":{"nodes":{"worker1":"Up","worker2":"Up"},"floatingIPs":{"192.168.1.100":"worker1","192.168.1.101":"worker2","192.168.1.102":"worker1"},`+
+				`"standbys":{"192.168.1.100":"worker2","192.168.1.101":"worker1","192.168.1.102":"worker2"}}}`)
 
 		out := mustKubectl(t, cp, nil, "get", "networkgatewaygroups", "-A")
-		for _, w := range []string{"FLOATING IPS", "PLACEMENT", `["192.168.1.100","192.168.1.101","192.168.1.102"]`, `"192.168.1.101":"worker2"`} {
+		for _, w := range []string{"FLOATING IPS", "PLACEMENT", "STANDBYS", `["192.168.1.100","192.168.1.101","192.168.1.102"]`,
+			`"192.168.1.101":"worker2"`, `"192.168.1.101":"worker1"`} {
 			if !strings.Contains(out, w) {
 				t.Errorf("kubectl get networkgatewaygroups -A does not show %q:\n%s", w, out)
 			}

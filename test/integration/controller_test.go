@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -41,6 +42,14 @@ func TestController(t *testing.T) {
 		})
 	})
 
+	// Each IP's standby is the node other than its holder; worker1's go to it on failover.
+	standbys := map[string]string{"192.168.1.100": "worker2", "192.168.1.101": "worker1", "192.168.1.102": "worker2"}
+	t.Run("each IP names the other worker as its standby", func(t *testing.T) {
+		eventually(t, 10*time.Second, func() string {
+			return diffMap(standbysOf(t, cp, "default"), standbys)
+		})
+	})
+
 	t.Run("a node that stops renewing is Down, and its IPs and policies move", func(t *testing.T) {
 		start := time.Now()
 		agents.Stop("worker1")
@@ -48,6 +57,13 @@ func TestController(t *testing.T) {
 		eventually(t, 20*time.Second, func() string {
 			return diffStatus(gatewayStatus(t, cp, "default"), want)
 		})
+		for _, ip := range []string{"192.168.1.100", "192.168.1.102"} {
+			if placed := gatewayStatus(t, cp, "default")["floatingIPs"].(map[string]any)[ip]; placed != standbys[ip] {
+				t.Errorf("%s failed over to %v, not to its standby %s", ip, placed, standbys[ip])
+			}
+		}
+		// worker2 is the only node left: no IP has a standby.
+		eventually(t, 10*time.Second, func() string { return diffMap(standbysOf(t, cp, "default"), nil) })
 		t.Logf("failover seen through the API %s after the last heartbeat stopped (lease 1 s + grace 0.5 s)", time.Since(start).Round(10*time.Millisecond))
 		eventually(t, 10*time.Second, func() string {
 			return expectContains(mustKubectl(t, cp, nil, "describe", "enp", "egress"), "EgressIPMoved", "egress IP 192.168.1.100 moved from node worker1 to node worker2")
@@ -279,6 +295,26 @@ func diffStatus(got map[string]any, want string) string {
 	}
 	return subsetDiff(w, map[string]any{"nodes": got["nodes"], "floatingIPs": got["floatingIPs"]}) +
 		subsetDiff(map[string]any{"nodes": got["nodes"], "floatingIPs": got["floatingIPs"]}, w)
+}
+
+// standbysOf is a gateway's status.standbys as kubectl's jsonpath prints it.
+func standbysOf(t *testing.T, cp *controlplane.ControlPlane, name string) map[string]string {
+	t.Helper()
+	out := mustKubectl(t, cp, nil, "get", "networkgatewaygroup", name, "-n", "kube-system", "-o", "jsonpath={.status.standbys}")
+	var m map[string]string
+	if strings.TrimSpace(out) != "" {
+		if err := json.Unmarshal([]byte(out), &m); err != nil {
+			t.Fatalf("status.standbys %q: %v", out, err)
+		}
+	}
+	return m
+}
+
+func diffMap(got, want map[string]string) string {
+	if maps.Equal(got, want) {
+		return ""
+	}
+	return fmt.Sprintf("got %v, want %v", got, want)
 }
 
 func expectContains(out string, wants ...string) string {

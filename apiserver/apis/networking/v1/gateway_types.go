@@ -12,6 +12,7 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 // +kubebuilder:resource:scope=Namespaced,shortName=ngg,categories=egressnat
 // +kubebuilder:printcolumn:name="Floating IPs",type=string,JSONPath=`.spec.floatingIPs`
 // +kubebuilder:printcolumn:name="Placement",type=string,JSONPath=`.status.floatingIPs`
+// +kubebuilder:printcolumn:name="Standbys",type=string,JSONPath=`.status.standbys`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type NetworkGatewayGroup struct {
@@ -61,6 +62,12 @@ type NetworkGatewayGroupStatus struct {
 	// node can hold is absent, and the Ready condition says why.
 	// +optional
 	FloatingIPs map[string]string `json:"floatingIPs,omitempty"`
+	// Standbys maps each placed floating IP to its standby: the node it would move to if
+	// the node holding it failed, chosen by the same rules as placement and never the
+	// holder. An IP that no other node can take is absent. While the standby can take the
+	// IP it stays named, and the IP moves to it first.
+	// +optional
+	Standbys map[string]string `json:"standbys,omitempty"`
 	// Conditions are the standard conditions; Ready is True when every floating IP is placed.
 	// +listType=map
 	// +listMapKey=type

@@ -278,6 +278,13 @@ func (in *NetworkGatewayGroupStatus) DeepCopyInto(out *NetworkGatewayGroupStatus
 			(*out)[key] = val
 		}
 	}
+	if in.Standbys != nil {
+		in, out := &in.Standbys, &out.Standbys
+		*out = make(map[string]string, len(*in))
+		for key, val := range *in {
+			(*out)[key] = val
+		}
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]metav1.Condition, len(*in))

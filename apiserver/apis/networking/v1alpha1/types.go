@@ -15,6 +15,7 @@ import (
 // +kubebuilder:resource:scope=Namespaced,shortName=ang,categories=egressnat
 // +kubebuilder:printcolumn:name="Floating IPs",type=string,JSONPath=`.spec.floatingIPs`
 // +kubebuilder:printcolumn:name="Placement",type=string,JSONPath=`.status.floatingIPs`
+// +kubebuilder:printcolumn:name="Standbys",type=string,JSONPath=`.status.standbys`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type AnthosNetworkGateway struct {
