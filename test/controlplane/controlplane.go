@@ -44,7 +44,7 @@ type ControlPlane struct {
 	stopServer    func() error
 	dir           string
 	frontProxyDir string
-	certDir       string // kube-apiserver's certificates, when AdvertiseAddress is set
+	certDir       string         // kube-apiserver's certificates, when AdvertiseAddress is set
 	restarted     *exec.Cmd      // kube-apiserver, once RestartAPIServer started it anew
 	reapers       map[int]func() // by pid: watchdogs that kill etcd and kube-apiserver if the test binary dies
 	components    []stoppable    // kube-scheduler and kube-controller-manager, once StartControllers ran

@@ -66,7 +66,7 @@ func writeServingCerts(api *envtest.APIServer, dir, advertise string) error {
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kube-apiserver"},
 		NotBefore: now.Add(-servingCertNotBefore), NotAfter: now.Add(servingCertValidity),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
+		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
 		IPAddresses: ips,
 	}, ca, &key.PublicKey, caKey)
 	if err != nil {
