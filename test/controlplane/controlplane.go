@@ -149,6 +149,8 @@ func StartWith(opts Options) (_ *ControlPlane, err error) {
 	api := cp.env.ControlPlane.GetAPIServer()
 	if opts.Nodes {
 		api.Configure().Set("authorization-mode", "Node,RBAC")
+		// As kubeadm sets it: a node's name need not resolve where kube-apiserver runs.
+		api.Configure().Set("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname")
 	}
 	if opts.ServiceAccounts {
 		api.Configure().Set("disable-admission-plugins", "")

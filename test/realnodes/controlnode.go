@@ -115,8 +115,8 @@ func (p *EgressProxy) Close() {
 	_ = os.RemoveAll(p.dir)
 }
 
-// controlNode makes topo's control-plane namespace a control-plane node's network: routes
-// to every node's pod subnet through that node, as a node's CNI routes them, and kube-proxy
+// controlNode makes topo's control-plane namespace a control-plane node's network: a
+// default route through the router, routes to every node's pod subnet through that node, as a node's CNI routes them, and kube-proxy
 // (nftables), so that what kube-apiserver dials there (through the EgressProxy) reaches
 // Service IPs. kube-proxy's files are in a fresh folder; stop removes them.
 type controlNode struct {
@@ -125,6 +125,11 @@ type controlNode struct {
 }
 
 func startControlNode(cp *controlplane.ControlPlane, topo *topology.Topology, bin, server string) (_ *controlNode, err error) {
+	// A default route, as the nodes have: a connect to a Service IP needs a route before
+	// kube-proxy's output hook rewrites its destination.
+	if _, err := topology.Exec(topo.Control, "ip", "route", "add", "default", "via", topology.RouterIP.String()); err != nil {
+		return nil, fmt.Errorf("the control-plane namespace's default route: %w", err)
+	}
 	for _, n := range topo.Nodes {
 		if _, err := topology.Exec(topo.Control, "ip", "route", "add", n.PodCIDR.String(), "via", n.IP.String()); err != nil {
 			return nil, fmt.Errorf("routing %s to %s in the control-plane namespace: %w", n.PodCIDR, n.Name, err)
