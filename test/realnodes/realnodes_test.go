@@ -58,8 +58,7 @@ func TestTwoRealNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("images ready in %s", time.Since(start).Round(time.Millisecond))
-	start = time.Now()
-	cp, topo, c := startCluster(ctx, t, images)
+	cp, topo, c, start := startCluster(ctx, t, images)
 	t.Logf("control plane and 2 nodes up, both Nodes Ready, in %s", time.Since(start).Round(time.Millisecond))
 
 	out, err := cp.Kubectl(nil, "get", "nodes", "-o", "wide")
@@ -151,8 +150,9 @@ func TestTwoRealNodes(t *testing.T) {
 // Service's endpoint on the control-plane node, kube-apiserver's traffic to the cluster
 // through that node's kube-proxy), with the scheduler and the controller manager, and
 // makes the topology's nodes real nodes of it, with images imported. It returns once
-// every Node is Ready; everything stops when the test ends.
-func startCluster(ctx context.Context, t *testing.T, images []string) (*controlplane.ControlPlane, *topology.Topology, *Cluster) {
+// every Node is Ready, and when it began (once the topology was built: the wait for
+// another process's topology is not the cluster's); everything stops when the test ends.
+func startCluster(ctx context.Context, t *testing.T, images []string) (*controlplane.ControlPlane, *topology.Topology, *Cluster, time.Time) {
 	t.Helper()
 	bin, err := Binaries()
 	if err != nil {
@@ -210,7 +210,7 @@ func startCluster(ctx context.Context, t *testing.T, images []string) (*controlp
 	if err := c.WaitReady(ctx, 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	return cp, topo, c
+	return cp, topo, c, start
 }
 
 func lineOf(out, name string) string {
