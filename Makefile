@@ -118,7 +118,9 @@ nodes:
 
 ## test-realnodes: a control plane with scheduler and controller manager, and two real nodes
 ## (containerd, kubelet, kube-proxy, ptp CNI) in network namespaces; pods on each, reaching
-## each other (needs root and Debian's containerd, runc and containernetworking-plugins,
-## which make deps installs; about 20 s warm, and hack/nodes.sh's build the first time).
+## each other; then the product installed on them as docs/install.md says (images
+## imported, kubectl apply -k of an overlay, every rollout). Needs root and Debian's
+## containerd, runc and containernetworking-plugins, which make deps installs; about 2.5
+## minutes warm, and hack/nodes.sh's build the first time.
 test-realnodes:
-	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) EGRESSGW_NODES_DIR=$$(hack/nodes.sh) $(GO) test -count=1 -run TestTwoRealNodes ./test/realnodes/
+	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) EGRESSGW_NODES_DIR=$$(hack/nodes.sh) $(GO) test -count=1 -timeout 20m -run 'TestTwoRealNodes|TestInstallOnRealNodes' ./test/realnodes/

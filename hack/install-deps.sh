@@ -25,4 +25,6 @@ fi
 if ((EUID == 0)) && ! mount | grep -q ' /sys/fs/bpf type bpf'; then
 	mkdir -p /sys/fs/bpf
 	mount -t bpf bpf /sys/fs/bpf
+	# Shared, as systemd mounts it: the agent's pod mounts it with HostToContainer.
+	mount --make-shared /sys/fs/bpf
 fi

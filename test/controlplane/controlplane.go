@@ -44,6 +44,7 @@ type ControlPlane struct {
 	stopServer    func() error
 	dir           string
 	frontProxyDir string
+	certDir       string         // kube-apiserver's certificates, when AdvertiseAddress is set
 	restarted     *exec.Cmd      // kube-apiserver, once RestartAPIServer started it anew
 	reapers       map[int]func() // by pid: watchdogs that kill etcd and kube-apiserver if the test binary dies
 	components    []stoppable    // kube-scheduler and kube-controller-manager, once StartControllers ran
@@ -95,6 +96,18 @@ type Options struct {
 	// may register its Node and read what its pods need. StartControllers adds the
 	// scheduler and the controller manager.
 	Nodes bool
+	// ServiceAccounts turns on what envtest turns off and a cluster has: the ServiceAccount
+	// admission plugin, so that pods get a projected token bound to the pod (with its
+	// node's name), and, with Nodes, NodeRestriction.
+	ServiceAccounts bool
+	// AdvertiseAddress is the address kube-apiserver publishes as the kubernetes Service's
+	// endpoint, at its secure port: where pods reach it, once something there forwards to
+	// the host's loopback. Its serving certificate then names it and the Service's IP.
+	AdvertiseAddress string
+	// EgressSelectorConfig is the path of an EgressSelectorConfiguration: kube-apiserver's
+	// traffic to the cluster (webhooks, aggregated API servers, kubelets) goes where it
+	// says, and aggregation routes to Service IPs, as in a cluster with kube-proxy.
+	EgressSelectorConfig string
 }
 
 // StartWith is Start with options.
@@ -129,12 +142,33 @@ func StartWith(opts Options) (_ *ControlPlane, err error) {
 		if cp.frontProxyDir, err = os.MkdirTemp("", "egressgw-front-proxy-"); err != nil {
 			return nil, err
 		}
-		if err := enableAggregation(cp.env, cp.frontProxyDir); err != nil {
+		if err := enableAggregation(cp.env, cp.frontProxyDir, opts.EgressSelectorConfig == ""); err != nil {
 			return nil, err
 		}
 	}
+	api := cp.env.ControlPlane.GetAPIServer()
 	if opts.Nodes {
-		cp.env.ControlPlane.GetAPIServer().Configure().Set("authorization-mode", "Node,RBAC")
+		api.Configure().Set("authorization-mode", "Node,RBAC")
+		// As kubeadm sets it: a node's name need not resolve where kube-apiserver runs.
+		api.Configure().Set("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname")
+	}
+	if opts.ServiceAccounts {
+		api.Configure().Set("disable-admission-plugins", "")
+		if opts.Nodes {
+			api.Configure().Set("enable-admission-plugins", "NodeRestriction")
+		}
+	}
+	if opts.AdvertiseAddress != "" {
+		if cp.certDir, err = os.MkdirTemp("", "egressgw-apiserver-certs-"); err != nil {
+			return nil, err
+		}
+		if err := writeServingCerts(api, cp.certDir, opts.AdvertiseAddress); err != nil {
+			return nil, err
+		}
+		api.Configure().Set("advertise-address", opts.AdvertiseAddress)
+	}
+	if opts.EgressSelectorConfig != "" {
+		api.Configure().Set("egress-selector-config-file", opts.EgressSelectorConfig)
 	}
 	before, err := testenv.Children(controlPlaneBinaries...)
 	if err != nil {
@@ -268,6 +302,9 @@ func (cp *ControlPlane) Stop() error {
 	}
 	if cp.frontProxyDir != "" {
 		errs = append(errs, os.RemoveAll(cp.frontProxyDir))
+	}
+	if cp.certDir != "" {
+		errs = append(errs, os.RemoveAll(cp.certDir))
 	}
 	return errors.Join(errs...)
 }

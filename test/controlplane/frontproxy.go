@@ -23,9 +23,9 @@ const FrontProxyUser = "front-proxy-client"
 // enableAggregation gives kube-apiserver what an aggregated API server needs of it: a
 // front-proxy CA and client certificate (published in kube-system's
 // extension-apiserver-authentication ConfigMap, which delegated authentication reads),
-// the request-header flags, and routing to endpoints rather than Service IPs, since no
-// kube-proxy runs here.
-func enableAggregation(env *envtest.Environment, dir string) error {
+// the request-header flags, and, with toEndpoints, routing to endpoints rather than Service
+// IPs, for a kube-apiserver that no kube-proxy serves.
+func enableAggregation(env *envtest.Environment, dir string, toEndpoints bool) error {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -78,6 +78,8 @@ func enableAggregation(env *envtest.Environment, dir string) error {
 	args.Set("requestheader-extra-headers-prefix", "X-Remote-Extra-")
 	args.Set("proxy-client-cert-file", filepath.Join(dir, "front-proxy-client.crt"))
 	args.Set("proxy-client-key-file", filepath.Join(dir, "front-proxy-client.key"))
-	args.Set("enable-aggregator-routing", "true")
+	if toEndpoints {
+		args.Set("enable-aggregator-routing", "true")
+	}
 	return nil
 }

@@ -190,3 +190,17 @@ func mayLowerOOMScoreAdj() (bool, error) {
 	}
 	return false, errors.New("no CapEff in /proc/self/status")
 }
+
+// containerdArgv runs containerd in a mount namespace of its own, a slave of the host's
+// (so that it sees the volumes the kubelet mounts for pods), with a bpffs of the node's
+// own at /sys/fs/bpf: on a real machine every node has its own, and two node agents on
+// this one machine, each told --bpf-dir=/sys/fs/bpf/egressgw by the DaemonSet, must not
+// pin into one. It is shared, as systemd mounts it, which a pod's HostToContainer mount of
+// it needs; the host's is unmounted in the namespace first, since containerd checks the
+// first mount it finds at a hostPath, not the topmost. The shims, and so the containers,
+// inherit the namespace; it goes when they do.
+func containerdArgv(config string) []string {
+	return []string{"unshare", "--mount", "--propagation", "slave", "--",
+		"sh", "-c", "set -e\numount -l /sys/fs/bpf 2>/dev/null || true\nmount -t bpf bpf /sys/fs/bpf\nmount --make-shared /sys/fs/bpf\nexec \"$@\"\n", "containerd",
+		"containerd", "--config", config}
+}

@@ -53,16 +53,19 @@ var kubeletTunables = map[string]string{
 	"kernel/keys/root_maxbytes": "25000000",
 }
 
-// kubeletArgv is the kubelet's command line: a shell in a new mount namespace (a slave
-// of the host's, so it sees containerd's mounts) that binds the tunables' files, then
-// becomes the kubelet.
+// kubeletArgv is the kubelet's command line: a shell in a new mount namespace that binds
+// the tunables' files, then becomes the kubelet. The namespace's copy of the node's
+// folder stays in the peer group of the host's shared mount of it (sharedDir), so that
+// the volumes the kubelet mounts for pods (a projected ServiceAccount token is a tmpfs)
+// reach containerd, which mounts them into containers; /proc is made a slave first, so
+// that the binds over /proc/sys stay in the kubelet's namespace.
 func kubeletArgv(n *Node, bin, kubeconfig, config string) ([]string, error) {
 	tunables := filepath.Join(n.dir, "sysctl")
 	if err := os.MkdirAll(tunables, 0o755); err != nil {
 		return nil, err
 	}
 	var script strings.Builder
-	script.WriteString("set -e\n")
+	script.WriteString("set -e\nmount --make-rslave /proc\n")
 	for path, value := range kubeletTunables {
 		file := filepath.Join(tunables, strings.ReplaceAll(path, "/", "."))
 		if err := os.WriteFile(file, []byte(value+"\n"), 0o644); err != nil {
@@ -72,7 +75,7 @@ func kubeletArgv(n *Node, bin, kubeconfig, config string) ([]string, error) {
 	}
 	script.WriteString(`exec "$@"` + "\n")
 	return []string{
-		"unshare", "--mount", "--propagation", "slave", "--",
+		"unshare", "--mount", "--propagation", "unchanged", "--",
 		"sh", "-c", script.String(), "kubelet",
 		filepath.Join(bin, "kubelet"),
 		"--config=" + config,
@@ -87,7 +90,7 @@ func kubeletArgv(n *Node, bin, kubeconfig, config string) ([]string, error) {
 // kubeProxyConfig is the node's kube-proxy configuration: nftables mode; the pod range is
 // the topology's supernet. Conntrack is left as the kernel has it: its limits are global
 // and read-only from a network namespace other than the host's.
-func kubeProxyConfig(n *Node, kubeconfig, clusterCIDR string) string {
+func kubeProxyConfig(hostname, kubeconfig, clusterCIDR string) string {
 	return fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: nftables
@@ -104,5 +107,5 @@ conntrack:
   tcpCloseWaitTimeout: 0s
   udpTimeout: 0s
   udpStreamTimeout: 0s
-`, n.Name, clusterCIDR, kubeconfig)
+`, hostname, clusterCIDR, kubeconfig)
 }

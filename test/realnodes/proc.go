@@ -187,3 +187,16 @@ func (p *apiProxy) close() {
 	p.ln.Close()
 	p.wg.Wait()
 }
+
+// sharedDir bind-mounts dir onto itself as a shared mount, so that what one mount
+// namespace mounts under it (the kubelet's pod volumes) propagates to the others that
+// copied it (the host's, containerd's). unmountUnder removes it with the rest.
+func sharedDir(dir string) error {
+	if err := syscall.Mount(dir, dir, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mounting %s onto itself: %w", dir, err)
+	}
+	if err := syscall.Mount("", dir, "", syscall.MS_SHARED|syscall.MS_REC, ""); err != nil {
+		return fmt.Errorf("making %s a shared mount: %w", dir, err)
+	}
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -42,8 +43,9 @@ const TestClientImage = "docker.io/egressgw/egressgw-testclient:dev"
 type Cluster struct {
 	Nodes []*Node
 
-	cp    *controlplane.ControlPlane
-	proxy *apiProxy
+	cp      *controlplane.ControlPlane
+	proxies []*apiProxy
+	control *controlNode
 }
 
 // Node is one real node: containerd, the kubelet and kube-proxy in the network namespace
@@ -121,10 +123,19 @@ func Start(ctx context.Context, cp *controlplane.ControlPlane, topo *topology.To
 	if err != nil {
 		return nil, err
 	}
-	if c.proxy, err = startAPIProxy(topo.Control, fmt.Sprintf("%s:%d", topology.ControlIP, APIPort), u.Host); err != nil {
-		return nil, err
+	// The nodes' kubeconfigs name APIPort; pods reach kube-apiserver through the kubernetes
+	// Service, whose endpoint is the advertised address at kube-apiserver's own port.
+	for _, port := range []string{strconv.Itoa(APIPort), u.Port()} {
+		proxy, err := startAPIProxy(topo.Control, net.JoinHostPort(topology.ControlIP.String(), port), u.Host)
+		if err != nil {
+			return nil, err
+		}
+		c.proxies = append(c.proxies, proxy)
 	}
 	server := fmt.Sprintf("https://%s:%d", topology.ControlIP, APIPort)
+	if c.control, err = startControlNode(cp, topo, bin, server); err != nil {
+		return nil, fmt.Errorf("the control-plane node: %w", err)
+	}
 	for _, tn := range topo.Nodes {
 		n := &Node{Node: tn, dir: fmt.Sprintf("/tmp/%s-%s", topo.ID, tn.Name), cgroupRoot: fmt.Sprintf("/%s-%s", topo.ID, tn.Name)}
 		c.Nodes = append(c.Nodes, n)
@@ -161,7 +172,7 @@ func (n *Node) start(ctx context.Context, cp *controlplane.ControlPlane, bin, se
 		"cni/10-ptp.conflist":    cni,
 		"containerd.toml":        []byte(containerdConfig(n.dir, SandboxImage, !mayLower)),
 		"kubelet-config.yaml":    []byte(kubeletConfig(n, cp.ClientCAFile())),
-		"kube-proxy-config.yaml": []byte(kubeProxyConfig(n, filepath.Join(n.dir, "kube-proxy.kubeconfig"), topology.PodSupernet.String())),
+		"kube-proxy-config.yaml": []byte(kubeProxyConfig(n.Name, filepath.Join(n.dir, "kube-proxy.kubeconfig"), topology.PodSupernet.String())),
 	}
 	for name, data := range files {
 		path := filepath.Join(n.dir, name)
@@ -175,7 +186,10 @@ func (n *Node) start(ctx context.Context, cp *controlplane.ControlPlane, bin, se
 	if err := makeCgroupRoot(n.cgroupRoot); err != nil {
 		return err
 	}
-	if n.containerd, err = startIn(n.NS, n.dir, "containerd", []string{"containerd", "--config", filepath.Join(n.dir, "containerd.toml")}); err != nil {
+	if err := sharedDir(n.dir); err != nil {
+		return err
+	}
+	if n.containerd, err = startIn(n.NS, n.dir, "containerd", containerdArgv(filepath.Join(n.dir, "containerd.toml"))); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -303,10 +317,14 @@ func (c *Cluster) Close() error {
 		errs = append(errs, n.stop())
 	}
 	c.Nodes = nil
-	if c.proxy != nil {
-		c.proxy.close()
-		c.proxy = nil
+	if c.control != nil {
+		errs = append(errs, c.control.stop())
+		c.control = nil
 	}
+	for _, p := range c.proxies {
+		p.close()
+	}
+	c.proxies = nil
 	return errors.Join(errs...)
 }
 

@@ -53,59 +53,12 @@ func TestTwoRealNodes(t *testing.T) {
 	need(t)
 	ctx := context.Background()
 	start := time.Now()
-	bin, err := Binaries()
-	if err != nil {
-		t.Fatal(err)
-	}
 	images, err := ImageTarballs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("binaries and images ready in %s", time.Since(start).Round(time.Millisecond))
-	start = time.Now()
-	cp := controlplane.StartForTestWith(t, controlplane.Options{Bare: true, Nodes: true})
-	if err := cp.StartControllers(bin); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("control plane with scheduler and controller manager up in %s", time.Since(start).Round(time.Millisecond))
-	lockWait := time.Now()
-	topo, err := topology.New(topology.Config{Nodes: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Errorf("removing the topology: %v", err)
-		}
-	})
-	t.Logf("topology built in %s (including the wait for the machine's topology lock)", time.Since(lockWait).Round(time.Millisecond))
-	c, err := Start(ctx, cp, topo, bin, images)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range c.Nodes {
-				for _, l := range n.Logs() {
-					t.Logf("%s:\n%s", l, tail(l, 3000))
-				}
-			}
-			for _, name := range []string{"kube-scheduler", "kube-controller-manager"} {
-				t.Logf("%s:\n%s", name, tail(cp.ComponentLog(name), 3000))
-			}
-		}
-		if t.Failed() || os.Getenv("KEEP_LOGS") != "" {
-			keepLogs(t, c, cp)
-		}
-		stopping := time.Now()
-		if err := c.Close(); err != nil {
-			t.Errorf("stopping the nodes: %v", err)
-		}
-		t.Logf("nodes stopped and removed in %s", time.Since(stopping).Round(time.Millisecond))
-	})
-	if err := c.WaitReady(ctx, 3*time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	t.Logf("images ready in %s", time.Since(start).Round(time.Millisecond))
+	cp, topo, c, start := startCluster(ctx, t, images)
 	t.Logf("control plane and 2 nodes up, both Nodes Ready, in %s", time.Since(start).Round(time.Millisecond))
 
 	out, err := cp.Kubectl(nil, "get", "nodes", "-o", "wide")
@@ -190,6 +143,74 @@ func TestTwoRealNodes(t *testing.T) {
 	slices.Sort(by)
 	self, _ := testenv.ProcStatus(0, "VmRSS")
 	t.Logf("RSS: %d MB (control plane, nodes, shims, pods; MB by command: %s), plus %d MB of the test binary", sum>>20, strings.Join(by, ", "), self>>20)
+}
+
+// startCluster builds a topology of two nodes and starts a control plane as a cluster has
+// it (the ServiceAccount admission plugin, token signing, aggregation, the kubernetes
+// Service's endpoint on the control-plane node, kube-apiserver's traffic to the cluster
+// through that node's kube-proxy), with the scheduler and the controller manager, and
+// makes the topology's nodes real nodes of it, with images imported. It returns once
+// every Node is Ready, and when it began (once the topology was built: the wait for
+// another process's topology is not the cluster's); everything stops when the test ends.
+func startCluster(ctx context.Context, t *testing.T, images []string) (*controlplane.ControlPlane, *topology.Topology, *Cluster, time.Time) {
+	t.Helper()
+	bin, err := Binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockWait := time.Now()
+	topo, err := topology.New(topology.Config{Nodes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := topo.Close(); err != nil {
+			t.Errorf("removing the topology: %v", err)
+		}
+	})
+	t.Logf("topology built in %s (including the wait for the machine's topology lock)", time.Since(lockWait).Round(time.Millisecond))
+	egress, err := StartEgressProxy(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(egress.Close)
+	start := time.Now()
+	cp := controlplane.StartForTestWith(t, controlplane.Options{
+		Bare: true, Nodes: true, Aggregation: true, ServiceAccounts: true,
+		AdvertiseAddress: topology.ControlIP.String(), EgressSelectorConfig: egress.Config,
+	})
+	if err := cp.StartControllers(bin); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("control plane with scheduler and controller manager up in %s", time.Since(start).Round(time.Millisecond))
+	c, err := Start(ctx, cp, topo, bin, images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range c.Nodes {
+				for _, l := range n.Logs() {
+					t.Logf("%s:\n%s", l, tail(l, 3000))
+				}
+			}
+			for _, name := range []string{"kube-scheduler", "kube-controller-manager"} {
+				t.Logf("%s:\n%s", name, tail(cp.ComponentLog(name), 3000))
+			}
+		}
+		if t.Failed() || os.Getenv("KEEP_LOGS") != "" {
+			keepLogs(t, c, cp)
+		}
+		stopping := time.Now()
+		if err := c.Close(); err != nil {
+			t.Errorf("stopping the nodes: %v", err)
+		}
+		t.Logf("nodes stopped and removed in %s", time.Since(stopping).Round(time.Millisecond))
+	})
+	if err := c.WaitReady(ctx, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return cp, topo, c, start
 }
 
 func lineOf(out, name string) string {

@@ -1,0 +1,106 @@
+package controlplane
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// The files envtest would write into kube-apiserver's certificate folder, and does not
+// when apiserver.crt is already there.
+const (
+	servingCertFile      = "apiserver.crt"
+	servingKeyFile       = "apiserver.key"
+	serviceAccountCert   = "sa-signer.crt"
+	kubernetesServiceIP  = "10.0.0.1" // the first address of ServiceCIDR
+	servingCertValidity  = 24 * time.Hour
+	servingCertNotBefore = time.Hour
+)
+
+// writeServingCerts gives kube-apiserver a serving certificate that pods can verify: it
+// names, besides localhost and 127.0.0.1, the kubernetes Service's IP (what in-cluster
+// clients dial) and advertise, the address published as that Service's endpoint. envtest's
+// own names localhost only. It also writes the service-account signing key, which envtest
+// writes only together with its certificate, and tells envtest which CA to trust.
+func writeServingCerts(api *envtest.APIServer, dir, advertise string) error {
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(kubernetesServiceIP)}
+	if ip := net.ParseIP(advertise); ip != nil {
+		ips = append(ips, ip)
+	} else {
+		return fmt.Errorf("advertise address %q is not an IP", advertise)
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTemplate := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kube-apiserver-ca"},
+		NotBefore: now.Add(-servingCertNotBefore), NotAfter: now.Add(servingCertValidity),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	certDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore: now.Add(-servingCertNotBefore), NotAfter: now.Add(servingCertValidity),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
+		IPAddresses: ips,
+	}, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	saKeyDER, err := x509.MarshalECPrivateKey(saKey)
+	if err != nil {
+		return err
+	}
+	saPubDER, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
+	if err != nil {
+		return err
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	files := map[string][]byte{
+		servingCertFile:      pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}),
+		servingKeyFile:       pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		serviceAccountSigner: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: saKeyDER}),
+		serviceAccountCert:   pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPubDER}),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return fmt.Errorf("writing kube-apiserver's certificates: %w", err)
+		}
+	}
+	api.CertDir = dir
+	api.SecureServing.CA = caPEM
+	return nil
+}

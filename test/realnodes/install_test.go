@@ -1,0 +1,249 @@
+package realnodes
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/egressgw/egressgw/test/controlplane"
+	"github.com/egressgw/egressgw/test/testenv"
+)
+
+// The names docs/install.md builds the images under (make images TAG=v0.1.0
+// IMAGE_REPO=registry.example.com/egressgw), and its overlay sets.
+const (
+	installRepo = "registry.example.com/egressgw"
+	installTag  = "v0.1.0"
+)
+
+var components = []string{"egressgw-webhook", "egressgw-controller", "egressgw-apiserver", "egressgw-agent"}
+
+// installTarballs builds the components' images as docs/install.md does, into
+// .cache/images-install (once; delete it to rebuild), and returns their tarballs.
+func installTarballs() ([]string, error) {
+	root := controlplane.RepoRoot()
+	dir := filepath.Join(root, ".cache", "images-install")
+	var paths []string
+	missing := false
+	for _, c := range components {
+		p := filepath.Join(dir, c+".tar")
+		if _, err := os.Stat(p); err != nil {
+			missing = true
+		}
+		paths = append(paths, p)
+	}
+	if missing {
+		cmd := exec.Command("go", "run", "./hack/images", "-out", dir, "-repo", installRepo, "-tag", installTag)
+		cmd.Dir = root
+		if _, err := runScript(cmd); err != nil {
+			return nil, err
+		}
+	}
+	return paths, nil
+}
+
+// overlay writes the overlay of docs/install.md's step 2 into a folder of its own: the
+// base artifacts/, the images as built, and the cluster's ranges (the service range
+// envtest's kube-apiserver allocates from; the pods' supernet, which each Node's
+// spec.podCIDRs is a part of).
+func overlay(t *testing.T, serviceCIDR, podCIDR string) string {
+	t.Helper()
+	dir := t.TempDir()
+	base, err := filepath.Rel(dir, filepath.Join(controlplane.RepoRoot(), "artifacts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- %s\nimages:\n", base)
+	for _, c := range components {
+		fmt.Fprintf(&b, "- {name: egressgw/%s, newName: %s/%s, newTag: %s}\n", c, installRepo, c, installTag)
+	}
+	fmt.Fprintf(&b, `configMapGenerator:
+- name: egressgw-config
+  namespace: egressgw-system
+  behavior: merge
+  literals:
+  - CLUSTER_CIDRS=%[1]s,%[2]s
+  - SERVICE_CIDRS=%[1]s
+  - POD_CIDRS=%[2]s
+`, serviceCIDR, podCIDR)
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestInstallOnRealNodes installs the product exactly as docs/install.md tells a user, on
+// two real nodes: the images imported into each node's containerd under the names of the
+// overlay, kubectl apply -k of an overlay over artifacts/, and every rollout the document
+// lists. Then each component is seen doing its job: the webhook refuses a bad gateway and
+// admits a good one, the controllers elected a leader, an agent is Ready on each node and
+// reports it, and the aggregated API answers.
+func TestInstallOnRealNodes(t *testing.T) {
+	need(t)
+	ctx := context.Background()
+	prepared := time.Now()
+	base, err := ImageTarballs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	product, err := installTarballs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("images ready in %s", time.Since(prepared).Round(time.Millisecond))
+	cp, topo, c, start := startCluster(ctx, t, append(base, product...))
+	t.Logf("control plane and 2 Ready nodes, images imported, in %s", time.Since(start).Round(time.Millisecond))
+	// kubectl waits as long as it is told, beyond cp.Kubectl's minute.
+	wait := func(args ...string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+		defer cancel()
+		if out, err := cp.KubectlCommand(ctx, args...).CombinedOutput(); err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	kubectl := func(stdin []byte, args ...string) string {
+		t.Helper()
+		out, err := cp.Kubectl(stdin, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, args := range [][]string{
+				{"get", "pods,apiservices,validatingwebhookconfigurations", "-A", "-o", "wide"},
+				{"-n", "egressgw-system", "get", "events", "--sort-by=.lastTimestamp"},
+				{"get", "apiservice", "v1alpha1.egress.egressgw.io", "-o", "yaml"},
+				{"-n", "egressgw-system", "logs", "-l", "app.kubernetes.io/name in (egressgw-agent,egressgw-webhook,egressgw-apiserver,egressgw-controller)", "--tail=30", "--prefix"},
+			} {
+				out, err := cp.Kubectl(nil, args...)
+				t.Logf("kubectl %s:\n%s%v", strings.Join(args, " "), out, err)
+			}
+		}
+	})
+
+	dir := overlay(t, controlplane.ServiceCIDR, "198.18.0.0/15")
+	kubectl(nil, "apply", "-k", dir)
+	for _, d := range []string{"deployment/egressgw-webhook", "deployment/egressgw-controller", "deployment/egressgw-apiserver", "daemonset/egressgw-agent"} {
+		wait("-n", "egressgw-system", "rollout", "status", d, "--timeout=3m")
+		t.Logf("rollout status %s: done %s after start", d, time.Since(start).Round(time.Millisecond))
+	}
+	wait("wait", "--for=condition=Available", "apiservice/v1alpha1.egress.egressgw.io", "--timeout=2m")
+	t.Logf("APIService Available %s after start", time.Since(start).Round(time.Millisecond))
+
+	// Each image runs under the overlay's name.
+	images := kubectl(nil, "-n", "egressgw-system", "get", "pods", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}")
+	for _, c := range components {
+		if want := installRepo + "/" + c + ":" + installTag; !strings.Contains(images, want) {
+			t.Errorf("no pod runs %s; images:\n%s", want, images)
+		}
+	}
+
+	// The webhook answers admission: a floating IP in the overlay's service range is refused.
+	_, stderr, err := cp.KubectlOutputs([]byte(gatewayManifest("install-bad", "10.0.0.50")), "apply", "-f", "-")
+	if err == nil {
+		t.Errorf("a gateway with a floating IP in the service range was admitted")
+	} else if want := `spec.floatingIPs[0]: Invalid value: "10.0.0.50"`; !strings.Contains(stderr, want) {
+		t.Errorf("the refusal does not say %q:\n%s", want, stderr)
+	} else {
+		t.Logf("refused: %s", strings.TrimSpace(stderr))
+	}
+	kubectl([]byte(gatewayManifest("install-good", "198.51.100.100")), "apply", "-f", "-")
+
+	// The controllers elected a leader among their replicas.
+	var lease struct {
+		Spec struct {
+			HolderIdentity string `json:"holderIdentity"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal([]byte(kubectl(nil, "-n", "egressgw-system", "get", "lease", "egressgw-controller", "-o", "json")), &lease); err != nil {
+		t.Fatal(err)
+	}
+	controllers := strings.Fields(kubectl(nil, "-n", "egressgw-system", "get", "pods", "-l", "app.kubernetes.io/name=egressgw-controller", "-o", "jsonpath={.items[*].metadata.name}"))
+	if len(controllers) != 2 || !slices.ContainsFunc(controllers, func(p string) bool { return strings.HasPrefix(lease.Spec.HolderIdentity, p) }) {
+		t.Errorf("the controller Lease is held by %q, not by one of the controller pods %v", lease.Spec.HolderIdentity, controllers)
+	} else {
+		t.Logf("controller leader: %s (of %v)", lease.Spec.HolderIdentity, controllers)
+	}
+
+	// A Ready agent on each node, and each node's report.
+	var agents struct {
+		Items []struct {
+			Spec struct {
+				NodeName string `json:"nodeName"`
+			} `json:"spec"`
+			Status struct {
+				Conditions []struct{ Type, Status string } `json:"conditions"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(kubectl(nil, "-n", "egressgw-system", "get", "pods", "-l", "app.kubernetes.io/name=egressgw-agent", "-o", "json")), &agents); err != nil {
+		t.Fatal(err)
+	}
+	readyOn := map[string]bool{}
+	for _, p := range agents.Items {
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == "Ready" && cond.Status == "True" {
+				readyOn[p.Spec.NodeName] = true
+			}
+		}
+	}
+	var ngn string
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ngn = kubectl(nil, "get", "networkgatewaynodes", "-n", "kube-system", "-o", "wide")
+		if !slices.ContainsFunc(c.Nodes, func(n *Node) bool { return lineOf(ngn, n.Name) == "" }) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("kubectl get networkgatewaynodes -n kube-system -o wide:\n%s", ngn)
+	for _, n := range c.Nodes {
+		if !readyOn[n.Name] {
+			t.Errorf("no Ready agent pod on %s", n.Name)
+		}
+		if lineOf(ngn, n.Name) == "" {
+			t.Errorf("no NetworkGatewayNode report of %s", n.Name)
+		}
+	}
+
+	// The aggregated API answers, through the APIService.
+	pe := kubectl(nil, "get", "podegresses", "-A")
+	t.Logf("kubectl get podegresses -A:\n%s", pe)
+	if !strings.Contains(pe, "egressgw-system") {
+		t.Errorf("kubectl get podegresses -A lists no pod of egressgw-system:\n%s", pe)
+	}
+
+	rss, err := rssOfTree(topo.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	var by []string
+	for comm, r := range rss {
+		sum += r
+		by = append(by, fmt.Sprintf("%s %d", comm, r>>20))
+	}
+	slices.Sort(by)
+	self, _ := testenv.ProcStatus(0, "VmRSS")
+	t.Logf("RSS: %d MB (control plane, nodes, shims, pods; MB by command: %s), plus %d MB of the test binary", sum>>20, strings.Join(by, ", "), self>>20)
+}
+
+func gatewayManifest(name, ip string) string {
+	return fmt.Sprintf(`apiVersion: networking.gke.io/v1
+kind: NetworkGatewayGroup
+metadata: {namespace: kube-system, name: %s}
+spec:
+  floatingIPs: [%s]
+`, name, ip)
+}
