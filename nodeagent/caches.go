@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/egressgw/egressgw/apiserver/apis/networking"
+	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	versioned "github.com/egressgw/egressgw/apiserver/client/clientset/versioned"
 	netinformers "github.com/egressgw/egressgw/apiserver/client/informers/externalversions"
 	v1listers "github.com/egressgw/egressgw/apiserver/client/listers/networking/v1"
@@ -32,8 +33,10 @@ import (
 type caches struct {
 	scope     scope
 	factories []informerFactory
-	// watched are the informers whose changes call for a pass.
+	// watched are the informers whose changes call for a pass; reports (every node's
+	// NetworkGatewayNode) calls for one only when what a pass learns from it changes.
 	watched []cache.SharedIndexInformer
+	reports cache.SharedIndexInformer
 	list    listers
 	own     *ownNode
 	leader  *leaderLease // nil without the direct channel
@@ -95,8 +98,8 @@ func newCaches(kube kubernetes.Interface, net versioned.Interface, opts *Options
 			nets.Networking().V1().NetworkGatewayGroups().Informer(),
 			nets.Networking().V1alpha1().AnthosNetworkGateways().Informer(),
 			own.Networking().V1().NetworkGatewayNodes().Informer(),
-			reports.Networking().V1().NetworkGatewayNodes().Informer(),
 		},
+		reports: reports.Networking().V1().NetworkGatewayNodes().Informer(),
 		list: listers{
 			pods:       pods.Core().V1().Pods().Lister(),
 			namespaces: core.Core().V1().Namespaces().Lister(),
@@ -131,6 +134,19 @@ func (c *caches) Start(ctx context.Context, onChange func()) error {
 		if _, err := inf.AddEventHandler(handler); err != nil {
 			return fmt.Errorf("watching: %w", err)
 		}
+	}
+	// Every node's report changes with its grants, heartbeat keys and conditions; a pass
+	// needs only what it learns from them (routing.ReportAddressesOf).
+	learned := handler
+	learned.UpdateFunc = func(old, obj any) {
+		o, ok1 := old.(*v1.NetworkGatewayNode)
+		n, ok2 := obj.(*v1.NetworkGatewayNode)
+		if !ok1 || !ok2 || !reflect.DeepEqual(routing.ReportAddressesOf(&o.Status), routing.ReportAddressesOf(&n.Status)) {
+			onChange()
+		}
+	}
+	if _, err := c.reports.AddEventHandler(learned); err != nil {
+		return fmt.Errorf("watching: %w", err)
 	}
 	for _, f := range c.factories {
 		f.Start(ctx.Done())

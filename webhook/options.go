@@ -91,7 +91,9 @@ func (o *Options) clusterCIDRs() ([]validation.ClusterCIDR, error) {
 				errs = append(errs, fmt.Errorf("%s: %q is not an IPv4 CIDR such as 10.96.0.0/12", f.flag, raw))
 				continue
 			}
-			out = append(out, validation.ClusterCIDR{Prefix: p.Masked(), Kind: f.kind, Source: f.flag})
+			// The flag, and what an installation sets it from (artifacts/kustomization.yaml).
+			source := f.flag + ", " + strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(f.flag, "--"), "-", "_")) + " in ConfigMap egressgw-config"
+			out = append(out, validation.ClusterCIDR{Prefix: p.Masked(), Kind: f.kind, Source: source})
 		}
 	}
 	return out, errors.Join(errs...)

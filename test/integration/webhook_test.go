@@ -72,7 +72,7 @@ status:
 	}, {
 		name:     "a floating IP in the service CIDR",
 		manifest: gateway("gateway4", "10.0.0.10"),
-		wantErr:  []string{`spec.floatingIPs[0]: Invalid value: "10.0.0.10": is in the cluster's service CIDR 10.0.0.0/24 (--service-cidrs)`},
+		wantErr:  []string{`spec.floatingIPs[0]: Invalid value: "10.0.0.10": is in the cluster's service CIDR 10.0.0.0/24 (--service-cidrs, SERVICE_CIDRS in ConfigMap egressgw-config)`},
 	}, {
 		name:     "the default route as a destination",
 		manifest: policy("everything", "gateway1", "0.0.0.0/0"),
