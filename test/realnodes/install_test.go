@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -237,6 +238,113 @@ func TestInstallOnRealNodes(t *testing.T) {
 	slices.Sort(by)
 	self, _ := testenv.ProcStatus(0, "VmRSS")
 	t.Logf("RSS: %d MB (control plane, nodes, shims, pods; MB by command: %s), plus %d MB of the test binary", sum>>20, strings.Join(by, ", "), self>>20)
+
+	uninstall(t, c, dir, kubectl, wait)
+}
+
+// uninstall follows docs/install.md's "Uninstall" to the letter, with kubectl, and then
+// finds nothing of the product's on any node: no nft table, no rule at 2640 or 2641, no
+// route in table 2640, no floating IP, no pin in the node's bpffs. The nft table and the
+// pins are seen on the nodes first, so that the check can fail.
+func uninstall(t *testing.T, c *Cluster, install string, kubectl func([]byte, ...string) string, wait func(...string)) {
+	t.Helper()
+	for _, n := range c.Nodes {
+		before := strings.Join(nodeState(t, n, false), "; ")
+		for _, want := range []string{nodeChecks[0].what, nodeChecks[3].what} {
+			if !strings.Contains(before, want) {
+				t.Fatalf("before uninstalling, %s has no %s (it has: %s)", n.Name, want, before)
+			}
+		}
+		t.Logf("before uninstalling, %s has: %s", n.Name, before)
+	}
+	start := time.Now()
+	// 1. Stop egress through the gateways, and wait until no node holds a floating IP.
+	kubectl(nil, "delete", "egressnatpolicies", "--all")
+	kubectl(nil, "delete", "networkgatewaygroups,anthosnetworkgateways", "--all", "-A")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		held := kubectl(nil, "get", "ngn", "-n", "kube-system", "-o", "jsonpath={.items[*].status.floatingIPs}")
+		if strings.TrimSpace(held) == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes still hold floating IPs a minute after every gateway went: %s", held)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	// 2. Remove the agents, then clean every node, with an overlay over artifacts/uninstall
+	// that names the agent's image as the install's does.
+	cleanup := t.TempDir()
+	base, err := filepath.Rel(cleanup, filepath.Join(controlplane.RepoRoot(), "artifacts", "uninstall"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := fmt.Sprintf("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- %s\nimages:\n- {name: egressgw/egressgw-agent, newName: %s/egressgw-agent, newTag: %s}\n",
+		base, installRepo, installTag)
+	if err := os.WriteFile(filepath.Join(cleanup, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(nil, "-n", "egressgw-system", "delete", "daemonset", "egressgw-agent")
+	kubectl(nil, "apply", "-k", cleanup)
+	wait("-n", "egressgw-system", "rollout", "status", "daemonset/egressgw-agent-uninstall", "--timeout=3m")
+	kubectl(nil, "delete", "-k", cleanup)
+	// 3. Remove the rest, the APIService first.
+	kubectl(nil, "delete", "apiservice", "v1alpha1.egress.egressgw.io")
+	wait("delete", "-k", install, "--ignore-not-found", "--timeout=3m")
+	for _, lease := range strings.Fields(kubectl(nil, "-n", "kube-system", "get", "lease", "-o", "name")) {
+		if strings.Contains(lease, "/egressgw-node-") {
+			kubectl(nil, "-n", "kube-system", "delete", lease)
+		}
+	}
+	t.Logf("uninstalled as docs/install.md says in %s", time.Since(start).Round(time.Millisecond))
+	for _, n := range c.Nodes {
+		if left := nodeState(t, n, true); len(left) > 0 {
+			t.Errorf("after uninstalling, %s still has: %s", n.Name, strings.Join(left, "; "))
+		}
+	}
+	if left := kubectl(nil, "get", "crd", "-o", "name"); strings.Contains(left, "networking.gke.io") {
+		t.Errorf("CRDs left: %s", left)
+	}
+}
+
+// nodeChecks are the kinds of state the agent leaves on a node, each a shell command run
+// in the node's network namespace and its containerd's mount namespace (where the node's
+// own bpffs is), printing what it finds.
+var nodeChecks = []struct{ what, script string }{
+	{"the nft table ip egressgw", "nft list tables | grep -w egressgw || true"},
+	{"ip rules at 2640/2641", "ip rule show | grep -E '^264[01]:' || true"},
+	{"routes in table 2640", "ip route show table 2640 2>/dev/null || true"},
+	{"pins under /sys/fs/bpf/egressgw", "ls /sys/fs/bpf/egressgw 2>/dev/null || true"},
+}
+
+// nodeState lists, for each kind of nodeChecks found on n, what was found, and the
+// floating IPs (labelled <dev>:egw) if withIPs.
+func nodeState(t *testing.T, n *Node, withIPs bool) []string {
+	t.Helper()
+	var found []string
+	for _, check := range nodeChecks {
+		out, err := exec.Command("nsenter", "--mount=/proc/"+strconv.Itoa(n.containerd.cmd.Process.Pid)+"/ns/mnt",
+			"--net=/run/netns/"+n.NS, "--", "sh", "-c", check.script).CombinedOutput()
+		if err != nil {
+			t.Fatalf("checking %s on %s: %v\n%s", check.what, n.Name, err, out)
+		}
+		if s := strings.TrimSpace(string(out)); s != "" {
+			found = append(found, check.what+": "+strings.ReplaceAll(s, "\n", ", "))
+		}
+	}
+	if !withIPs {
+		return found
+	}
+	out, err := exec.Command("nsenter", "--net=/run/netns/"+n.NS, "--", "ip", "-4", "-o", "addr", "show").CombinedOutput()
+	if err != nil {
+		t.Fatalf("listing addresses on %s: %v\n%s", n.Name, err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, ":egw") {
+			found = append(found, "a floating IP: "+strings.Join(strings.Fields(line)[1:4], " "))
+		}
+	}
+	return found
 }
 
 func gatewayManifest(name, ip string) string {
