@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,7 +87,8 @@ func overlay(t *testing.T, serviceCIDR, podCIDR string) string {
 // overlay, kubectl apply -k of an overlay over artifacts/, and every rollout the document
 // lists. Then each component is seen doing its job: the webhook refuses a bad gateway and
 // admits a good one, the controllers elected a leader, an agent is Ready on each node and
-// reports it, and the aggregated API answers.
+// reports it, and the aggregated API answers. Real pods' traffic then goes through the
+// gateway (podTraffic), before the product is uninstalled.
 func TestInstallOnRealNodes(t *testing.T) {
 	need(t)
 	ctx := context.Background()
@@ -238,6 +240,8 @@ func TestInstallOnRealNodes(t *testing.T) {
 	slices.Sort(by)
 	self, _ := testenv.ProcStatus(0, "VmRSS")
 	t.Logf("RSS: %d MB (control plane, nodes, shims, pods; MB by command: %s), plus %d MB of the test binary", sum>>20, strings.Join(by, ", "), self>>20)
+
+	podTraffic(t, cp, c, topo.External, netip.MustParseAddr("198.51.100.100"))
 
 	uninstall(t, c, dir, kubectl, wait)
 }
