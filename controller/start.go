@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -82,9 +83,10 @@ func NewWhenReachable(ctx context.Context, cfg *rest.Config, opts Options) (*Con
 // answer yet: a connection refused, reset or timed out, an API server that closed it
 // while stopping, one that says it is not ready, or one whose discovery does not serve
 // our API group yet (a kube-apiserver just restarted serves the CRDs' groups some
-// seconds after it is ready; with the CRDs not installed, the retries log why). A
-// request that reached it and was refused is not, nor is a certificate the client does
-// not trust: waiting mends neither.
+// seconds after it is ready; with the CRDs not installed, the retries log why), or a
+// connection lost while reading an answer (client-go's "unexpected error when reading
+// response body. Please retry"). A request that reached it and was refused is not, nor
+// is a certificate the client does not trust: waiting mends neither.
 func unreachable(err error) bool {
 	var opErr *net.OpError
 	var netErr net.Error
@@ -93,5 +95,6 @@ func unreachable(err error) bool {
 	var noResource *meta.NoResourceMatchError
 	return errors.As(err, &opErr) || errors.As(err, &netErr) && netErr.Timeout() || utilnet.IsProbableEOF(err) ||
 		apierrors.IsServiceUnavailable(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) ||
-		errors.As(err, &discoveryErr) || errors.As(err, &noMatch) || errors.As(err, &noResource)
+		errors.As(err, &discoveryErr) || errors.As(err, &noMatch) || errors.As(err, &noResource) ||
+		strings.Contains(err.Error(), "unexpected error when reading response body")
 }

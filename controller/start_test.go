@@ -37,6 +37,9 @@ func TestUnreachable(t *testing.T) {
 		{fmt.Errorf("creating the manager: failed to determine if *v1.NetworkGatewayNode is namespaced: failed to get restmapping: %w",
 			&discovery.ErrGroupDiscoveryFailed{Groups: map[schema.GroupVersion]error{{Group: "networking.gke.io", Version: "v1"}: errors.New("not found")}}), true},
 		{fmt.Errorf("restmapping: %w", &meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: "networking.gke.io", Kind: "NetworkGatewayNode"}}), true},
+		// A kube-apiserver that stopped while answering (the dataplane suite saw it).
+		{fmt.Errorf("creating the manager: failed to determine if *v1.Lease is namespaced: failed to get restmapping: failed to get server groups: %w",
+			fmt.Errorf("unexpected error when reading response body. Please retry. Original error: %w", errors.New("http2: client connection lost"))), true},
 		// What controller-runtime's REST mapper returned in that case (the chaos suite saw it).
 		{fmt.Errorf("creating the manager: failed to determine if *v1.NetworkGatewayNode is namespaced: failed to get restmapping: %w",
 			&apiutil.ErrResourceDiscoveryFailed{{Group: "networking.gke.io", Version: "v1"}: apierrors.NewNotFound(schema.GroupResource{}, "")}), true},
