@@ -1,14 +1,10 @@
 package controlplane
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"time"
@@ -26,42 +22,20 @@ const FrontProxyUser = "front-proxy-client"
 // the request-header flags, and, with toEndpoints, routing to endpoints rather than Service
 // IPs, for a kube-apiserver that no kube-proxy serves.
 func enableAggregation(env *envtest.Environment, dir string, toEndpoints bool) error {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
 	now := time.Now()
-	caTemplate := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "front-proxy-ca"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
+	ca, err := newTestCA("front-proxy-ca", now.Add(-time.Hour), now.Add(24*time.Hour))
 	if err != nil {
 		return err
 	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	clientKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	clientDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: FrontProxyUser},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, ca, &clientKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(clientKey)
+	clientDER, keyDER, err := ca.issue(x509.Certificate{
+		Subject:     pkix.Name{CommonName: FrontProxyUser},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
 	if err != nil {
 		return err
 	}
 	files := map[string]*pem.Block{
-		"front-proxy-ca.crt":     {Type: "CERTIFICATE", Bytes: caDER},
+		"front-proxy-ca.crt":     {Type: "CERTIFICATE", Bytes: ca.der},
 		"front-proxy-client.crt": {Type: "CERTIFICATE", Bytes: clientDER},
 		"front-proxy-client.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
 	}
