@@ -8,7 +8,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-pinned() { awk -v m="$1" '$1 == m {print $2; exit} $1 == "require" && $2 == m {print $3; exit}' "$2"; }
+# shellcheck source=hack/k8s-build.sh
+source "$root/hack/k8s-build.sh"
 k8s_version=$(pinned k8s.io/kubernetes "$root/hack/controlplane/kubernetes/go.mod")
 etcd_version=$(pinned go.etcd.io/etcd/server/v3 "$root/hack/controlplane/etcd/go.mod")
 [[ -n "$k8s_version" && -n "$etcd_version" ]] || { echo "cannot read the pinned versions" >&2; exit 1; }
@@ -23,13 +24,7 @@ mkdir -p "$out"
 tmp=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-minor=${k8s_version#v1.}
-minor=${minor%%.*}
-ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-	ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-	ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-done
+ldflags=$(k8s_ldflags "$k8s_version")
 
 start=$SECONDS
 echo "building kube-apiserver and kubectl $k8s_version, etcd $etcd_version into $out (about 6 minutes on 2 cores the first time)" >&2

@@ -11,7 +11,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-pinned() { awk -v m="$1" '$1 == m {print $2; exit} $1 == "require" && $2 == m {print $3; exit}' "$2"; }
+# shellcheck source=hack/k8s-build.sh
+source "$root/hack/k8s-build.sh"
 k8s_version=$(pinned k8s.io/kubernetes "$root/hack/controlplane/kubernetes/go.mod")
 [[ -n "$k8s_version" ]] || { echo "cannot read the pinned Kubernetes version" >&2; exit 1; }
 out="${EGRESSGW_NODES_DIR:-$root/.cache/nodes/k8s-$k8s_version}"
@@ -31,13 +32,7 @@ tmp=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 # The same version stamp as hack/controlplane.sh, so that Nodes report the pinned version.
-minor=${k8s_version#v1.}
-minor=${minor%%.*}
-ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-	ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-	ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-done
+ldflags=$(k8s_ldflags "$k8s_version")
 
 start=$SECONDS
 echo "building ${binaries[*]} $k8s_version into $out (about 19 minutes on 2 shared cores the first time)" >&2
