@@ -4,19 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/egressgw/egressgw/test/testenv"
-	"github.com/egressgw/egressgw/test/topology"
 )
 
 // process is a node component: started in the node's network namespace with nsenter
@@ -140,52 +136,6 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// apiProxy makes kube-apiserver, which listens on the host's loopback, reachable from
-// the nodes' namespaces at addr inside namespace ns, copying bytes (TLS passes through).
-// test/cluster has the same proxy for its stand-in nodes.
-type apiProxy struct {
-	ln net.Listener
-	wg sync.WaitGroup
-}
-
-func startAPIProxy(ns, addr, target string) (*apiProxy, error) {
-	ln, err := topology.Listen(ns, "tcp4", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listening for the API proxy on %s in %s: %w", addr, ns, err)
-	}
-	p := &apiProxy{ln: ln}
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go pipe(c, target)
-		}
-	})
-	return p, nil
-}
-
-func pipe(c net.Conn, target string) {
-	defer c.Close()
-	u, err := net.DialTimeout("tcp", target, 5*time.Second)
-	if err != nil {
-		return
-	}
-	defer u.Close()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
-	<-done
-}
-
-// close stops accepting; open connections end when either side closes them, as the
-// kubelets stop before the proxy does.
-func (p *apiProxy) close() {
-	p.ln.Close()
-	p.wg.Wait()
 }
 
 // sharedDir bind-mounts dir onto itself as a shared mount, so that what one mount

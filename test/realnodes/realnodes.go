@@ -44,7 +44,7 @@ type Cluster struct {
 	Nodes []*Node
 
 	cp      *controlplane.ControlPlane
-	proxies []*apiProxy
+	proxies []*topology.TCPProxy
 	control *controlNode
 }
 
@@ -126,7 +126,7 @@ func Start(ctx context.Context, cp *controlplane.ControlPlane, topo *topology.To
 	// The nodes' kubeconfigs name APIPort; pods reach kube-apiserver through the kubernetes
 	// Service, whose endpoint is the advertised address at kube-apiserver's own port.
 	for _, port := range []string{strconv.Itoa(APIPort), u.Port()} {
-		proxy, err := startAPIProxy(topo.Control, net.JoinHostPort(topology.ControlIP.String(), port), u.Host)
+		proxy, err := topology.StartTCPProxy(topo.Control, net.JoinHostPort(topology.ControlIP.String(), port), u.Host)
 		if err != nil {
 			return nil, err
 		}
@@ -322,7 +322,7 @@ func (c *Cluster) Close() error {
 		c.control = nil
 	}
 	for _, p := range c.proxies {
-		p.close()
+		p.Close()
 	}
 	c.proxies = nil
 	return errors.Join(errs...)
