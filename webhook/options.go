@@ -77,10 +77,10 @@ func (o *Options) clusterCIDRs() ([]validation.ClusterCIDR, error) {
 	var out []validation.ClusterCIDR
 	var errs []error
 	for _, f := range []struct {
-		flag string
-		list []string
-		kind validation.CIDRKind
-	}{{"--pod-cidrs", o.PodCIDRs, validation.CIDRPods}, {"--service-cidrs", o.ServiceCIDRs, validation.CIDRServices}} {
+		flag, key string // the flag, and the egressgw-config key an installation sets it from
+		list      []string
+		kind      validation.CIDRKind
+	}{{"--pod-cidrs", "POD_CIDRS", o.PodCIDRs, validation.CIDRPods}, {"--service-cidrs", "SERVICE_CIDRS", o.ServiceCIDRs, validation.CIDRServices}} {
 		for _, raw := range f.list {
 			raw = strings.TrimSpace(raw)
 			if raw == "" {
@@ -91,9 +91,7 @@ func (o *Options) clusterCIDRs() ([]validation.ClusterCIDR, error) {
 				errs = append(errs, fmt.Errorf("%s: %q is not an IPv4 CIDR such as 10.96.0.0/12", f.flag, raw))
 				continue
 			}
-			// The flag, and what an installation sets it from (artifacts/kustomization.yaml).
-			source := f.flag + ", " + strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(f.flag, "--"), "-", "_")) + " in ConfigMap egressgw-config"
-			out = append(out, validation.ClusterCIDR{Prefix: p.Masked(), Kind: f.kind, Source: source})
+			out = append(out, validation.ClusterCIDR{Prefix: p.Masked(), Kind: f.kind, Source: f.flag + ", " + f.key + " in ConfigMap egressgw-config"})
 		}
 	}
 	return out, errors.Join(errs...)
