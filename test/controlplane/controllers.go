@@ -22,10 +22,25 @@ const (
 	serviceAccountSigner = "sa-signer.key"           // signs service-account tokens
 )
 
-// ClientCAFile is the path of the CA that kube-apiserver trusts client certificates from:
-// a kubelet trusts it too, to authenticate kube-apiserver's and the administrator's calls.
-func (cp *ControlPlane) ClientCAFile() string {
-	return filepath.Join(cp.env.ControlPlane.GetAPIServer().CertDir, clientCAFile)
+// KubeletClientCAFile writes, into the control plane's folder, the CAs a kubelet trusts
+// client certificates from, and returns its path: the one kube-apiserver trusts (which
+// signs the administrator's), and, with Options.Nodes and an AdvertiseAddress, the one of
+// kube-apiserver's own client certificate for kubelets (kubectl logs and exec).
+func (cp *ControlPlane) KubeletClientCAFile() (string, error) {
+	certDir := cp.env.ControlPlane.GetAPIServer().CertDir
+	var bundle []byte
+	for _, name := range []string{clientCAFile, kubeletClientCA} {
+		data, err := os.ReadFile(filepath.Join(certDir, name))
+		if errors.Is(err, os.ErrNotExist) && name == kubeletClientCA {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		bundle = append(bundle, data...)
+	}
+	path := filepath.Join(cp.dir, "kubelet-client-ca.crt")
+	return path, os.WriteFile(path, bundle, 0o600)
 }
 
 // UserKubeconfig writes a kubeconfig with a client certificate for user in groups, signed

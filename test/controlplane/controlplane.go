@@ -162,7 +162,7 @@ func StartWith(opts Options) (_ *ControlPlane, err error) {
 		if cp.certDir, err = os.MkdirTemp("", "egressgw-apiserver-certs-"); err != nil {
 			return nil, err
 		}
-		if err := writeServingCerts(api, cp.certDir, opts.AdvertiseAddress); err != nil {
+		if err := writeServingCerts(api, cp.certDir, opts.AdvertiseAddress, opts.Nodes); err != nil {
 			return nil, err
 		}
 		api.Configure().Set("advertise-address", opts.AdvertiseAddress)

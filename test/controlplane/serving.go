@@ -22,7 +22,10 @@ const (
 	servingCertFile      = "apiserver.crt"
 	servingKeyFile       = "apiserver.key"
 	serviceAccountCert   = "sa-signer.crt"
-	kubernetesServiceIP  = "10.0.0.1" // the first address of ServiceCIDR
+	kubeletClientCert    = "kubelet-client.crt" // kube-apiserver's, for calls to kubelets
+	kubeletClientKey     = "kubelet-client.key"
+	kubeletClientCA      = "kubelet-client-ca.crt" // what a kubelet must trust for them
+	kubernetesServiceIP  = "10.0.0.1"              // the first address of ServiceCIDR
 	servingCertValidity  = 24 * time.Hour
 	servingCertNotBefore = time.Hour
 )
@@ -31,8 +34,10 @@ const (
 // names, besides localhost and 127.0.0.1, the kubernetes Service's IP (what in-cluster
 // clients dial) and advertise, the address published as that Service's endpoint. envtest's
 // own names localhost only. It also writes the service-account signing key, which envtest
-// writes only together with its certificate, and tells envtest which CA to trust.
-func writeServingCerts(api *envtest.APIServer, dir, advertise string) error {
+// writes only together with its certificate, and tells envtest which CA to trust. With
+// kubeletClient, kube-apiserver also gets a client certificate of its own CA for its calls
+// to kubelets (logs, exec, port-forward), which envtest never configures.
+func writeServingCerts(api *envtest.APIServer, dir, advertise string, kubeletClient bool) error {
 	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(kubernetesServiceIP)}
 	if ip := net.ParseIP(advertise); ip != nil {
 		ips = append(ips, ip)
@@ -43,6 +48,11 @@ func writeServingCerts(api *envtest.APIServer, dir, advertise string) error {
 	ca, err := newTestCA("kube-apiserver-ca", now.Add(-servingCertNotBefore), now.Add(servingCertValidity))
 	if err != nil {
 		return err
+	}
+	if kubeletClient {
+		if err := writeKubeletClientCert(api, dir, ca); err != nil {
+			return err
+		}
 	}
 	certDER, keyDER, err := ca.issue(x509.Certificate{
 		Subject:     pkix.Name{CommonName: "kube-apiserver"},
@@ -79,5 +89,31 @@ func writeServingCerts(api *envtest.APIServer, dir, advertise string) error {
 	}
 	api.CertDir = dir
 	api.SecureServing.CA = caPEM
+	return nil
+}
+
+// writeKubeletClientCert issues kube-apiserver's client certificate for kubelets, as
+// kubeadm's apiserver-kubelet-client (user kube-apiserver-kubelet-client, group
+// system:masters), and writes it, its key and the CA a kubelet must trust for it.
+func writeKubeletClientCert(api *envtest.APIServer, dir string, ca *testCA) error {
+	certDER, keyDER, err := ca.issue(x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{
+		kubeletClientCert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}),
+		kubeletClientKey:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		kubeletClientCA:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.der}),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return fmt.Errorf("writing kube-apiserver's kubelet client certificate: %w", err)
+		}
+	}
+	api.Configure().Set("kubelet-client-certificate", filepath.Join(dir, kubeletClientCert))
+	api.Configure().Set("kubelet-client-key", filepath.Join(dir, kubeletClientKey))
 	return nil
 }

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -94,7 +92,7 @@ func podTraffic(t *testing.T, cp *controlplane.ControlPlane, c *Cluster, ext *to
 		t.Logf("%s (%s): tcp and udp exited %v, %s after creation", p.name, podIP, exits, time.Since(created).Round(time.Millisecond))
 
 		for _, ctr := range []string{"tcp", "udp"} {
-			out, err := containerLog(node, p.name, ctr)
+			out, err := containerLog(cp, p.name, ctr)
 			seen, perr := netip.ParseAddrPort(out)
 			switch {
 			case err != nil || exits[ctr] != 0 || perr != nil:
@@ -140,25 +138,11 @@ func podTraffic(t *testing.T, cp *controlplane.ControlPlane, c *Cluster, ext *to
 	kubectl(nil, "delete", "namespace", "alice", "--wait=true")
 }
 
-// containerLog reads the last line that container ctr of pod alice/name wrote, from the
-// kubelet's log of it on n (what kubectl logs shows, which the kubelet here refuses to
-// serve kube-apiserver: its x509 authentication has no client certificate of it).
-func containerLog(n *Node, name, ctr string) (string, error) {
-	paths, err := filepath.Glob(filepath.Join(n.dir, "pod-logs", "alice_"+name+"_*", ctr, "*.log"))
-	if err != nil || len(paths) != 1 {
-		return "", fmt.Errorf("the log of alice/%s/%s on %s: %v %v", name, ctr, n.Name, paths, err)
-	}
-	data, err := os.ReadFile(paths[0])
-	if err != nil {
-		return "", err
-	}
-	// CRI log lines: <time> <stream> <tag> <text>.
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	f := strings.SplitN(lines[len(lines)-1], " ", 4)
-	if len(f) < 4 {
-		return "", fmt.Errorf("the log of alice/%s/%s on %s: %q", name, ctr, n.Name, data)
-	}
-	return strings.TrimSpace(f[3]), nil
+// containerLog is what container ctr of pod alice/name wrote last, from kubectl logs.
+func containerLog(cp *controlplane.ControlPlane, name, ctr string) (string, error) {
+	out, err := cp.Kubectl(nil, "-n", "alice", "logs", name, "-c", ctr)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return strings.TrimSpace(lines[len(lines)-1]), err
 }
 
 // first says how long after created the first of packets arrived.

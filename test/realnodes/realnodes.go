@@ -36,8 +36,12 @@ var Images = []string{"pause", "egressgw-testclient"}
 // pod's sandbox.
 const SandboxImage = "docker.io/egressgw/pause:dev"
 
-// TestClientImage is the name of the test client's image (test/peer's serve and who).
-const TestClientImage = "docker.io/egressgw/egressgw-testclient:dev"
+// TestClientImage is the name of the test client's image (test/peer's serve and who), and
+// TestClientEntrypoint its program, for kubectl exec.
+const (
+	TestClientImage      = "docker.io/egressgw/egressgw-testclient:dev"
+	TestClientEntrypoint = "/usr/local/bin/egressgw-testclient"
+)
 
 // Cluster is a set of real nodes on a topology, registered with a control plane.
 type Cluster struct {
@@ -167,11 +171,15 @@ func (n *Node) start(ctx context.Context, cp *controlplane.ControlPlane, bin, se
 	if err != nil {
 		return err
 	}
+	clientCA, err := cp.KubeletClientCAFile()
+	if err != nil {
+		return err
+	}
 	files := map[string][]byte{
 		"resolv.conf":            nil,
 		"cni/10-ptp.conflist":    cni,
 		"containerd.toml":        []byte(containerdConfig(n.dir, SandboxImage, !mayLower)),
-		"kubelet-config.yaml":    []byte(kubeletConfig(n, cp.ClientCAFile())),
+		"kubelet-config.yaml":    []byte(kubeletConfig(n, clientCA)),
 		"kube-proxy-config.yaml": []byte(kubeProxyConfig(n.Name, filepath.Join(n.dir, "kube-proxy.kubeconfig"), topology.PodSupernet.String())),
 	}
 	for name, data := range files {

@@ -113,6 +113,24 @@ func TestTwoRealNodes(t *testing.T) {
 	if _, err := waitPod(cp, "client-"+b.Name, "Succeeded", 2*time.Minute); err != nil {
 		t.Fatalf("the pod on %s did not reach the pod on %s at %s: %v", b.Name, a.Name, target, err)
 	}
+	// kube-apiserver reaches the kubelets, with its client certificate, through its egress
+	// selector: kubectl logs shows what the client saw (its own address, no NAT between
+	// pods), and kubectl exec runs the same question in the server pod on node2.
+	logs, err := cp.Kubectl(nil, "logs", "client-"+b.Name)
+	if err != nil {
+		t.Fatalf("kubectl logs: %v", err)
+	}
+	if seen, err := netip.ParseAddrPort(strings.TrimSpace(logs)); err != nil || !b.PodCIDR.Contains(seen.Addr()) {
+		t.Errorf("kubectl logs client-%s = %q, want the pod's own address in %s", b.Name, logs, b.PodCIDR)
+	}
+	execOut, err := cp.Kubectl(nil, "exec", "server-"+b.Name, "--", TestClientEntrypoint, "who", target)
+	if err != nil {
+		t.Fatalf("kubectl exec: %v", err)
+	}
+	if seen, err := netip.ParseAddrPort(strings.TrimSpace(execOut)); err != nil || seen.Addr() != ips[b.Name] {
+		t.Errorf("kubectl exec server-%s -- who %s = %q, want %s:<port>", b.Name, target, execOut, ips[b.Name])
+	}
+	t.Logf("kubectl logs: %s; kubectl exec: %s", strings.TrimSpace(logs), strings.TrimSpace(execOut))
 	// And node1's own namespace reaches the pod on node2, routed over the segment: the
 	// server sees node1's address, with no NAT on the way.
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
