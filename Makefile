@@ -49,7 +49,7 @@ test-integration:
 	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 $$($(GO) list ./test/... | grep -v -e /test/dataplane -e /test/e2e -e /test/realnodes)
 	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 ./test/dataplane/
 
-## e2e: the end-to-end suite on the local cluster that make run starts, driven with kubectl
+## e2e: the end-to-end suite on the harness's local cluster (make run HARNESS=1), driven with kubectl
 ## and real packets (needs root; about a minute)
 e2e:
 	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) test -count=1 ./test/e2e/
@@ -95,9 +95,15 @@ fuzz:
 ## check: everything CI runs (the README's test command): the e2e suite last
 check: deps verify lint test test-images test-realnodes fuzz e2e
 
-## run: run the whole system on this machine, in network namespaces, until Ctrl-C or make demo-down
+## run: run the whole system on this machine, in network namespaces, until Ctrl-C or make demo-down:
+## real nodes (containerd, kubelet, kube-proxy, CNI) with the product installed from images
+## as docs/install.md says; HARNESS=1 runs the test harness's nodes instead (no kubelet)
 run: deps
-	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) run ./hack/local-cluster --pid-file .cache/demo.pid
+ifeq ($(HARNESS),)
+	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) EGRESSGW_NODES_DIR=$$(hack/nodes.sh) $(GO) run ./hack/local-cluster --pid-file .cache/demo.pid
+else
+	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) $(GO) run ./hack/local-cluster --harness --pid-file .cache/demo.pid
+endif
 
 ## demo-down: stop what make run started (it removes everything on its way out)
 demo-down:

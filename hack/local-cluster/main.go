@@ -1,8 +1,11 @@
-// Command local-cluster runs the whole system on this machine: nodes, pods, a router and
-// an external host in network namespaces; a real etcd and kube-apiserver; the webhook,
-// the controller and a node agent per node; and the spec's example applied. It shows what
-// the external host saw from each pod, prints a KUBECONFIG for kubectl, and runs until
-// Ctrl-C (or `make demo-down`), then removes everything.
+// Command local-cluster runs the whole system on this machine: a router, an external host
+// and nodes in network namespaces; a real etcd and kube-apiserver. By default the nodes
+// are real (containerd, kubelet, kube-proxy, a CNI), with kube-scheduler and
+// kube-controller-manager, and the product is installed on them as docs/install.md says,
+// from images built here; -harness runs the test harness's nodes instead (no kubelet:
+// the components run as processes). It applies the spec's example, shows what the
+// external host saw from each pod, prints a KUBECONFIG for kubectl, and runs until Ctrl-C
+// (or `make demo-down`), then removes everything.
 package main
 
 import (
@@ -14,13 +17,12 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
-
-	"github.com/egressgw/egressgw/test/cluster"
 )
 
 func main() {
 	opts := demoOptions{}
 	flag.IntVar(&opts.nodes, "nodes", 3, "how many nodes the local cluster has")
+	flag.BoolVar(&opts.harness, "harness", false, "run the test harness's nodes (no kubelet, no images) instead of real nodes")
 	flag.BoolVar(&opts.exit, "exit", false, "stop after showing the result, instead of running until Ctrl-C")
 	flag.StringVar(&opts.pidFile, "pid-file", "", "write the process id here, for make demo-down")
 	flag.Parse()
@@ -34,11 +36,12 @@ func main() {
 
 type demoOptions struct {
 	nodes   int
+	harness bool
 	exit    bool
 	pidFile string
 }
 
-func run(ctx context.Context, opts demoOptions) (err error) {
+func run(ctx context.Context, opts demoOptions) error {
 	start := time.Now()
 	if opts.pidFile != "" {
 		if err := os.MkdirAll(filepath.Dir(opts.pidFile), 0o755); err != nil {
@@ -49,27 +52,14 @@ func run(ctx context.Context, opts demoOptions) (err error) {
 		}
 		defer os.Remove(opts.pidFile)
 	}
-	step("building, and starting etcd, kube-apiserver, the webhook, the controller and %d node agents", opts.nodes)
-	c, err := cluster.Start(ctx, cluster.Options{Nodes: opts.nodes, Logs: ""})
-	if err != nil {
-		return err
+	if opts.harness {
+		return runHarness(ctx, opts, start)
 	}
-	defer func() {
-		step("stopping and removing everything")
-		if cerr := c.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	step("applying the spec's example: NetworkGatewayGroup kube-system/default and EgressNATPolicy egress")
-	demo, err := setupDemo(ctx, c)
-	if err != nil {
-		return err
-	}
-	if err := demo.show(ctx, c); err != nil {
-		return err
-	}
-	fmt.Printf("\nUp in %s. Component logs: %s\n", time.Since(start).Round(100*time.Millisecond), c.Logs)
-	printTry(c)
+	return runReal(ctx, opts, start)
+}
+
+// wait runs until Ctrl-C, unless told to exit once the result is shown.
+func wait(ctx context.Context, opts demoOptions) error {
 	if opts.exit {
 		return nil
 	}

@@ -2,7 +2,7 @@
 // the webhook server, the controller, the aggregated API server, and one node agent per
 // node of a network-namespace topology (package topology). There is no kubelet: the harness stands in for it, and
 // registers the Node and Pod objects that match the namespaces it creates, with their
-// pod IPs and node names. The tests, the end-to-end suite and `make run` all use it.
+// pod IPs and node names. The tests, the end-to-end suite and `make run HARNESS=1` use it.
 package cluster
 
 import (

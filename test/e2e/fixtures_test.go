@@ -17,7 +17,7 @@ import (
 )
 
 // The suite's floating IPs, on the node segment. cluster.ExampleFloatingIPs (.100 to .102,
-// what `make run` applies) are left alone, and each test has its own, so a test that
+// what `make run` applies too) are left alone, and each test has its own, so a test that
 // fails before its cleanup cannot make another test's gateway a duplicate.
 var (
 	multiGatewayIPs = []string{"198.51.100.111", "198.51.100.112", "198.51.100.113"}

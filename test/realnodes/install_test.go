@@ -16,71 +16,8 @@ import (
 
 	"github.com/egressgw/egressgw/test/controlplane"
 	"github.com/egressgw/egressgw/test/testenv"
+	"github.com/egressgw/egressgw/test/topology"
 )
-
-// The names docs/install.md builds the images under (make images TAG=v0.1.0
-// IMAGE_REPO=registry.example.com/egressgw), and its overlay sets.
-const (
-	installRepo = "registry.example.com/egressgw"
-	installTag  = "v0.1.0"
-)
-
-var components = []string{"egressgw-webhook", "egressgw-controller", "egressgw-apiserver", "egressgw-agent"}
-
-// installTarballs builds the components' images as docs/install.md does, into
-// .cache/images-install (once; delete it to rebuild), and returns their tarballs.
-func installTarballs() ([]string, error) {
-	root := controlplane.RepoRoot()
-	dir := filepath.Join(root, ".cache", "images-install")
-	var paths []string
-	missing := false
-	for _, c := range components {
-		p := filepath.Join(dir, c+".tar")
-		if _, err := os.Stat(p); err != nil {
-			missing = true
-		}
-		paths = append(paths, p)
-	}
-	if missing {
-		cmd := exec.Command("go", "run", "./hack/images", "-out", dir, "-repo", installRepo, "-tag", installTag)
-		cmd.Dir = root
-		if _, err := runScript(cmd); err != nil {
-			return nil, err
-		}
-	}
-	return paths, nil
-}
-
-// overlay writes the overlay of docs/install.md's step 2 into a folder of its own: the
-// base artifacts/, the images as built, and the cluster's ranges (the service range
-// envtest's kube-apiserver allocates from; the pods' supernet, which each Node's
-// spec.podCIDRs is a part of).
-func overlay(t *testing.T, serviceCIDR, podCIDR string) string {
-	t.Helper()
-	dir := t.TempDir()
-	base, err := filepath.Rel(dir, filepath.Join(controlplane.RepoRoot(), "artifacts"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- %s\nimages:\n", base)
-	for _, c := range components {
-		fmt.Fprintf(&b, "- {name: egressgw/%s, newName: %s/%s, newTag: %s}\n", c, installRepo, c, installTag)
-	}
-	fmt.Fprintf(&b, `configMapGenerator:
-- name: egressgw-config
-  namespace: egressgw-system
-  behavior: merge
-  literals:
-  - CLUSTER_CIDRS=%[1]s,%[2]s
-  - SERVICE_CIDRS=%[1]s
-  - POD_CIDRS=%[2]s
-`, serviceCIDR, podCIDR)
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // TestInstallOnRealNodes installs the product exactly as docs/install.md tells a user, on
 // two real nodes: the images imported into each node's containerd under the names of the
@@ -97,13 +34,13 @@ func TestInstallOnRealNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	product, err := installTarballs()
+	product, err := InstallTarballs()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("images ready in %s", time.Since(prepared).Round(time.Millisecond))
-	cp, topo, c, start := startCluster(ctx, t, append(base, product...))
-	t.Logf("control plane and 2 Ready nodes, images imported, in %s", time.Since(start).Round(time.Millisecond))
+	l := startCluster(ctx, t, append(base, product...))
+	cp, c, start := l.CP, l.Cluster, l.Started
 	// kubectl waits as long as it is told, beyond cp.Kubectl's minute.
 	wait := func(args ...string) {
 		t.Helper()
@@ -135,19 +72,19 @@ func TestInstallOnRealNodes(t *testing.T) {
 		}
 	})
 
-	dir := overlay(t, controlplane.ServiceCIDR, "198.18.0.0/15")
-	kubectl(nil, "apply", "-k", dir)
-	for _, d := range []string{"deployment/egressgw-webhook", "deployment/egressgw-controller", "deployment/egressgw-apiserver", "daemonset/egressgw-agent"} {
-		wait("-n", "egressgw-system", "rollout", "status", d, "--timeout=3m")
-		t.Logf("rollout status %s: done %s after start", d, time.Since(start).Round(time.Millisecond))
+	dir := t.TempDir()
+	if err := WriteOverlay(dir, controlplane.ServiceCIDR, topology.PodSupernet.String()); err != nil {
+		t.Fatal(err)
 	}
-	wait("wait", "--for=condition=Available", "apiservice/v1alpha1.egress.egressgw.io", "--timeout=2m")
-	t.Logf("APIService Available %s after start", time.Since(start).Round(time.Millisecond))
+	if err := Install(ctx, cp, dir, t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("installed, every rollout done and the APIService Available, %s after the cluster's start", time.Since(start).Round(time.Millisecond))
 
 	// Each image runs under the overlay's name.
 	images := kubectl(nil, "-n", "egressgw-system", "get", "pods", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}")
-	for _, c := range components {
-		if want := installRepo + "/" + c + ":" + installTag; !strings.Contains(images, want) {
+	for _, c := range Components {
+		if want := InstallRepo + "/" + c + ":" + InstallTag; !strings.Contains(images, want) {
 			t.Errorf("no pod runs %s; images:\n%s", want, images)
 		}
 	}
@@ -227,21 +164,14 @@ func TestInstallOnRealNodes(t *testing.T) {
 		t.Errorf("kubectl get podegresses -A lists no pod of egressgw-system:\n%s", pe)
 	}
 
-	rss, err := rssOfTree(topo.ID)
+	rss, by, err := l.RSS()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum int64
-	var by []string
-	for comm, r := range rss {
-		sum += r
-		by = append(by, fmt.Sprintf("%s %d", comm, r>>20))
-	}
-	slices.Sort(by)
 	self, _ := testenv.ProcStatus(0, "VmRSS")
-	t.Logf("RSS: %d MB (control plane, nodes, shims, pods; MB by command: %s), plus %d MB of the test binary", sum>>20, strings.Join(by, ", "), self>>20)
+	t.Logf("RSS: %d MB (control plane, nodes, shims, pods; MB by command: %s), plus %d MB of the test binary", rss>>20, by, self>>20)
 
-	podTraffic(t, cp, c, topo.External, netip.MustParseAddr("198.51.100.100"))
+	podTraffic(t, cp, c, l.Topo.External, netip.MustParseAddr("198.51.100.100"))
 
 	uninstall(t, c, dir, kubectl, wait)
 }
@@ -284,7 +214,7 @@ func uninstall(t *testing.T, c *Cluster, install string, kubectl func([]byte, ..
 		t.Fatal(err)
 	}
 	k := fmt.Sprintf("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- %s\nimages:\n- {name: egressgw/egressgw-agent, newName: %s/egressgw-agent, newTag: %s}\n",
-		base, installRepo, installTag)
+		base, InstallRepo, InstallTag)
 	if err := os.WriteFile(filepath.Join(cleanup, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -58,8 +57,8 @@ func TestTwoRealNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("images ready in %s", time.Since(start).Round(time.Millisecond))
-	cp, topo, c, start := startCluster(ctx, t, images)
-	t.Logf("control plane and 2 nodes up, both Nodes Ready, in %s", time.Since(start).Round(time.Millisecond))
+	l := startCluster(ctx, t, images)
+	cp, c, start := l.CP, l.Cluster, l.Started
 
 	out, err := cp.Kubectl(nil, "get", "nodes", "-o", "wide")
 	if err != nil {
@@ -148,87 +147,43 @@ func TestTwoRealNodes(t *testing.T) {
 		t.Errorf("the pod on %s saw node %s as %s, want %s", b.Name, a.Name, seen.Addr(), a.IP)
 	}
 
-	rss, err := rssOfTree(topo.ID)
+	rss, by, err := l.RSS()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum int64
-	var by []string
-	for comm, r := range rss {
-		sum += r
-		by = append(by, fmt.Sprintf("%s %d", comm, r>>20))
-	}
-	slices.Sort(by)
 	self, _ := testenv.ProcStatus(0, "VmRSS")
-	t.Logf("RSS: %d MB (control plane, nodes, shims, pods; MB by command: %s), plus %d MB of the test binary", sum>>20, strings.Join(by, ", "), self>>20)
+	t.Logf("RSS: %d MB (control plane, nodes, shims, pods; MB by command: %s), plus %d MB of the test binary", rss>>20, by, self>>20)
 }
 
-// startCluster builds a topology of two nodes and starts a control plane as a cluster has
-// it (the ServiceAccount admission plugin, token signing, aggregation, the kubernetes
-// Service's endpoint on the control-plane node, kube-apiserver's traffic to the cluster
-// through that node's kube-proxy), with the scheduler and the controller manager, and
-// makes the topology's nodes real nodes of it, with images imported. It returns once
-// every Node is Ready, and when it began (once the topology was built: the wait for
-// another process's topology is not the cluster's); everything stops when the test ends.
-func startCluster(ctx context.Context, t *testing.T, images []string) (*controlplane.ControlPlane, *topology.Topology, *Cluster, time.Time) {
+// startCluster starts a Local of two nodes with images imported (StartLocal); it is
+// stopped and removed when the test ends, with the components' logs shown if it failed.
+func startCluster(ctx context.Context, t *testing.T, images []string) *Local {
 	t.Helper()
-	bin, err := Binaries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lockWait := time.Now()
-	topo, err := topology.New(topology.Config{Nodes: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Errorf("removing the topology: %v", err)
-		}
-	})
-	t.Logf("topology built in %s (including the wait for the machine's topology lock)", time.Since(lockWait).Round(time.Millisecond))
-	egress, err := StartEgressProxy(topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(egress.Close)
-	start := time.Now()
-	cp := controlplane.StartForTestWith(t, controlplane.Options{
-		Bare: true, Nodes: true, Aggregation: true, ServiceAccounts: true,
-		AdvertiseAddress: topology.ControlIP.String(), EgressSelectorConfig: egress.Config,
-	})
-	if err := cp.StartControllers(bin); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("control plane with scheduler and controller manager up in %s", time.Since(start).Round(time.Millisecond))
-	c, err := Start(ctx, cp, topo, bin, images)
+	l, err := StartLocal(ctx, 2, images, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, n := range c.Nodes {
-				for _, l := range n.Logs() {
-					t.Logf("%s:\n%s", l, tail(l, 3000))
+			for _, n := range l.Nodes {
+				for _, log := range n.Logs() {
+					t.Logf("%s:\n%s", log, tail(log, 3000))
 				}
 			}
 			for _, name := range []string{"kube-scheduler", "kube-controller-manager"} {
-				t.Logf("%s:\n%s", name, tail(cp.ComponentLog(name), 3000))
+				t.Logf("%s:\n%s", name, tail(l.CP.ComponentLog(name), 3000))
 			}
 		}
 		if t.Failed() || os.Getenv("KEEP_LOGS") != "" {
-			keepLogs(t, c, cp)
+			keepLogs(t, l.Cluster, l.CP)
 		}
 		stopping := time.Now()
-		if err := c.Close(); err != nil {
-			t.Errorf("stopping the nodes: %v", err)
+		if err := l.Close(); err != nil {
+			t.Errorf("stopping the cluster: %v", err)
 		}
-		t.Logf("nodes stopped and removed in %s", time.Since(stopping).Round(time.Millisecond))
+		t.Logf("cluster stopped and removed in %s", time.Since(stopping).Round(time.Millisecond))
 	})
-	if err := c.WaitReady(ctx, 3*time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	return cp, topo, c, start
+	return l
 }
 
 func lineOf(out, name string) string {
@@ -300,54 +255,6 @@ func waitPod(cp *controlplane.ControlPlane, name, phase string, timeout time.Dur
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-}
-
-// rssOfTree sums, by command name, the resident memory of this process's descendants
-// and of the processes whose command line names a node folder (/tmp/<topology id>-...:
-// the containerd shims, which leave the tree) with theirs: the pods.
-func rssOfTree(topoID string) (map[string]int64, error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	parent := map[int]int{}
-	roots := map[int]bool{os.Getpid(): true}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(fields) < 2 {
-			continue
-		}
-		parent[pid], _ = strconv.Atoi(fields[1])
-		if cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.Contains(string(cmdline), "/tmp/"+topoID+"-") {
-			roots[pid] = true
-		}
-	}
-	by := map[string]int64{}
-	for pid := range parent {
-		if pid == os.Getpid() {
-			continue
-		}
-		for p, hops := pid, 0; p > 1 && hops < 64; p, hops = parent[p], hops+1 {
-			if roots[p] {
-				rss, err := testenv.ProcStatus(pid, "VmRSS")
-				comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-				if err == nil {
-					by[strings.TrimSpace(string(comm))] += rss
-				}
-				break
-			}
-		}
-	}
-	return by, nil
 }
 
 // keepLogs copies every component's log into a folder that outlives the test.
