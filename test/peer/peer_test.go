@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -50,5 +51,38 @@ func TestWhoAnswersTheSource(t *testing.T) {
 				t.Errorf("the server saw %s, want %s", got, want)
 			}
 		})
+	}
+}
+
+// TestStreamNumbersItsDatagrams: Stream sends "<tag>-<seq>" from 0 up, one socket, at
+// its interval, until its context ends.
+func TestStreamNumbersItsDatagrams(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- Stream(ctx, pc.LocalAddr().String(), "t", 10*time.Millisecond) }()
+	buf := make([]byte, 64)
+	sources := map[string]bool{}
+	for seq := 0; seq < 10; seq++ {
+		_ = pc.SetReadDeadline(time.Now().Add(time.Second))
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", seq, err)
+		}
+		if got, want := string(buf[:n]), fmt.Sprintf("t-%d", seq); got != want {
+			t.Fatalf("datagram %d is %q, want %q", seq, got, want)
+		}
+		sources[from.String()] = true
+	}
+	if len(sources) != 1 {
+		t.Errorf("the datagrams came from %d sockets, want one: %v", len(sources), sources)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Stream: %v", err)
 	}
 }

@@ -2,10 +2,12 @@ package peer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -46,4 +48,35 @@ func Who(ctx context.Context, network string, addr string) (netip.AddrPort, erro
 		return WhoUDP(ctx, c)
 	}
 	return WhoTCP(ctx, c)
+}
+
+// Stream sends the server at addr a UDP datagram "<tag>-<seq>" every interval, over one
+// socket (one conntrack entry), until ctx ends; it reads and drops the answers. A send
+// that fails (no route while a link is down, say) is counted as sent and not retried: the
+// receiver sees the gap.
+func Stream(ctx context.Context, addr, tag string, interval time.Duration) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "udp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			if _, err := c.Read(buf); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
+				return
+			}
+		}
+	}()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for seq := 0; ; seq++ {
+		_, _ = fmt.Fprintf(c, "%s-%d", tag, seq)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }

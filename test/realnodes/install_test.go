@@ -25,7 +25,8 @@ import (
 // lists. Then each component is seen doing its job: the webhook refuses a bad gateway and
 // admits a good one, the controllers elected a leader, an agent is Ready on each node and
 // reports it, and the aggregated API answers. Real pods' traffic then goes through the
-// gateway (podTraffic), before the product is uninstalled.
+// gateway (podTraffic), and keeps going, leaking nothing, through an agent upgrade and
+// the gateway node's failure (streamThroughFaults), before the product is uninstalled.
 func TestInstallOnRealNodes(t *testing.T) {
 	need(t)
 	ctx := context.Background()
@@ -171,7 +172,9 @@ func TestInstallOnRealNodes(t *testing.T) {
 	self, _ := testenv.ProcStatus(0, "VmRSS")
 	t.Logf("RSS: %d MB (control plane, nodes, shims, pods; MB by command: %s), plus %d MB of the test binary", rss>>20, by, self>>20)
 
-	podTraffic(t, cp, c, l.Topo.External, netip.MustParseAddr("198.51.100.100"))
+	egressIP := netip.MustParseAddr("198.51.100.100")
+	podTraffic(t, cp, c, l.Topo.External, egressIP)
+	streamThroughFaults(t, l, egressIP)
 
 	uninstall(t, c, dir, kubectl, wait)
 }

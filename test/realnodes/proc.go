@@ -19,17 +19,37 @@ import (
 // (not `ip netns exec`, which mounts a /sys of the namespace and hides the host's cgroup
 // hierarchy from the kubelet), logging to a file, dying with the test binary.
 type process struct {
-	name   string
-	log    string
-	cmd    *exec.Cmd
-	exited chan error
+	name, ns, dir string
+	argv          []string
+	log           string
+	cmd           *exec.Cmd
+	exited        chan error
 }
 
 // startIn starts argv in network namespace ns, logging to dir/name.log. It fails if the
 // process exits within a second, with the log's tail.
 func startIn(ns, dir, name string, argv []string) (*process, error) {
+	return start(ns, dir, name, argv, os.O_TRUNC)
+}
+
+// restart starts p's command again once it has exited, appending to its log.
+func (p *process) restart() (*process, error) {
+	if err := p.running(); err == nil {
+		return nil, fmt.Errorf("%s in %s is still running", p.name, p.ns)
+	}
+	return start(p.ns, p.dir, p.name, p.argv, os.O_APPEND)
+}
+
+// kill ends the process with SIGKILL, as a crash does, and waits for it.
+func (p *process) kill() {
+	_ = p.cmd.Process.Kill()
+	err := <-p.exited
+	p.exited <- err
+}
+
+func start(ns, dir, name string, argv []string, mode int) (*process, error) {
 	logPath := filepath.Join(dir, name+".log")
-	log, err := os.Create(logPath)
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|mode, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +60,7 @@ func startIn(ns, dir, name string, argv []string) (*process, error) {
 	if err := testenv.Spawn(cmd); err != nil {
 		return nil, fmt.Errorf("starting %s in %s: %w", name, ns, err)
 	}
-	p := &process{name: name, log: logPath, cmd: cmd, exited: make(chan error, 1)}
+	p := &process{name: name, ns: ns, dir: dir, argv: argv, log: logPath, cmd: cmd, exited: make(chan error, 1)}
 	go func() { p.exited <- cmd.Wait() }()
 	select {
 	case err := <-p.exited:
@@ -149,4 +169,36 @@ func sharedDir(dir string) error {
 		return fmt.Errorf("making %s a shared mount: %w", dir, err)
 	}
 	return nil
+}
+
+// killInNetns kills (SIGKILL) every process named comm in network namespace ns (a
+// host-network pod's, for one), and returns how many it killed.
+func killInNetns(ns, comm string) (int, error) {
+	var want syscall.Stat_t
+	if err := syscall.Stat("/run/netns/"+ns, &want); err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	killed := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		name, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(name)) != comm {
+			continue
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st); err != nil || st.Ino != want.Ino || st.Dev != want.Dev {
+			continue
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+			killed++
+		}
+	}
+	return killed, nil
 }

@@ -316,6 +316,25 @@ func (n *Node) Logs() []string {
 	return []string{filepath.Join(n.dir, "containerd.log"), filepath.Join(n.dir, "kubelet.log"), filepath.Join(n.dir, "kube-proxy.log")}
 }
 
+// KillKubelet kills the node's kubelet with SIGKILL, as a crash does: its pods and
+// containerd keep running, and nothing restarts them.
+func (n *Node) KillKubelet() { n.kubelet.kill() }
+
+// RestartKubelet starts the kubelet killed by KillKubelet again, as its service manager
+// would.
+func (n *Node) RestartKubelet() (err error) {
+	n.kubelet, err = n.kubelet.restart()
+	return err
+}
+
+// KillHostProcesses kills with SIGKILL every process named comm in the node's network
+// namespace (the processes of the node's host-network pods, for one), and returns how
+// many it killed.
+func (n *Node) KillHostProcesses(comm string) (int, error) { return killInNetns(n.NS, comm) }
+
+// ContainerdSocket is the socket of the node's containerd, for ctr -a.
+func (n *Node) ContainerdSocket() string { return containerdSocket(n.dir) }
+
 // Close stops every node: kube-proxy and the kubelet, then every pod through the CRI,
 // then containerd and any shim it left, and removes the nodes' mounts, cgroups and
 // files. The topology and the control plane are the caller's to close.

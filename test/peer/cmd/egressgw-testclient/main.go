@@ -3,6 +3,8 @@
 //
 //	egressgw-testclient serve [-port 8080]          # the external host's TCP and UDP servers
 //	egressgw-testclient who [-udp] 203.0.113.10:8080 # prints the source the server saw
+//	egressgw-testclient stream [-tag s] [-interval 10ms] [-for 10m] 203.0.113.10:8080
+//	                                                 # UDP datagrams "<tag>-<seq>", one every interval
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/egressgw/egressgw/test/peer"
 )
@@ -26,7 +29,7 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
-	const usage = "usage: egressgw-testclient serve [-port N] | who [-udp] HOST:PORT"
+	const usage = "usage: egressgw-testclient serve [-port N] | who [-udp] HOST:PORT | stream [-tag T] [-interval D] [-for D] HOST:PORT"
 	if len(args) == 0 {
 		return fmt.Errorf("%s", usage)
 	}
@@ -52,10 +55,21 @@ func run(ctx context.Context, args []string) error {
 		}
 		fmt.Println(src)
 		return nil
+	case "stream":
+		tag := flags.String("tag", "s", "what each datagram starts with, before -<seq>")
+		interval := flags.Duration("interval", 10*time.Millisecond, "the time between two datagrams")
+		limit := flags.Duration("for", 10*time.Minute, "stop after this long")
+		_ = flags.Parse(args[1:])
+		if flags.NArg() != 1 {
+			return fmt.Errorf("stream takes one HOST:PORT")
+		}
+		ctx, cancel := context.WithTimeout(ctx, *limit)
+		defer cancel()
+		return peer.Stream(ctx, flags.Arg(0), *tag, *interval)
 	case "-h", "-help", "--help", "help":
 		fmt.Println(usage)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q: serve or who", args[0])
+		return fmt.Errorf("unknown command %q: serve, who or stream", args[0])
 	}
 }
