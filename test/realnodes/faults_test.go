@@ -56,6 +56,12 @@ func streamThroughFaults(t *testing.T, l *Local, egressIP netip.Addr) {
 		time.Sleep(3 * time.Second) // the stream after the last agent's start
 		st := analyze(l.Topo.External.PacketsSince(mark, nil), "upgrade", egressIP, from, time.Now())
 		images := kubectl(nil, "-n", "egressgw-system", "get", "pods", "-l", "app.kubernetes.io/name=egressgw-agent", "-o", "jsonpath={range .items[*]}{.spec.nodeName}={.spec.containers[0].image} {end}")
+		// When each new agent started, and the events of the old ones' ends: where the gap
+		// falls.
+		t.Logf("new agents started: %s", kubectl(nil, "-n", "egressgw-system", "get", "pods", "-l", "app.kubernetes.io/name=egressgw-agent",
+			"-o", "jsonpath={range .items[*]}{.spec.nodeName} {.status.containerStatuses[0].state.running.startedAt}; {end}"))
+		t.Logf("the old agents' ends:\n%s", kubectl(nil, "-n", "egressgw-system", "get", "events", "--field-selector", "reason=Killing",
+			"-o", "jsonpath={range .items[*]}{.involvedObject.name} {.firstTimestamp} {.message}{\"\\n\"}{end}"))
 		for _, n := range l.Nodes {
 			if !strings.Contains(images, n.Name+"="+image) {
 				t.Errorf("no agent on %s runs %s: %s", n.Name, image, images)
