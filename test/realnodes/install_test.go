@@ -25,7 +25,8 @@ import (
 // lists. Then each component is seen doing its job: the webhook refuses a bad gateway and
 // admits a good one, the controllers elected a leader, an agent is Ready on each node and
 // reports it, and the aggregated API answers. Real pods' traffic then goes through the
-// gateway (podTraffic), and keeps going, leaking nothing, through an agent upgrade and
+// gateway (podTraffic), network policy is applied first (networkPolicyFirst), and
+// traffic keeps going, leaking nothing, through an agent upgrade and
 // the gateway node's failure (streamThroughFaults), before the product is uninstalled.
 func TestInstallOnRealNodes(t *testing.T) {
 	need(t)
@@ -65,7 +66,7 @@ func TestInstallOnRealNodes(t *testing.T) {
 				{"get", "pods,apiservices,validatingwebhookconfigurations", "-A", "-o", "wide"},
 				{"-n", "egressgw-system", "get", "events", "--sort-by=.lastTimestamp"},
 				{"get", "apiservice", "v1alpha1.egress.egressgw.io", "-o", "yaml"},
-				{"-n", "egressgw-system", "logs", "-l", "app.kubernetes.io/name in (egressgw-agent,egressgw-webhook,egressgw-apiserver,egressgw-controller)", "--tail=30", "--prefix"},
+				{"-n", "egressgw-system", "logs", "-l", "app.kubernetes.io/name in (egressgw-agent,egressgw-webhook,egressgw-apiserver,egressgw-controller)", "--tail=30", "--prefix", "--ignore-errors"},
 			} {
 				out, err := cp.Kubectl(nil, args...)
 				t.Logf("kubectl %s:\n%s%v", strings.Join(args, " "), out, err)
@@ -174,6 +175,7 @@ func TestInstallOnRealNodes(t *testing.T) {
 
 	egressIP := netip.MustParseAddr("198.51.100.100")
 	podTraffic(t, cp, c, l.Topo.External, egressIP)
+	t.Run("network policy first", func(t *testing.T) { networkPolicyFirst(t, l, egressIP) })
 	streamThroughFaults(t, l, egressIP)
 
 	uninstall(t, c, dir, kubectl, wait)

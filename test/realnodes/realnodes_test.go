@@ -282,5 +282,12 @@ func keepLogs(t *testing.T, c *Cluster, cp *controlplane.ControlPlane) {
 			t.Error(err)
 		}
 	}
-	t.Logf("the components' logs are in %s", dir)
+	// The pods' logs, as the kubelets wrote them: kubectl logs cannot reach a node that
+	// failed.
+	for _, n := range c.Nodes {
+		if out, err := exec.Command("cp", "-r", filepath.Join(n.dir, "pod-logs"), filepath.Join(dir, n.Name+"-pod-logs")).CombinedOutput(); err != nil {
+			t.Errorf("copying the pod logs of %s: %v\n%s", n.Name, err, out)
+		}
+	}
+	t.Logf("the components' and the pods' logs are in %s", dir)
 }
