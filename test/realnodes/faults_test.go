@@ -70,15 +70,24 @@ func streamThroughFaults(t *testing.T, l *Local, egressIP netip.Addr) {
 	})
 
 	t.Run("gateway node fails", func(t *testing.T) {
-		gw := waitGatewayNode(t, l, "", time.Minute)
+		// The harder case: the controller's leader goes with the gateway, and the other
+		// replica must take over before the IP can move. If the leader's node holds no
+		// floating IP, a second gateway's IP goes there (placement puts IPs on nodes
+		// without one first), and the policy moves to that gateway.
+		leader := leaderNode(t, l)
+		gw, egressIP := waitGatewayNode(t, l, "", time.Minute), egressIP
+		if gw != leader {
+			egressIP = netip.MustParseAddr("198.51.100.101")
+			kubectl([]byte(gatewayManifest("install-failover", egressIP.String())), "apply", "-f", "-")
+			kubectl([]byte(strings.Replace(alicePolicy, "name: install-good", "name: install-failover", 1)), "apply", "-f", "-")
+			if gw = waitGatewayNode(t, l, gw, time.Minute); gw != leader {
+				t.Fatalf("the second gateway's IP %s went to %s, not to the leader's node %s", egressIP, gw, leader)
+			}
+		}
 		src := otherNode(t, l, gw)
 		stop := startStreamer(t, l, "failover", src, egressIP)
 		defer stop()
 		failed := l.node(gw)
-		// The harder case: the controller's leader goes with the gateway, and the other
-		// replica must take over before the IP can move.
-		leaderOn(t, l, gw)
-		leader := leaderNode(t, l)
 		mark, from := l.Topo.External.Mark(), time.Now()
 		failed.KillKubelet()
 		killed, err := failed.KillHostProcesses("egressgw-agent")
@@ -96,7 +105,11 @@ func streamThroughFaults(t *testing.T, l *Local, egressIP netip.Addr) {
 		movedAfter := time.Since(from)
 		time.Sleep(3 * time.Second)
 		st := analyze(l.Topo.External.PacketsSince(mark, nil), "failover", egressIP, from, time.Now())
-		status := kubectl(nil, "-n", "kube-system", "get", "networkgatewaygroup", "install-good", "-o", "jsonpath={.status.nodes} {.status.floatingIPs}")
+		group := "install-good"
+		if egressIP.String() != "198.51.100.100" {
+			group = "install-failover"
+		}
+		status := kubectl(nil, "-n", "kube-system", "get", "networkgatewaygroup", group, "-o", "jsonpath={.status.nodes} {.status.floatingIPs}")
 		if !strings.Contains(status, fmt.Sprintf("%q:%q", gw, "Down")) || !strings.Contains(status, fmt.Sprintf("%q:%q", egressIP.String(), moved)) {
 			t.Errorf("the gateway's status does not say %s is Down and %s is on %s: %s", gw, egressIP, moved, status)
 		}
@@ -116,7 +129,7 @@ func streamThroughFaults(t *testing.T, l *Local, egressIP netip.Addr) {
 		rollout(t, l, "daemonset/egressgw-agent")
 		deadline := time.Now().Add(time.Minute)
 		for {
-			status = kubectl(nil, "-n", "kube-system", "get", "networkgatewaygroup", "install-good", "-o", "jsonpath={.status.nodes}")
+			status = kubectl(nil, "-n", "kube-system", "get", "networkgatewaygroup", group, "-o", "jsonpath={.status.nodes}")
 			if strings.Contains(status, fmt.Sprintf("%q:%q", gw, "Up")) {
 				break
 			}
@@ -271,37 +284,6 @@ func (l *Local) node(name string) *Node {
 		}
 	}
 	return nil
-}
-
-// leaderOn makes a controller replica on node the leader, deleting the leader's pod
-// (which gives the Lease up as it stops) until one on node takes over.
-func leaderOn(t *testing.T, l *Local, node string) {
-	t.Helper()
-	for range 3 {
-		if leaderNode(t, l) == node {
-			return
-		}
-		holder, err := l.CP.Kubectl(nil, "-n", "egressgw-system", "get", "lease", "egressgw-controller", "-o", "jsonpath={.spec.holderIdentity}")
-		if err != nil {
-			t.Fatal(err)
-		}
-		pod, _, _ := strings.Cut(holder, "_")
-		if _, err := l.CP.Kubectl(nil, "-n", "egressgw-system", "delete", "pod", pod, "--wait=false"); err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(time.Minute)
-		for {
-			now, err := l.CP.Kubectl(nil, "-n", "egressgw-system", "get", "lease", "egressgw-controller", "-o", "jsonpath={.spec.holderIdentity}")
-			if err == nil && now != "" && !strings.HasPrefix(now, pod+"_") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no controller took the lead from %s within a minute", pod)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	t.Fatalf("no controller replica on %s became the leader", node)
 }
 
 // leaderNode is the node of the controller replica that holds the leader Lease.
