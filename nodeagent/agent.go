@@ -31,8 +31,9 @@ type Agent struct {
 	// notReady says why the last pass did not program everything (nil inside when it
 	// did); nil before the first pass.
 	notReady atomic.Pointer[error]
-	// full and uncovered log the CapacityExceeded and PodsCovered messages when they change.
-	full, uncovered conditionLog
+	// full, uncovered and unreachable log the CapacityExceeded, PodsCovered and
+	// EgressReachable messages when they change.
+	full, uncovered, unreachable conditionLog
 }
 
 // policyTables number the dataplane's policy tables (snapshot.desired builds them with
@@ -70,6 +71,8 @@ func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) (*Agent,
 			resolved: "The dataplane's maps hold everything again"},
 		uncovered: conditionLog{key: "podsUncovered", problem: "Pods of this node are outside the fail-closed backstop or the gateways' source filter",
 			resolved: "Every pod of this node is covered again"},
+		unreachable: conditionLog{key: "podsUnreachable", problem: "Selected pods of this node have an egress IP on no subnet of its interfaces; their selected traffic is dropped",
+			resolved: "Every selected pod of this node reaches its egress IPs again"},
 	}
 	a.m = newMetrics(reg, k.dp, k.host)
 	a.flows.m = a.m
@@ -241,8 +244,12 @@ func (a *Agent) pass(ctx context.Context) error {
 	a.full.log(a.opts.NodeName, capacityMessage(full))
 	a.uncovered.log(a.opts.NodeName, want.cover.message())
 	a.m.podsUncovered.Set(float64(len(want.cover.uncovered)))
+	unreachable := snap.unreachable(want.policies, ifaces)
+	a.unreachable.log(a.opts.NodeName, unreachableMessage(unreachable))
+	a.m.podsUnreachable.Set(float64(len(unreachable)))
 	reported, err := a.report.report(ctx, passReport{ifaces: ifaces, held: held, observedGen: a.grants.observed,
-		passErr: errors.Join(others...), full: capacityMessage(full), served: want.cover.reported, uncovered: want.cover.message()})
+		passErr: errors.Join(others...), full: capacityMessage(full), served: want.cover.reported, uncovered: want.cover.message(),
+		unreachable: unreachableMessage(unreachable)})
 	if err != nil {
 		klog.ErrorS(err, "Writing the NetworkGatewayNode status", "node", a.opts.NodeName)
 		time.AfterFunc(time.Second, a.wake.kick)

@@ -84,7 +84,7 @@ func (at *attacher) attachUplinks(ifaces []Interface, egressIPs []netip.Addr) er
 		}
 		reaches := false
 		for _, ip := range egressIPs {
-			if _, done := uplinks[ip]; !done && slices.ContainsFunc(i.Subnets, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+			if _, done := uplinks[ip]; !done && routing.OnSegment(i.Subnets, ip) {
 				uplinks[ip] = up
 				reaches = true
 			}

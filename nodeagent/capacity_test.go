@@ -113,16 +113,18 @@ func TestPassPastCapacity(t *testing.T) {
 	}
 }
 
-// TestConditions: the report's Ready, CapacityExceeded and PodsCovered conditions.
+// TestConditions: the report's Ready, CapacityExceeded, PodsCovered and EgressReachable
+// conditions.
 func TestConditions(t *testing.T) {
 	tests := []struct {
 		name      string
 		s         nodeStatus
 		wantReady metav1.ConditionStatus
 		wantFull  metav1.ConditionStatus
-		// wantCovered is PodsCovered's status; True unless set.
-		wantCovered metav1.ConditionStatus
-		reason      string
+		// wantCovered and wantReachable are PodsCovered's and EgressReachable's status;
+		// True unless set.
+		wantCovered, wantReachable metav1.ConditionStatus
+		reason                     string
 	}{
 		{name: "programmed", s: nodeStatus{Ready: true, Reason: "Programmed"}, wantReady: metav1.ConditionTrue, wantFull: metav1.ConditionFalse, reason: "Programmed"},
 		{name: "a map full", s: nodeStatus{Reason: ConditionCapacityExceeded, CapacityExceeded: "egw_pods holds at most 65536 pods"},
@@ -130,12 +132,14 @@ func TestConditions(t *testing.T) {
 		{name: "a failed pass", s: nodeStatus{Reason: "DataplaneError", Message: "boom"}, wantReady: metav1.ConditionFalse, wantFull: metav1.ConditionFalse, reason: "DataplaneError"},
 		{name: "a pod uncovered", s: nodeStatus{Ready: true, Reason: "Programmed", Uncovered: "1 pods not covered: alice/web: running and selected by a policy, with no IPv4 address"},
 			wantReady: metav1.ConditionTrue, wantFull: metav1.ConditionFalse, wantCovered: metav1.ConditionFalse, reason: "Programmed"},
+		{name: "a pod off its egress IP's segment", s: nodeStatus{Ready: true, Reason: "Programmed", Unreachable: "1 pods' selected traffic is dropped on this node: alice/web: EgressNATPolicy egress: node n1 has no interface ..."},
+			wantReady: metav1.ConditionTrue, wantFull: metav1.ConditionFalse, wantReachable: metav1.ConditionFalse, reason: "Programmed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := conditions(tt.s)
-			if len(got) != 3 || got[0].Type != v1.ConditionReady || got[1].Type != ConditionCapacityExceeded || got[2].Type != ConditionPodsCovered {
-				t.Fatalf("conditions %v, want Ready, %s and %s", got, ConditionCapacityExceeded, ConditionPodsCovered)
+			if len(got) != 4 || got[0].Type != v1.ConditionReady || got[1].Type != ConditionCapacityExceeded || got[2].Type != ConditionPodsCovered || got[3].Type != ConditionEgressReachable {
+				t.Fatalf("conditions %v, want Ready, %s, %s and %s", got, ConditionCapacityExceeded, ConditionPodsCovered, ConditionEgressReachable)
 			}
 			if got[0].Status != tt.wantReady || got[0].Reason != tt.reason || got[1].Status != tt.wantFull {
 				t.Errorf("Ready %s (%s), %s %s; want %s (%s), %s", got[0].Status, got[0].Reason, ConditionCapacityExceeded, got[1].Status, tt.wantReady, tt.reason, tt.wantFull)
@@ -146,6 +150,10 @@ func TestConditions(t *testing.T) {
 			wantCovered := cmp.Or(tt.wantCovered, metav1.ConditionTrue)
 			if got[2].Status != wantCovered || (wantCovered == metav1.ConditionFalse && got[2].Message != tt.s.Uncovered) {
 				t.Errorf("%s %s %q, want %s %q", ConditionPodsCovered, got[2].Status, got[2].Message, wantCovered, tt.s.Uncovered)
+			}
+			wantReachable := cmp.Or(tt.wantReachable, metav1.ConditionTrue)
+			if got[3].Status != wantReachable || (wantReachable == metav1.ConditionFalse && got[3].Message != tt.s.Unreachable) {
+				t.Errorf("%s %s %q, want %s %q", ConditionEgressReachable, got[3].Status, got[3].Message, wantReachable, tt.s.Unreachable)
 			}
 		})
 	}

@@ -83,4 +83,7 @@ type nodeStatus struct {
 	// Uncovered names the pods the backstop or the gateways' source filter do not cover,
 	// and why; empty when every pod is covered.
 	Uncovered string
+	// Unreachable names the selected pods whose egress IP is on no subnet of the node's
+	// interfaces, and why; empty when there are none.
+	Unreachable string
 }

@@ -8,17 +8,18 @@ import (
 )
 
 type metrics struct {
-	passSeconds   prometheus.Histogram
-	nftSeconds    prometheus.Histogram
-	nftRepairs    prometheus.Counter
-	passErrors    prometheus.Counter
-	renewFailures prometheus.Counter
-	heldIPs       prometheus.Gauge
-	podsUncovered prometheus.Gauge
-	grantExpiry   prometheus.Gauge
-	beats         *prometheus.CounterVec
-	leaseWrites   prometheus.Counter
-	directReads   *prometheus.CounterVec
+	passSeconds     prometheus.Histogram
+	nftSeconds      prometheus.Histogram
+	nftRepairs      prometheus.Counter
+	passErrors      prometheus.Counter
+	renewFailures   prometheus.Counter
+	heldIPs         prometheus.Gauge
+	podsUncovered   prometheus.Gauge
+	podsUnreachable prometheus.Gauge
+	grantExpiry     prometheus.Gauge
+	beats           *prometheus.CounterVec
+	leaseWrites     prometheus.Counter
+	directReads     *prometheus.CounterVec
 	// conntrackDeleted counts the conntrack entries a change left stale (conntrack.go).
 	conntrackDeleted *prometheus.CounterVec
 }
@@ -64,6 +65,10 @@ func newMetrics(reg prometheus.Registerer, dp dataplane, h host) *metrics {
 			Name: "egressgw_agent_pods_uncovered",
 			Help: "Pods of this node that the fail-closed backstop or the gateways' source filter do not cover; the NetworkGatewayNode's PodsCovered condition names them.",
 		}),
+		podsUnreachable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "egressgw_agent_pods_unreachable",
+			Help: "Selected pod-policy pairs of this node whose egress IP is on no subnet of the node's interfaces, whose selected traffic is dropped; the NetworkGatewayNode's EgressReachable condition names them.",
+		}),
 		grantExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "egressgw_agent_grant_seconds_left", Help: "Seconds left on the node's grant after the last renewal.",
 		}),
@@ -72,7 +77,7 @@ func newMetrics(reg prometheus.Registerer, dp dataplane, h host) *metrics {
 			Help: "Conntrack entries deleted because a change left them stale: unsteered (a flow no longer steered kept its pod IP) or grant-lost (SNATed to an egress IP this node no longer holds).",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.passSeconds, m.nftSeconds, m.nftRepairs, m.passErrors, m.renewFailures, m.heldIPs, m.podsUncovered, m.grantExpiry, m.beats, m.leaseWrites, m.directReads, m.conntrackDeleted, &kernelCollector{dp: dp, host: h})
+	reg.MustRegister(m.passSeconds, m.nftSeconds, m.nftRepairs, m.passErrors, m.renewFailures, m.heldIPs, m.podsUncovered, m.podsUnreachable, m.grantExpiry, m.beats, m.leaseWrites, m.directReads, m.conntrackDeleted, &kernelCollector{dp: dp, host: h})
 	return m
 }
 

@@ -36,6 +36,9 @@ type passReport struct {
 	// if every pod is covered).
 	served    []netip.Prefix
 	uncovered string
+	// unreachable is the EgressReachable message (empty if every selected pod reaches
+	// its egress IPs).
+	unreachable string
 }
 
 // report writes the report of a pass, and says whether it wrote.
@@ -52,12 +55,12 @@ func (r *reporter) report(ctx context.Context, p passReport) (bool, error) {
 	if r.keys != nil {
 		keys, version = r.keys.list()
 	}
-	key := fmt.Sprint(p.ifaces, p.held, p.observedGen, msg, p.full, keys, p.served, p.uncovered)
+	key := fmt.Sprint(p.ifaces, p.held, p.observedGen, msg, p.full, keys, p.served, p.uncovered, p.unreachable)
 	if key == r.last {
 		return false, nil
 	}
 	s := nodeStatus{Interfaces: p.ifaces, Held: p.held, ObservedGeneration: p.observedGen, Ready: p.passErr == nil && p.full == "",
-		Reason: reason, Message: msg, CapacityExceeded: p.full, HeartbeatKeys: keys, Served: p.served, Uncovered: p.uncovered}
+		Reason: reason, Message: msg, CapacityExceeded: p.full, HeartbeatKeys: keys, Served: p.served, Uncovered: p.uncovered, Unreachable: p.unreachable}
 	if err := r.w.Report(ctx, s); err != nil {
 		return false, err
 	}
@@ -81,7 +84,8 @@ func (r *reporter) publishKeys(ctx context.Context) error {
 	return nil
 }
 
-// conditions are the Ready, CapacityExceeded and PodsCovered conditions of a report.
+// conditions are the Ready, CapacityExceeded, PodsCovered and EgressReachable conditions
+// of a report.
 func conditions(s nodeStatus) []metav1.Condition {
 	ready := metav1.Condition{Type: v1.ConditionReady, Status: metav1.ConditionTrue, Reason: s.Reason, Message: s.Message, ObservedGeneration: s.ObservedGeneration}
 	if !s.Ready {
@@ -97,7 +101,12 @@ func conditions(s nodeStatus) []metav1.Condition {
 	if s.Uncovered != "" {
 		covered.Status, covered.Reason, covered.Message = metav1.ConditionFalse, "PodsUncovered", s.Uncovered
 	}
-	return []metav1.Condition{ready, full, covered}
+	reachable := metav1.Condition{Type: ConditionEgressReachable, Status: metav1.ConditionTrue, Reason: "AllReachable",
+		Message: "every selected pod of this node has an interface on its egress IPs' subnets", ObservedGeneration: s.ObservedGeneration}
+	if s.Unreachable != "" {
+		reachable.Status, reachable.Reason, reachable.Message = metav1.ConditionFalse, "EgressIPOffSegment", s.Unreachable
+	}
+	return []metav1.Condition{ready, full, covered, reachable}
 }
 
 // apiStatusWriter writes the node's NetworkGatewayNode, creating it if needed. Its status is

@@ -165,6 +165,11 @@ func (ps *Policies) Decide(pod Pod, namespaceLabels map[string]string, cluster [
 		return d
 	}
 	d.EgressIP, _ = netip.ParseAddr(r.EgressIP)
+	if why := OffSegment(pod.Node, pod.NodeSubnets, d.EgressIP); why != "" {
+		d.Verdict = Drop
+		d.Reason = fmt.Sprintf("EgressNATPolicy %s selects the pod for %s, but its traffic is dropped: %s", route.Policy.Name, route.Prefix, why)
+		return d
+	}
 	d.GatewayNode = r.Node
 	d.Reason = fmt.Sprintf("EgressNATPolicy %s selects the pod for %s; node %s SNATs to %s", route.Policy.Name, route.Prefix, r.Node, r.EgressIP)
 	return d

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,6 +125,9 @@ func TestDecide(t *testing.T) {
 		{name: "a policy with a bad selector selects nothing", pod: pod(), ns: ns("oops", "x"), dst: "9.9.9.9", want: Masquerade},
 		{name: "host-network pods are never steered", pod: func() Pod { p := pod(); p.HostNetwork = true; return p }(), ns: ns("team", "wide"), dst: "8.8.8.8", want: Masquerade},
 		{name: "IPv6 is untouched", pod: pod(), ns: ns("team", "wide"), dst: "2001:db8::1", want: Masquerade},
+		{name: "a node on the egress IP's segment steers", pod: onNode(pod("role", "frontend"), "198.51.100.0/25"), ns: ns("user", "alice"), dst: "8.8.8.8", want: SNAT, policy: "egress", egressIP: "198.51.100.100"},
+		{name: "a node on another segment drops, never leaks", pod: onNode(pod("role", "frontend"), "198.51.100.128/25"), ns: ns("user", "alice"), dst: "8.8.8.8", want: Drop, policy: "egress", egressIP: "198.51.100.100"},
+		{name: "a node that reported no subnet yet: nothing claimed", pod: onNode(pod("role", "frontend")), ns: ns("user", "alice"), dst: "8.8.8.8", want: SNAT, policy: "egress", egressIP: "198.51.100.100"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,6 +153,37 @@ func TestDecide(t *testing.T) {
 			}
 			if d.Reason == "" {
 				t.Error("no reason given")
+			}
+		})
+	}
+}
+
+// onNode gives p a node whose agent reports the interface subnets given.
+func onNode(p Pod, subnets ...string) Pod {
+	for _, s := range subnets {
+		p.NodeSubnets = append(p.NodeSubnets, netip.MustParsePrefix(s))
+	}
+	return p
+}
+
+func TestOffSegment(t *testing.T) {
+	ip := netip.MustParseAddr("198.51.100.100")
+	tests := []struct {
+		name    string
+		subnets []netip.Prefix
+		want    string // in the reason; "" for none
+	}{
+		{name: "not reported: nothing claimed", subnets: nil},
+		{name: "on the segment", subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/25")}},
+		{name: "on one of two", subnets: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("198.51.100.0/24")}},
+		{name: "another segment", subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.128/25")}, want: "node n1 has no interface on a subnet of the egress IP 198.51.100.100 (its agent reports 198.51.100.128/25)"},
+		{name: "no subnet reported: nothing claimed", subnets: []netip.Prefix{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := OffSegment("n1", tt.subnets, ip)
+			if (got == "") != (tt.want == "") || !strings.Contains(got, tt.want) {
+				t.Errorf("OffSegment = %q, want one with %q", got, tt.want)
 			}
 		})
 	}

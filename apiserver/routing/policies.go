@@ -19,6 +19,9 @@ type Pod struct {
 	IP              netip.Addr
 	Node            string
 	HostNetwork     bool
+	// NodeSubnets are the interface subnets the node's agent reports (where it can reach
+	// egress IPs); nil if it has not reported.
+	NodeSubnets []netip.Prefix
 }
 
 // Policy is one EgressNATPolicy compiled for decisions: selectors parsed, destinations

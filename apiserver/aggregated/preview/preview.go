@@ -21,6 +21,9 @@ type Input struct {
 	NamespaceLabels map[string]string
 	// NodeIP is the InternalIP of the pod's node: what unsteered traffic is masqueraded to.
 	NodeIP netip.Addr
+	// NodeSubnets are the interface subnets the agent of the pod's node reports; nil if
+	// it has not reported.
+	NodeSubnets []netip.Prefix
 	// Policies and Cluster are what the node agents build their tables from.
 	Policies *routing.Policies
 	Cluster  []netip.Prefix
@@ -35,6 +38,7 @@ type Input struct {
 // Run previews pkt leaving in.Pod.
 func Run(in Input, pkt netpolicy.Packet) v1alpha1.EgressPreviewStatus {
 	pod := routing.PodOf(in.Pod)
+	pod.NodeSubnets = in.NodeSubnets
 	p := path{pod: pod}
 	p.status.Pod = &v1alpha1.PodReference{Namespace: pod.Namespace, Name: pod.Name, NodeName: pod.Node}
 	if pod.IP.IsValid() {

@@ -3,6 +3,7 @@ package view
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,11 +31,25 @@ func (s *Store) build(e *podEntry) *v1alpha1.PodEgress {
 	if node.ip.IsValid() {
 		v.Pod.NodeIP = node.ip.String()
 	}
+	// Where the pod's node cannot reach a policy's egress IP, its traffic is dropped there
+	// (routing.OffSegment), whatever the policy's own state.
+	subnets := s.nodeSubnets(pod.Spec.NodeName)
+	offSegment := func(p *routing.Policy) string {
+		ip, err := netip.ParseAddr(p.Resolution.EgressIP)
+		if err != nil || !p.Resolution.Ready() {
+			return ""
+		}
+		return routing.OffSegment(pod.Spec.NodeName, subnets, ip)
+	}
 	selected := make([]*routing.Policy, 0, len(e.selected))
 	for _, name := range e.selected {
 		if p := s.d.byName[name]; p != nil {
 			selected = append(selected, p)
-			v.Policies = append(v.Policies, s.d.entries[name])
+			entry := s.d.entries[name]
+			if why := offSegment(p); why != "" {
+				entry.Verdict, entry.Reason, entry.Message = v1alpha1.VerdictDrop, ReasonOffSegment, why
+			}
+			v.Policies = append(v.Policies, entry)
 		}
 	}
 	for _, r := range routing.Routes(selected, s.d.cluster) {
@@ -42,7 +57,7 @@ func (s *Store) build(e *podEntry) *v1alpha1.PodEgress {
 			continue
 		}
 		route := v1alpha1.Route{Destination: r.Prefix.String(), Verdict: v1alpha1.VerdictDrop, Policy: r.Policy.Name}
-		if r.Verdict == routing.SNAT {
+		if r.Verdict == routing.SNAT && offSegment(r.Policy) == "" {
 			route.Verdict, route.EgressIP, route.GatewayNode = v1alpha1.VerdictSNAT, r.Policy.Resolution.EgressIP, r.Policy.Resolution.Node
 		}
 		v.Routes = append(v.Routes, route)
@@ -52,6 +67,15 @@ func (s *Store) build(e *podEntry) *v1alpha1.PodEgress {
 	}
 	v.OtherTraffic = otherTraffic(pod.Spec.NodeName, node.ip, pod.Spec.HostNetwork, len(v.Routes) > 0)
 	return v
+}
+
+// ReasonOffSegment is a selecting policy's reason in the view of a pod whose node cannot
+// reach the policy's egress IP.
+const ReasonOffSegment = "EgressIPOffSegment"
+
+// nodeSubnets are the interface subnets node's agent reports (none if it has not).
+func (s *Store) nodeSubnets(node string) []netip.Prefix {
+	return slices.Clone(s.in.subnets[node])
 }
 
 // claimants are the selected policies, other than winner, with a destination that
