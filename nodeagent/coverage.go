@@ -80,12 +80,18 @@ func (s snapshot) coverage(ps *routing.Policies) coverage {
 // message is the PodsCovered condition's message when False: empty when every pod is
 // covered.
 func (c coverage) message() string {
-	if len(c.uncovered) == 0 {
+	return namePods("%d pods not covered", c.uncovered)
+}
+
+// namePods words a condition's message about pods: head with their count, then the first
+// maxNamedPods entries, then how many more; empty for no pods.
+func namePods(head string, entries []string) string {
+	if len(entries) == 0 {
 		return ""
 	}
-	named := c.uncovered[:min(len(c.uncovered), maxNamedPods)]
-	msg := fmt.Sprintf("%d pods not covered: %s", len(c.uncovered), strings.Join(named, "; "))
-	if more := len(c.uncovered) - len(named); more > 0 {
+	named := entries[:min(len(entries), maxNamedPods)]
+	msg := fmt.Sprintf(head, len(entries)) + ": " + strings.Join(named, "; ")
+	if more := len(entries) - len(named); more > 0 {
 		msg += fmt.Sprintf("; and %d more", more)
 	}
 	return msg

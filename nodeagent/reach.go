@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/egressgw/egressgw/apiserver/routing"
 )
@@ -46,13 +45,5 @@ func (s snapshot) unreachable(ps *routing.Policies, ifaces []Interface) []string
 // unreachableMessage is the EgressReachable condition's message when False: empty when
 // every selected pod reaches its egress IPs.
 func unreachableMessage(pods []string) string {
-	if len(pods) == 0 {
-		return ""
-	}
-	named := pods[:min(len(pods), maxNamedPods)]
-	msg := fmt.Sprintf("%d pods' selected traffic is dropped on this node: %s", len(pods), strings.Join(named, "; "))
-	if more := len(pods) - len(named); more > 0 {
-		msg += fmt.Sprintf("; and %d more", more)
-	}
-	return msg
+	return namePods("%d pods' selected traffic is dropped on this node", pods)
 }
