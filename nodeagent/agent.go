@@ -244,7 +244,7 @@ func (a *Agent) pass(ctx context.Context) error {
 	a.full.log(a.opts.NodeName, capacityMessage(full))
 	a.uncovered.log(a.opts.NodeName, want.cover.message())
 	a.m.podsUncovered.Set(float64(len(want.cover.uncovered)))
-	unreachable := snap.unreachable(want.policies, ifaces)
+	unreachable := snap.unreachable(want.table, ifaces)
 	a.unreachable.log(a.opts.NodeName, unreachableMessage(unreachable))
 	a.m.podsUnreachable.Set(float64(len(unreachable)))
 	reported, err := a.report.report(ctx, passReport{ifaces: ifaces, held: held, observedGen: a.grants.observed,

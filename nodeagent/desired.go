@@ -52,8 +52,6 @@ type desired struct {
 	// podSources are what a gateway SNATs from: allPodCIDRs and this node's served pods.
 	podSources []netip.Prefix
 	cover      coverage
-	// policies are the policies compiled for this pass.
-	policies *routing.Policies
 }
 
 func (s snapshot) desired(tb *routing.TableBuilder) (desired, error) {
@@ -82,7 +80,6 @@ func (s snapshot) desired(tb *routing.TableBuilder) (desired, error) {
 	}
 	d.snatDestinations = ps.SNATDestinations(s.cluster)
 	d.cover = s.coverage(ps)
-	d.policies = ps
 	d.backstop = routing.SortPrefixes(append(slices.Clone(s.podCIDRs), d.cover.served...))
 	d.podSources = routing.SortPrefixes(append(slices.Clone(s.allPodCIDRs), d.cover.served...))
 	for _, r := range d.table.Sets[routing.UnknownSet] {

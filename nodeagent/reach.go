@@ -14,27 +14,31 @@ import (
 // the condition names each such pod, its policy and why.
 const ConditionEgressReachable = "EgressReachable"
 
-// unreachable lists this node's running pods whose selected traffic for a ready policy
-// the dataplane drops, for want of an interface on the egress IP's subnet, as
-// "namespace/name: why", sorted. With no interface subnets known it lists nothing, as
-// OffSegment claims nothing.
-func (s snapshot) unreachable(ps *routing.Policies, ifaces []Interface) []string {
+// unreachable lists this node's pods whose selected traffic the dataplane drops for want
+// of an interface on the egress IP's subnet, as "namespace/name: why", sorted. It reads
+// the table the pass programs (its SNAT routes, each with its policy and egress IP), so
+// it names exactly what the dataplane drops. With no interface subnets known it lists
+// nothing, as OffSegment claims nothing.
+func (s snapshot) unreachable(t routing.Table, ifaces []Interface) []string {
 	var subnets []netip.Prefix
 	for _, i := range ifaces {
 		subnets = append(subnets, i.Subnets...)
 	}
 	var out []string
 	for _, p := range s.pods {
-		if p.Spec.HostNetwork || routing.Finished(p) {
+		ip := routing.PodOf(p).IP
+		set, ok := t.Pods[ip]
+		if !ok || p.Spec.HostNetwork || routing.Finished(p) {
 			continue
 		}
-		for _, pol := range ps.Selecting(routing.PodOf(p), s.namespaces[p.Namespace]) {
-			ip, err := netip.ParseAddr(pol.Resolution.EgressIP)
-			if err != nil || !pol.Resolution.Ready() {
+		named := map[string]bool{}
+		for _, r := range t.Sets[set] {
+			if r.Verdict != routing.SNAT || named[r.Policy.Name] {
 				continue
 			}
-			if why := routing.OffSegment(s.node, subnets, ip); why != "" {
-				out = append(out, fmt.Sprintf("%s/%s: EgressNATPolicy %s: %s", p.Namespace, p.Name, pol.Name, why))
+			if why := routing.OffSegment(s.node, subnets, t.Egress[r.EgressID]); why != "" {
+				named[r.Policy.Name] = true
+				out = append(out, fmt.Sprintf("%s/%s: EgressNATPolicy %s: %s", p.Namespace, p.Name, r.Policy.Name, why))
 			}
 		}
 	}

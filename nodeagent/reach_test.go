@@ -42,7 +42,7 @@ func TestUnreachable(t *testing.T) {
 			for _, sn := range tt.subnets {
 				ifaces = append(ifaces, Interface{Name: "eth0", Subnets: []netip.Prefix{netip.MustParsePrefix(sn)}})
 			}
-			got := s.unreachable(d.policies, ifaces)
+			got := s.unreachable(d.table, ifaces)
 			if len(got) != len(tt.want) {
 				t.Fatalf("unreachable %q, want %d entries %q", got, len(tt.want), tt.want)
 			}
