@@ -1,7 +1,6 @@
 package realnodes
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"os/exec"
@@ -24,14 +23,7 @@ import (
 // reported. The failed node is then brought back (link up, kubelet restarted, which
 // restarts its agent), and rejoins: Ready, its agent Ready, Up in the gateway's status.
 func streamThroughFaults(t *testing.T, l *Local, egressIP netip.Addr) {
-	kubectl := func(stdin []byte, args ...string) string {
-		t.Helper()
-		out, err := l.CP.Kubectl(stdin, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	kubectl := kubectlFor(t, l.CP)
 	kubectl([]byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: streams, labels: {user: alice}}\n"), "apply", "-f", "-")
 	kubectl([]byte(alicePolicy), "apply", "-f", "-")
 
@@ -125,7 +117,7 @@ func streamThroughFaults(t *testing.T, l *Local, egressIP netip.Addr) {
 		if err := failed.RestartKubelet(); err != nil {
 			t.Fatal(err)
 		}
-		wait(t, l, "wait", "--for=condition=Ready", "node/"+gw, "--timeout=2m")
+		waitKubectl(t, l.CP, "wait", "--for=condition=Ready", "node/"+gw, "--timeout=2m")
 		rollout(t, l, "daemonset/egressgw-agent")
 		deadline := time.Now().Add(time.Minute)
 		for {
@@ -307,15 +299,5 @@ func leaderNode(t *testing.T, l *Local) string {
 
 func rollout(t *testing.T, l *Local, what string) {
 	t.Helper()
-	wait(t, l, "-n", "egressgw-system", "rollout", "status", what, "--timeout=3m")
-}
-
-// wait runs kubectl with args, for as long as it is told (beyond cp.Kubectl's minute).
-func wait(t *testing.T, l *Local, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	if out, err := l.CP.KubectlCommand(ctx, args...).CombinedOutput(); err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	waitKubectl(t, l.CP, "-n", "egressgw-system", "rollout", "status", what, "--timeout=3m")
 }

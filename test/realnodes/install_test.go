@@ -43,23 +43,7 @@ func TestInstallOnRealNodes(t *testing.T) {
 	t.Logf("images ready in %s", time.Since(prepared).Round(time.Millisecond))
 	l := startCluster(ctx, t, append(base, product...))
 	cp, c, start := l.CP, l.Cluster, l.Started
-	// kubectl waits as long as it is told, beyond cp.Kubectl's minute.
-	wait := func(args ...string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
-		defer cancel()
-		if out, err := cp.KubectlCommand(ctx, args...).CombinedOutput(); err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	kubectl := func(stdin []byte, args ...string) string {
-		t.Helper()
-		out, err := cp.Kubectl(stdin, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	kubectl := kubectlFor(t, cp)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, args := range [][]string{
@@ -174,20 +158,21 @@ func TestInstallOnRealNodes(t *testing.T) {
 	t.Logf("RSS: %d MB (control plane, nodes, shims, pods; MB by command: %s), plus %d MB of the test binary", rss>>20, by, self>>20)
 
 	egressIP := netip.MustParseAddr("198.51.100.100")
-	podTraffic(t, cp, c, l.Topo.External, egressIP)
+	podTraffic(t, l, egressIP)
 	t.Run("network policy first", func(t *testing.T) { networkPolicyFirst(t, l, egressIP) })
 	streamThroughFaults(t, l, egressIP)
 
-	uninstall(t, c, dir, kubectl, wait)
+	uninstall(t, l, dir)
 }
 
 // uninstall follows docs/install.md's "Uninstall" to the letter, with kubectl, and then
 // finds nothing of the product's on any node: no nft table, no rule at 2640 or 2641, no
 // route in table 2640, no floating IP, no pin in the node's bpffs. The nft table and the
 // pins are seen on the nodes first, so that the check can fail.
-func uninstall(t *testing.T, c *Cluster, install string, kubectl func([]byte, ...string) string, wait func(...string)) {
+func uninstall(t *testing.T, l *Local, install string) {
 	t.Helper()
-	for _, n := range c.Nodes {
+	kubectl := kubectlFor(t, l.CP)
+	for _, n := range l.Nodes {
 		before := strings.Join(nodeState(t, n, false), "; ")
 		for _, want := range []string{nodeChecks[0].what, nodeChecks[3].what} {
 			if !strings.Contains(before, want) {
@@ -225,18 +210,18 @@ func uninstall(t *testing.T, c *Cluster, install string, kubectl func([]byte, ..
 	}
 	kubectl(nil, "-n", "egressgw-system", "delete", "daemonset", "egressgw-agent")
 	kubectl(nil, "apply", "-k", cleanup)
-	wait("-n", "egressgw-system", "rollout", "status", "daemonset/egressgw-agent-uninstall", "--timeout=3m")
+	waitKubectl(t, l.CP, "-n", "egressgw-system", "rollout", "status", "daemonset/egressgw-agent-uninstall", "--timeout=3m")
 	kubectl(nil, "delete", "-k", cleanup)
 	// 3. Remove the rest, the APIService first.
 	kubectl(nil, "delete", "apiservice", "v1alpha1.egress.egressgw.io")
-	wait("delete", "-k", install, "--ignore-not-found", "--timeout=3m")
+	waitKubectl(t, l.CP, "delete", "-k", install, "--ignore-not-found", "--timeout=3m")
 	for _, lease := range strings.Fields(kubectl(nil, "-n", "kube-system", "get", "lease", "-o", "name")) {
 		if strings.Contains(lease, "/egressgw-node-") {
 			kubectl(nil, "-n", "kube-system", "delete", lease)
 		}
 	}
 	t.Logf("uninstalled as docs/install.md says in %s", time.Since(start).Round(time.Millisecond))
-	for _, n := range c.Nodes {
+	for _, n := range l.Nodes {
 		if left := nodeState(t, n, true); len(left) > 0 {
 			t.Errorf("after uninstalling, %s still has: %s", n.Name, strings.Join(left, "; "))
 		}

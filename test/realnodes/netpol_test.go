@@ -24,14 +24,7 @@ import (
 // rule ... queue num 100` fails with "No such file or directory"); kube-router, the other
 // one served, is served only at a version with reported security flaws.
 func networkPolicyFirst(t *testing.T, l *Local, egressIP netip.Addr) {
-	kubectl := func(stdin []byte, args ...string) string {
-		t.Helper()
-		out, err := l.CP.Kubectl(stdin, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	kubectl := kubectlFor(t, l.CP)
 	kubectl([]byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: netpol, labels: {user: alice}}\n"), "apply", "-f", "-")
 	kubectl([]byte(alicePolicy), "apply", "-f", "-")
 	gw := waitGatewayNode(t, l, "", time.Minute)
@@ -45,7 +38,7 @@ spec:
   containers:
   - {name: hold, image: %s, imagePullPolicy: Never, args: [serve]}
 `, node.Name, TestClientImage)), "apply", "-f", "-")
-	wait(t, l, "-n", "netpol", "wait", "--for=condition=Ready", "pod/denied", "--timeout=2m")
+	waitKubectl(t, l.CP, "-n", "netpol", "wait", "--for=condition=Ready", "pod/denied", "--timeout=2m")
 	podIP := netip.MustParseAddr(kubectl(nil, "-n", "netpol", "get", "pod", "denied", "-o", "jsonpath={.status.podIP}"))
 	who := func(dst netip.Addr) (string, error) {
 		out, err := l.CP.Kubectl(nil, "-n", "netpol", "exec", "denied", "--", TestClientEntrypoint, "who", fmt.Sprintf("%s:%d", dst, topology.ServicePort))

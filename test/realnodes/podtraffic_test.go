@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,34 +50,14 @@ spec:
 // place before the pods exist, a selected pod on a node other than the gateway's is seen
 // by the external host as the egress IP from its very first packets, and no packet of it
 // arrives with another source; an unselected pod on the same node is seen as its node.
-func podTraffic(t *testing.T, cp *controlplane.ControlPlane, c *Cluster, ext *topology.External, egressIP netip.Addr) {
-	kubectl := func(stdin []byte, args ...string) string {
-		t.Helper()
-		out, err := cp.Kubectl(stdin, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+func podTraffic(t *testing.T, l *Local, egressIP netip.Addr) {
+	cp, ext := l.CP, l.Topo.External
+	kubectl := kubectlFor(t, cp)
 	kubectl(nil, "create", "namespace", "alice")
 	kubectl(nil, "label", "namespace", "alice", "user=alice")
 	kubectl([]byte(alicePolicy), "apply", "-f", "-")
-	var gateway string
-	deadline := time.Now().Add(time.Minute)
-	for gateway == "" {
-		out := kubectl(nil, "get", "egressnatpolicy", "alice", "-o", `jsonpath={.status.gatewayNode} {.status.conditions[?(@.type=="Ready")].status}`)
-		if f := strings.Fields(out); len(f) == 2 && f[1] == "True" {
-			gateway = f[0]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("EgressNATPolicy alice not Ready within a minute: %q", out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	i := slices.IndexFunc(c.Nodes, func(n *Node) bool { return n.Name != gateway })
-	if i < 0 {
-		t.Fatalf("no node other than the gateway %s", gateway)
-	}
-	node := c.Nodes[i]
+	gateway := waitGatewayNode(t, l, "", time.Minute)
+	node := l.node(otherNode(t, l, gateway))
 	t.Logf("EgressNATPolicy alice Ready, gateway node %s; the pods run on %s (%s)", gateway, node.Name, node.IP)
 
 	for _, p := range []struct {

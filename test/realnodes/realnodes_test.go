@@ -186,6 +186,30 @@ func startCluster(ctx context.Context, t *testing.T, images []string) *Local {
 	return l
 }
 
+// kubectlFor returns kubectl against cp that fails the test on an error, and otherwise
+// returns what kubectl printed.
+func kubectlFor(t *testing.T, cp *controlplane.ControlPlane) func(stdin []byte, args ...string) string {
+	return func(stdin []byte, args ...string) string {
+		t.Helper()
+		out, err := cp.Kubectl(stdin, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+}
+
+// waitKubectl runs kubectl with args for as long as they tell it to wait (beyond
+// cp.Kubectl's minute, up to 4), failing the test on an error.
+func waitKubectl(t *testing.T, cp *controlplane.ControlPlane, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if out, err := cp.KubectlCommand(ctx, args...).CombinedOutput(); err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
 func lineOf(out, name string) string {
 	for _, l := range strings.Split(out, "\n") {
 		if f := strings.Fields(l); len(f) > 0 && f[0] == name {
