@@ -31,7 +31,7 @@ type Dataplane struct {
 }
 
 // pinnedMaps are the maps egw.h pins by name: Uninstall removes exactly these.
-var pinnedMaps = []string{egwMapEgwPods, egwMapEgwPodSources, egwMapEgwSetRoutes, egwMapEgwEgress, egwMapEgwGrants, egwMapEgwUplinks, egwMapEgwPodCidrs, egwMapEgwSnatDsts, egwMapEgwStats}
+var pinnedMaps = []string{egwMapEgwPods, egwMapEgwPodSources, egwMapEgwSetRoutes, egwMapEgwEgress, egwMapEgwGrants, egwMapEgwUplinks, egwMapEgwRouted, egwMapEgwPodCidrs, egwMapEgwSnatDsts, egwMapEgwNodes, egwMapEgwStats}
 
 // Load loads the programs, reusing the maps pinned under pinDir (a directory on a bpffs
 // mount, created if missing) or pinning new ones there, and moves the links pinned there
@@ -43,6 +43,9 @@ func Load(pinDir string) (*Dataplane, error) {
 	spec, err := loadEgw()
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
+	}
+	if err := dropOldCounters(pinDir, spec.Maps[egwMapEgwStats]); err != nil {
+		return nil, err
 	}
 	d := &Dataplane{pinDir: pinDir, routesSpec: spec.Maps[egwMapEgwSetRoutes].InnerMap.Copy()}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}
@@ -59,6 +62,28 @@ func Load(pinDir string) (*Dataplane, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// dropOldCounters unpins egw_stats if an earlier build pinned it with another number of
+// counters: it holds only counters, so a new one is made and the upgrade goes on, where
+// any other map of another layout stops the load.
+func dropOldCounters(pinDir string, spec *ebpf.MapSpec) error {
+	path := filepath.Join(pinDir, egwMapEgwStats)
+	m, err := ebpf.LoadPinnedMap(path, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("opening the pinned %s: %w", egwMapEgwStats, err)
+	}
+	defer m.Close()
+	if m.MaxEntries() == spec.MaxEntries {
+		return nil
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("unpinning %s of an earlier build (%d counters, now %d): %w", egwMapEgwStats, m.MaxEntries(), spec.MaxEntries, err)
+	}
+	return nil
 }
 
 func ensurePinDir(pinDir string) error {

@@ -11,20 +11,21 @@
  */
 #include "egw.h"
 
+/* A grant is valid until it expires, and only with an id the mark can carry. */
+static __always_inline int egw_grant_valid(const struct egw_grant *grant)
+{
+	return egw_valid_id(grant->snat_id) && grant->expires_ns > bpf_ktime_get_ns();
+}
+
 /*
- * egw_local_grant reports whether this node holds a valid grant for the egress IP of
- * egress id, and its SNAT id.
+ * egw_held reports whether this node holds a valid grant for egress_ip, and its SNAT id.
  */
-static __always_inline int egw_local_grant(__u32 egress_id, __u32 *snat_id)
+static __always_inline int egw_held(__be32 egress_ip, __u32 *snat_id)
 {
 	struct egw_grant *grant;
-	__be32 *egress_ip;
 
-	egress_ip = bpf_map_lookup_elem(&egw_egress, &egress_id);
-	if (!egress_ip)
-		return 0;
-	grant = bpf_map_lookup_elem(&egw_grants, egress_ip);
-	if (!grant || !egw_valid_id(grant->snat_id) || grant->expires_ns <= bpf_ktime_get_ns())
+	grant = bpf_map_lookup_elem(&egw_grants, &egress_ip);
+	if (!grant || !egw_grant_valid(grant))
 		return 0;
 	*snat_id = grant->snat_id;
 	return 1;
@@ -45,8 +46,8 @@ int egw_from_pod(struct __sk_buff *skb)
 	struct egw_pod_source src = {};
 	struct egw_route *route = NULL;
 	__u32 *set, set_id, snat_id;
+	__be32 saddr, *egress_ip;
 	void *routes;
-	__be32 saddr;
 	int known;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP))
@@ -86,12 +87,27 @@ int egw_from_pod(struct __sk_buff *skb)
 		/* An id that does not fit the mark would alias another egress IP. */
 		if (!egw_valid_id(route->egress_id))
 			break;
+		/* No egress IP for the id: egw_uplink_out drops what is marked for it. */
+		egress_ip = bpf_map_lookup_elem(&egw_egress, &route->egress_id);
+		if (!egress_ip) {
+			egw_set_mark(skb, EGW_MARK_STEER, route->egress_id);
+			return egw_count(skb, EGW_STAT_FROM_POD_STEER, TCX_NEXT);
+		}
 		/* This node holds the egress IP: SNAT here. Sent to its own virtual MAC, the
 		 * frame would never come back: a switch does not send a frame out of the
 		 * port it came in by. */
-		if (egw_local_grant(route->egress_id, &snat_id)) {
+		if (egw_held(*egress_ip, &snat_id)) {
 			egw_set_mark(skb, EGW_MARK_SNAT, snat_id);
 			return egw_count(skb, EGW_STAT_FROM_POD_LOCAL_SNAT, TCX_NEXT);
+		}
+		/* On none of this node's subnets, but routed to: the routed path, whose own
+		 * table gives the packet the MTU left after the outer header, so that the
+		 * kernel sends the pod frag-needed before anything is too big to wrap. Not
+		 * routed to either: steered, egw_uplink_out drops it (no uplink). */
+		if (!bpf_map_lookup_elem(&egw_uplinks, egress_ip) &&
+		    bpf_map_lookup_elem(&egw_routed, egress_ip)) {
+			egw_set_mark(skb, EGW_MARK_ROUTE, route->egress_id);
+			return egw_count(skb, EGW_STAT_FROM_POD_ROUTE, TCX_NEXT);
 		}
 		egw_set_mark(skb, EGW_MARK_STEER, route->egress_id);
 		return egw_count(skb, EGW_STAT_FROM_POD_STEER, TCX_NEXT);
@@ -136,6 +152,61 @@ static __always_inline int egw_steer_out(struct __sk_buff *skb)
 		return egw_count(skb, EGW_STAT_UPLINK_OUT_NO_UPLINK, TCX_DROP);
 	egw_count(skb, EGW_STAT_UPLINK_OUT_STEER, TCX_NEXT);
 	return bpf_redirect(uplink->ifindex, 0);
+}
+
+/*
+ * A steered packet whose egress IP is on none of this node's subnets: wrap it in an
+ * outer IPv4 header (IPv4-in-IPv4) from this node's address to the egress IP, and send it
+ * by the node's route to the egress IP (egw_routed; the kernel resolves the next hop).
+ * The routed node network delivers it to the egress IP's segment, where the router
+ * addresses it, as any packet for the IP, to the IP's virtual MAC: the holder takes it
+ * in, whichever node that is, and a failover changes nothing here. The routed table gave
+ * the packet an MTU 20 bytes under the uplink's, so the outer packet fits; GSO keeps its
+ * segment size.
+ */
+static __always_inline int egw_route_out(struct __sk_buff *skb)
+{
+	struct iphdr inner, outer = {};
+	struct egw_routed *routed;
+	__be32 *egress_ip, daddr;
+	__u32 id, len;
+
+	id = (skb->mark >> EGW_MARK_ID_SHIFT) & EGW_MARK_ID_MAX;
+	egress_ip = bpf_map_lookup_elem(&egw_egress, &id);
+	if (!egress_ip)
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_NO_EGRESS_IP, TCX_DROP);
+	daddr = *egress_ip;
+	routed = bpf_map_lookup_elem(&egw_routed, &daddr);
+	if (!routed)
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_NO_ROUTE, TCX_DROP);
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &inner, sizeof(inner)) < 0)
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_NO_ROUTE, TCX_DROP);
+
+	if (bpf_skb_adjust_room(skb, EGW_ENCAP_LEN, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4) < 0)
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_NO_ROUTE, TCX_DROP);
+	len = skb->len - ETH_HLEN;
+	outer.version = 4;
+	outer.ihl = EGW_ENCAP_LEN / 4;
+	outer.tos = inner.tos;
+	/* A GSO packet's length may pass 64 KiB; GSO writes each segment's own. */
+	outer.tot_len = bpf_htons(len > 0xffff ? 0xffff : len);
+	outer.id = inner.id;
+	outer.frag_off = inner.frag_off & bpf_htons(IP_DF);
+	outer.ttl = EGW_ENCAP_TTL;
+	outer.protocol = IPPROTO_IPIP;
+	outer.saddr = routed->saddr;
+	outer.daddr = daddr;
+	outer.check = egw_csum_fold(bpf_csum_diff(0, 0, (__be32 *)&outer, sizeof(outer), 0));
+	if (bpf_skb_store_bytes(skb, ETH_HLEN, &outer, sizeof(outer), 0) < 0)
+		return egw_count(skb, EGW_STAT_UPLINK_OUT_NO_ROUTE, TCX_DROP);
+
+	/* Ours no more: the uplink's program, after the redirect, lets it pass. */
+	egw_write_mark(skb, skb->mark & EGW_MARK_KEEP);
+	egw_count(skb, EGW_STAT_UPLINK_OUT_ENCAP, TCX_NEXT);
+	/* No next hop given: the kernel routes the outer packet out of the interface and
+	 * fills in the MACs from its neighbour table. */
+	return bpf_redirect_neigh(routed->ifindex, NULL, 0, 0);
 }
 
 /*
@@ -215,6 +286,8 @@ int egw_uplink_out(struct __sk_buff *skb)
 	switch (skb->mark & EGW_MARK_CLASS) {
 	case EGW_MARK_STEER:
 		return egw_steer_out(skb);
+	case EGW_MARK_ROUTE:
+		return egw_route_out(skb);
 	case EGW_MARK_SNAT:
 		return egw_snat_guard(skb);
 	}
@@ -222,23 +295,74 @@ int egw_uplink_out(struct __sk_buff *skb)
 }
 
 /*
+ * A steered packet for egress_ip, whose grant is grant: SNAT it to the IP, only while
+ * this node's grant for the IP is valid, so that two nodes never SNAT to one IP, and only
+ * from a pod CIDR to one of the IP's policy destinations (egw_pod_cidrs, egw_snat_dsts),
+ * so that no other host leaves as the egress IP.
+ */
+static __always_inline int egw_snat_in(struct __sk_buff *skb, __be32 egress_ip, struct egw_grant *grant)
+{
+	struct egw_snat_dst_key dst_key = { .prefixlen = 64 };
+	struct egw_dst_key src_key = { .prefixlen = 32 };
+	__be32 saddr, daddr;
+
+	if (!egw_grant_valid(grant))
+		return egw_count(skb, EGW_STAT_UPLINK_IN_EXPIRED, TCX_DROP);
+	if (egw_ipv4_addrs(skb, &saddr, &daddr) < 0)
+		return egw_count(skb, EGW_STAT_UPLINK_IN_MALFORMED, TCX_DROP);
+	src_key.dst = saddr;
+	if (!bpf_map_lookup_elem(&egw_pod_cidrs, &src_key))
+		return egw_count(skb, EGW_STAT_UPLINK_IN_NOT_POD, TCX_DROP);
+	dst_key.egress_ip = egress_ip;
+	dst_key.dst = daddr;
+	if (!bpf_map_lookup_elem(&egw_snat_dsts, &dst_key))
+		return egw_count(skb, EGW_STAT_UPLINK_IN_NOT_DESTINATION, TCX_DROP);
+
+	egw_set_mark(skb, EGW_MARK_SNAT, grant->snat_id);
+	bpf_skb_change_type(skb, PACKET_HOST);
+	return egw_count(skb, EGW_STAT_UPLINK_IN_SNAT, TCX_NEXT);
+}
+
+/*
+ * A routed packet (IPv4-in-IPv4 to egress_ip) from a node on another segment: take the
+ * outer header off, then treat the packet as if steered here on the segment. Only from a
+ * node's address (egw_nodes), and while the grant is valid.
+ */
+static __always_inline int egw_route_in(struct __sk_buff *skb, const struct iphdr *outer,
+					__be32 egress_ip, struct egw_grant *grant)
+{
+	/* Nothing is taken apart for an IP this node may not SNAT to. */
+	if (!egw_grant_valid(grant))
+		return egw_count(skb, EGW_STAT_UPLINK_IN_EXPIRED, TCX_DROP);
+	/* Ours carry no options and are never fragmented (they fit the path's MTU). */
+	if (outer->ihl != EGW_ENCAP_LEN / 4 || (outer->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+		return egw_count(skb, EGW_STAT_UPLINK_IN_MALFORMED, TCX_DROP);
+	if (!bpf_map_lookup_elem(&egw_nodes, &outer->saddr))
+		return egw_count(skb, EGW_STAT_UPLINK_IN_NOT_NODE, TCX_DROP);
+	/* The segment size stays: it is the inner packets' own. */
+	if (bpf_skb_adjust_room(skb, -EGW_ENCAP_LEN, BPF_ADJ_ROOM_MAC,
+				BPF_F_ADJ_ROOM_FIXED_GSO | EGW_ADJ_ROOM_DECAP_L3_IPV4) < 0)
+		return egw_count(skb, EGW_STAT_UPLINK_IN_MALFORMED, TCX_DROP);
+	egw_count(skb, EGW_STAT_UPLINK_IN_DECAP, TCX_NEXT);
+	return egw_snat_in(skb, egress_ip, grant);
+}
+
+/*
  * tcx ingress on the uplinks. A frame addressed to the virtual MAC of a floating IP
  * this node holds is ours: the stack saw another host's MAC (PACKET_OTHERHOST) and would
- * drop it. Addressed to the floating IP itself (a reply to a SNATed flow, a ping), it is
- * taken in as it is. Addressed elsewhere, it was steered here: SNAT it to the IP, only
- * while this node's grant for the IP is valid, so that two nodes never SNAT to one IP,
- * and only from a pod CIDR to one of the IP's policy destinations (egw_pod_cidrs,
- * egw_snat_dsts), so that no other host on the segment leaves as the egress IP.
+ * drop it. Addressed to the floating IP itself, it is taken in as it is (a reply to a
+ * SNATed flow, a ping), or, IPv4-in-IPv4, it was routed here from another segment and is
+ * unwrapped. Addressed elsewhere, it was steered here from this segment. Either way
+ * egw_snat_in decides.
  */
 SEC("tcx/ingress")
 int egw_uplink_in(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	struct egw_snat_dst_key dst_key = { .prefixlen = 64 };
-	struct egw_dst_key src_key = { .prefixlen = 32 };
-	__be32 egress_ip, saddr, daddr;
 	struct egw_grant *grant;
+	__be32 egress_ip;
+	struct iphdr ip;
 	__u8 *dst = data;
 
 	/* Every frame the node receives comes by here: read the Ethernet header in place
@@ -259,27 +383,15 @@ int egw_uplink_in(struct __sk_buff *skb)
 	}
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return TCX_NEXT;
-	if (egw_ipv4_addrs(skb, &saddr, &daddr) < 0)
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
 		return egw_count(skb, EGW_STAT_UPLINK_IN_MALFORMED, TCX_DROP);
-	if (daddr == egress_ip) {
+	if (ip.daddr == egress_ip) {
+		if (ip.protocol == IPPROTO_IPIP)
+			return egw_route_in(skb, &ip, egress_ip, grant);
 		bpf_skb_change_type(skb, PACKET_HOST);
 		return TCX_NEXT;
 	}
-	if (!egw_valid_id(grant->snat_id) || grant->expires_ns <= bpf_ktime_get_ns())
-		return egw_count(skb, EGW_STAT_UPLINK_IN_EXPIRED, TCX_DROP);
-	/* Any host on the segment can address a frame to the virtual MAC: SNAT only what a
-	 * pod of the cluster sends to a destination that a policy routes to this IP. */
-	src_key.dst = saddr;
-	if (!bpf_map_lookup_elem(&egw_pod_cidrs, &src_key))
-		return egw_count(skb, EGW_STAT_UPLINK_IN_NOT_POD, TCX_DROP);
-	dst_key.egress_ip = egress_ip;
-	dst_key.dst = daddr;
-	if (!bpf_map_lookup_elem(&egw_snat_dsts, &dst_key))
-		return egw_count(skb, EGW_STAT_UPLINK_IN_NOT_DESTINATION, TCX_DROP);
-
-	egw_set_mark(skb, EGW_MARK_SNAT, grant->snat_id);
-	bpf_skb_change_type(skb, PACKET_HOST);
-	return egw_count(skb, EGW_STAT_UPLINK_IN_SNAT, TCX_NEXT);
+	return egw_snat_in(skb, egress_ip, grant);
 }
 
 /* No GPL-only helper is used. */

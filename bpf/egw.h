@@ -11,10 +11,26 @@
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
+
+/* bpf_skb_adjust_room's flag of 6.3 and later (Debian 12's headers predate it): the
+ * outer IPv4 header goes, and with it the GSO type it gave the packet. */
+#define EGW_ADJ_ROOM_DECAP_L3_IPV4	(1ULL << 7)
+
+/*
+ * Routed egress: a steered packet from a node on none of its egress IP's subnets crosses
+ * the routed node network in IPv4-in-IPv4 (RFC 2003), from the node's address to the
+ * egress IP itself, so that the network delivers it to whichever node holds the IP.
+ */
+#define EGW_ENCAP_LEN		20	/* the outer IPv4 header, without options */
+#define IP_DF			0x4000	/* iphdr.frag_off's flags and offset (net/ip.h) */
+#define IP_MF			0x2000
+#define IP_OFFSET		0x1FFF
+#define EGW_ENCAP_TTL		64
 
 /* tcx verdicts (linux/bpf.h of 6.6 and later; Debian 12's headers predate them). */
 #ifndef TCX_NEXT
@@ -31,6 +47,7 @@
 #define EGW_MARK_CLASSIFIED	0xC0000000U	/* egw_from_pod looked, did not steer */
 #define EGW_MARK_STEER		0xE0000000U	/* egw_from_pod: steer to egress id */
 #define EGW_MARK_SNAT		0xD0000000U	/* egw_uplink_in: SNAT to snat id */
+#define EGW_MARK_ROUTE		0xF0000000U	/* egw_from_pod: steer to egress id, routed */
 #define EGW_MARK_KEEP		0x0000FFFFU
 #define EGW_MARK_ID_SHIFT	16
 #define EGW_MARK_ID_MAX		0xFFFU
@@ -59,10 +76,13 @@ enum egw_stat_id {
 	EGW_STAT_FROM_POD_DROP_POLICY,
 	EGW_STAT_FROM_POD_DROP_UNKNOWN_POD,
 	EGW_STAT_FROM_POD_DROP_SPOOFED,
+	EGW_STAT_FROM_POD_ROUTE,
 	EGW_STAT_UPLINK_OUT_STEER,
 	EGW_STAT_UPLINK_OUT_NO_EGRESS_IP,
 	EGW_STAT_UPLINK_OUT_NO_UPLINK,
 	EGW_STAT_UPLINK_OUT_NOT_SNATED,
+	EGW_STAT_UPLINK_OUT_ENCAP,
+	EGW_STAT_UPLINK_OUT_NO_ROUTE,
 	EGW_STAT_ARP_VIRTUAL_MAC,
 	EGW_STAT_ARP_LAPSED_GRANT,
 	EGW_STAT_UPLINK_IN_SNAT,
@@ -71,6 +91,8 @@ enum egw_stat_id {
 	EGW_STAT_UPLINK_IN_MALFORMED,
 	EGW_STAT_UPLINK_IN_NOT_POD,
 	EGW_STAT_UPLINK_IN_NOT_DESTINATION,
+	EGW_STAT_UPLINK_IN_DECAP,
+	EGW_STAT_UPLINK_IN_NOT_NODE,
 	EGW_STAT_MAX,
 };
 
@@ -134,6 +156,12 @@ struct egw_uplink {
 	__u32 ifindex;		/* the interface whose subnet holds the egress IP */
 	__u8 mac[ETH_ALEN];	/* its MAC */
 	__u16 pad;
+};
+
+/* How a node on none of an egress IP's subnets reaches it: the kernel's route to it. */
+struct egw_routed {
+	__u32 ifindex;		/* the interface the node's route to the egress IP leaves by */
+	__be32 saddr;		/* the source address the kernel picks for it */
 };
 
 struct egw_stat {
@@ -212,6 +240,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } egw_uplinks SEC(".maps");
 
+/* Which egress IPs this node reaches only through routers, and how: the agent writes one
+ * entry per floating IP of every gateway on none of its subnets that it has a route to. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __be32);		/* egress IPv4 */
+	__type(value, struct egw_routed);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} egw_routed SEC(".maps");
+
 /*
  * What a gateway SNATs for a steered frame: only a source in the cluster's pod CIDRs
  * (every Node's), to a destination of a policy that routes to the frame's egress IP.
@@ -236,6 +274,19 @@ struct {
 	__type(value, __u32);			/* 1 */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } egw_snat_dsts SEC(".maps");
+
+/*
+ * The addresses of the cluster's nodes: the only outer sources a gateway takes routed
+ * (IPv4-in-IPv4) packets from. Written by the agent from every Node's InternalIPs and the
+ * interface addresses each agent reports.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __be32);		/* a node's IPv4 address */
+	__type(value, __u8);		/* unused: presence is the answer */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} egw_nodes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -276,6 +327,16 @@ static __always_inline void egw_set_mark(struct __sk_buff *skb, __u32 class, __u
 static __always_inline int egw_valid_id(__u32 id)
 {
 	return id != 0 && id <= EGW_MARK_ID_MAX;
+}
+
+/* Folds bpf_csum_diff's 32-bit sum into an IPv4 header checksum. */
+static __always_inline __sum16 egw_csum_fold(__s64 sum)
+{
+	__u32 s = (__u32)sum;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__sum16)~s;
 }
 
 /*

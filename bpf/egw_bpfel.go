@@ -18,9 +18,11 @@ import (
 const (
 	egwMapEgwEgress     = "egw_egress"
 	egwMapEgwGrants     = "egw_grants"
+	egwMapEgwNodes      = "egw_nodes"
 	egwMapEgwPodCidrs   = "egw_pod_cidrs"
 	egwMapEgwPodSources = "egw_pod_sources"
 	egwMapEgwPods       = "egw_pods"
+	egwMapEgwRouted     = "egw_routed"
 	egwMapEgwSetRoutes  = "egw_set_routes"
 	egwMapEgwSnatDsts   = "egw_snat_dsts"
 	egwMapEgwStats      = "egw_stats"
@@ -83,9 +85,11 @@ type egwProgramSpecs struct {
 type egwMapSpecs struct {
 	EgwEgress     *ebpf.MapSpec `ebpf:"egw_egress"`
 	EgwGrants     *ebpf.MapSpec `ebpf:"egw_grants"`
+	EgwNodes      *ebpf.MapSpec `ebpf:"egw_nodes"`
 	EgwPodCidrs   *ebpf.MapSpec `ebpf:"egw_pod_cidrs"`
 	EgwPodSources *ebpf.MapSpec `ebpf:"egw_pod_sources"`
 	EgwPods       *ebpf.MapSpec `ebpf:"egw_pods"`
+	EgwRouted     *ebpf.MapSpec `ebpf:"egw_routed"`
 	EgwSetRoutes  *ebpf.MapSpec `ebpf:"egw_set_routes"`
 	EgwSnatDsts   *ebpf.MapSpec `ebpf:"egw_snat_dsts"`
 	EgwStats      *ebpf.MapSpec `ebpf:"egw_stats"`
@@ -120,9 +124,11 @@ func (o *egwObjects) Close() error {
 type egwMaps struct {
 	EgwEgress     *ebpf.Map `ebpf:"egw_egress"`
 	EgwGrants     *ebpf.Map `ebpf:"egw_grants"`
+	EgwNodes      *ebpf.Map `ebpf:"egw_nodes"`
 	EgwPodCidrs   *ebpf.Map `ebpf:"egw_pod_cidrs"`
 	EgwPodSources *ebpf.Map `ebpf:"egw_pod_sources"`
 	EgwPods       *ebpf.Map `ebpf:"egw_pods"`
+	EgwRouted     *ebpf.Map `ebpf:"egw_routed"`
 	EgwSetRoutes  *ebpf.Map `ebpf:"egw_set_routes"`
 	EgwSnatDsts   *ebpf.Map `ebpf:"egw_snat_dsts"`
 	EgwStats      *ebpf.Map `ebpf:"egw_stats"`
@@ -133,9 +139,11 @@ func (m *egwMaps) Close() error {
 	return _EgwClose(
 		m.EgwEgress,
 		m.EgwGrants,
+		m.EgwNodes,
 		m.EgwPodCidrs,
 		m.EgwPodSources,
 		m.EgwPods,
+		m.EgwRouted,
 		m.EgwSetRoutes,
 		m.EgwSnatDsts,
 		m.EgwStats,

@@ -96,44 +96,49 @@ func (d *Dataplane) SetUplinks(uplinks map[netip.Addr]Uplink) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	have := map[ipv4]uplinkValue{}
-	var key ipv4
-	var value uplinkValue
-	it := d.objs.EgwUplinks.Iterate()
-	for it.Next(&key, &value) {
-		have[key] = value
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("listing egw_uplinks: %w", err)
-	}
-	for k := range have {
-		if _, ok := want[k]; !ok {
-			if err := d.objs.EgwUplinks.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return fmt.Errorf("deleting the uplink of %s from egw_uplinks: %w", k.addr(), err)
-			}
-			delete(have, k)
-		}
-	}
-	room := int(d.objs.EgwUplinks.MaxEntries()) - len(have)
-	var refused []netip.Addr
-	for _, k := range sortedIPs(want) {
-		old, ok := have[k]
-		if ok && old == want[k] {
-			continue
-		}
-		if !ok {
-			if room == 0 {
-				refused = append(refused, k.addr())
-				continue
-			}
-			room--
-		}
-		if err := d.objs.EgwUplinks.Update(k, want[k], ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("writing the uplink of %s to egw_uplinks (holds %d): %w", k.addr(), d.objs.EgwUplinks.MaxEntries(), err)
-		}
+	refused, err := setByIP(d.objs.EgwUplinks, want)
+	if err != nil {
+		return fmt.Errorf("writing the uplinks: %w", err)
 	}
 	if len(refused) > 0 {
 		return &CapacityError{Map: egwMapEgwUplinks, Limit: int(d.objs.EgwUplinks.MaxEntries()), What: "uplinks (floating IPs on this node's subnets)", Refused: refuseAddrs(refused)}
+	}
+	return nil
+}
+
+// Routed is how this node reaches an egress IP on none of its subnets: the interface its
+// route to the IP leaves by, and the source address the kernel picks for that route.
+type Routed struct {
+	Ifindex int
+	Src     netip.Addr
+}
+
+// SetRouted makes egw_routed hold exactly routed: egw_from_pod sends a packet steered to
+// one of these IPs (and on no uplink's subnet) the routed way, wrapped in IPv4 from Src
+// to the IP, out of Ifindex. Stale entries go first; if routed does not fit, the IPs the
+// map holds keep their entries, the lowest of the others fill the room left, and the
+// rest are refused (their steered packets drop) with a *CapacityError.
+func (d *Dataplane) SetRouted(routed map[netip.Addr]Routed) error {
+	want := make(map[ipv4]routedValue, len(routed))
+	for ip, r := range routed {
+		key, err := toIPv4(ip)
+		if err != nil {
+			return fmt.Errorf("the route to %s: %w", ip, err)
+		}
+		src, err := toIPv4(r.Src)
+		if err != nil || r.Ifindex <= 0 {
+			return fmt.Errorf("the route to %s: interface %d, source %s: want an interface and an IPv4 source", ip, r.Ifindex, r.Src)
+		}
+		want[key] = routedValue{Ifindex: uint32(r.Ifindex), Saddr: src}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	refused, err := setByIP(d.objs.EgwRouted, want)
+	if err != nil {
+		return fmt.Errorf("writing the routes to egress IPs: %w", err)
+	}
+	if len(refused) > 0 {
+		return &CapacityError{Map: egwMapEgwRouted, Limit: int(d.objs.EgwRouted.MaxEntries()), What: "routed egress IPs (floating IPs on none of this node's subnets)", Refused: refuseAddrs(refused)}
 	}
 	return nil
 }

@@ -81,6 +81,31 @@ func (d *Dataplane) SetSNATDestinations(dsts map[netip.Addr][]netip.Prefix) erro
 	return nil
 }
 
+// SetNodes makes egw_nodes hold exactly addrs: the addresses of the cluster's nodes, the
+// only outer sources a gateway takes routed (IPv4-in-IPv4) packets from. Stale entries
+// go first, and an address that stays keeps its entry; the lowest addresses fill the
+// room, and those that do not fit are refused (their nodes' routed packets drop) with a *CapacityError.
+func (d *Dataplane) SetNodes(addrs []netip.Addr) error {
+	want := make(map[ipv4]uint8, len(addrs))
+	for _, a := range addrs {
+		ip, err := toIPv4(a)
+		if err != nil {
+			return fmt.Errorf("node address: %w", err)
+		}
+		want[ip] = 1
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	refused, err := setByIP(d.objs.EgwNodes, want)
+	if err != nil {
+		return fmt.Errorf("writing the node addresses: %w", err)
+	}
+	if len(refused) > 0 {
+		return &CapacityError{Map: egwMapEgwNodes, Limit: int(d.objs.EgwNodes.MaxEntries()), What: "node addresses", Refused: refuseAddrs(refused)}
+	}
+	return nil
+}
+
 func (k snatDstKey) String() string {
 	return fmt.Sprintf("%s to %s", k.EgressIP.addr(), netip.PrefixFrom(k.Dst.addr(), int(k.Prefixlen)-32))
 }

@@ -15,6 +15,7 @@ const (
 	markClassified = 0xC0000000
 	markSteer      = 0xE0000000
 	markSNAT       = 0xD0000000
+	markRoute      = 0xF0000000
 	markIDShift    = 16
 	markIDMax      = 0xFFF
 )
@@ -103,6 +104,12 @@ type uplinkValue struct {
 	Pad     uint16
 }
 
+// routedValue mirrors struct egw_routed.
+type routedValue struct {
+	Ifindex uint32
+	Saddr   ipv4
+}
+
 // statValue mirrors struct egw_stat, one per CPU.
 type statValue struct {
 	Packets uint64
@@ -121,10 +128,13 @@ var statNames = []string{
 	"from_pod_drop_policy",
 	"from_pod_drop_unknown_pod",
 	"from_pod_drop_spoofed",
+	"from_pod_route",
 	"uplink_out_steer",
 	"uplink_out_no_egress_ip",
 	"uplink_out_no_uplink",
 	"uplink_out_not_snated",
+	"uplink_out_encap",
+	"uplink_out_no_route",
 	"arp_virtual_mac",
 	"arp_lapsed_grant",
 	"uplink_in_snat",
@@ -133,4 +143,6 @@ var statNames = []string{
 	"uplink_in_malformed",
 	"uplink_in_not_pod",
 	"uplink_in_not_destination",
+	"uplink_in_decap",
+	"uplink_in_not_node",
 }

@@ -71,7 +71,7 @@ func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) (*Agent,
 			resolved: "The dataplane's maps hold everything again"},
 		uncovered: conditionLog{key: "podsUncovered", problem: "Pods of this node are outside the fail-closed backstop or the gateways' source filter",
 			resolved: "Every pod of this node is covered again"},
-		unreachable: conditionLog{key: "podsUnreachable", problem: "Selected pods of this node have an egress IP on no subnet of its interfaces; their selected traffic is dropped",
+		unreachable: conditionLog{key: "podsUnreachable", problem: "Selected pods of this node have an egress IP it cannot reach (on no subnet of its interfaces, and no route to it); their selected traffic is dropped",
 			resolved: "Every selected pod of this node reaches its egress IPs again"},
 	}
 	a.m = newMetrics(reg, k.dp, k.host)
@@ -180,9 +180,15 @@ func (a *Agent) pass(ctx context.Context) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	// The floating IPs this node could be granted, or reach at L2 as a source.
-	onLink := candidates(routing.NewGateways(snap.gateways).FloatingIPs(), ifaces)
+	// The floating IPs this node could be granted, or reach at L2 as a source; it
+	// reaches the others through routers, if it has a route to them.
+	floating := routing.NewGateways(snap.gateways).FloatingIPs()
+	onLink := candidates(floating, ifaces)
 	if err := a.attach.attachUplinks(ifaces, onLink); err != nil {
+		errs = append(errs, err)
+	}
+	noRoute, err := a.attach.routeOffSegment(offSegment(floating, onLink))
+	if err != nil {
 		errs = append(errs, err)
 	}
 	for _, refused := range want.table.Refused {
@@ -215,7 +221,7 @@ func (a *Agent) pass(ctx context.Context) error {
 	} else {
 		errs = append(errs, err)
 	}
-	if err := a.snat.apply(want.podSources, want.snatDestinations); err != nil {
+	if err := a.snat.apply(want.podSources, want.snatDestinations, snap.addresses.NodeIPs()); err != nil {
 		errs = append(errs, err)
 	}
 	if err := a.attach.attachPods(want.table); err != nil {
@@ -244,7 +250,7 @@ func (a *Agent) pass(ctx context.Context) error {
 	a.full.log(a.opts.NodeName, capacityMessage(full))
 	a.uncovered.log(a.opts.NodeName, want.cover.message())
 	a.m.podsUncovered.Set(float64(len(want.cover.uncovered)))
-	unreachable := snap.unreachable(want.table, ifaces)
+	unreachable := snap.unreachable(want.table, ifaces, noRoute)
 	a.unreachable.log(a.opts.NodeName, unreachableMessage(unreachable))
 	a.m.podsUnreachable.Set(float64(len(unreachable)))
 	reported, err := a.report.report(ctx, passReport{ifaces: ifaces, held: held, observedGen: a.grants.observed,

@@ -31,6 +31,7 @@ type attacher struct {
 	pods      map[int][]netip.Addr // pod ifindex → the pod IPs it may send from, sorted
 	uplinks   map[string]int       // interface name → ifindex its uplink programs are attached to
 	steering  []int                // the uplinks EnsureSteering was last given
+	routed    map[netip.Addr]bpf.Routed // what egw_routed holds, as last written; nil: unknown
 	steeredAt time.Duration        // when, on now's clock
 }
 

@@ -134,6 +134,9 @@ type fakeDataplane struct {
 	// podCIDRs and snatDsts are what a gateway may SNAT, as last written.
 	podCIDRs []netip.Prefix
 	snatDsts map[netip.Addr][]netip.Prefix
+	// routed and nodes are the routed way's maps, as last written.
+	routed map[netip.Addr]bpf.Routed
+	nodes  []netip.Addr
 }
 
 var _ dataplane = &fakeDataplane{}
@@ -211,6 +214,18 @@ func (d *fakeDataplane) SetUplinks(u map[netip.Addr]bpf.Uplink) error {
 	return d.uplinksErr
 }
 
+func (d *fakeDataplane) SetRouted(r map[netip.Addr]bpf.Routed) error {
+	d.rec.add(call{op: "SetRouted", ips: sortedIPs(r)})
+	d.routed = maps.Clone(r)
+	return nil
+}
+
+func (d *fakeDataplane) SetNodes(addrs []netip.Addr) error {
+	d.rec.add(call{op: "SetNodes", ips: slices.Clone(addrs)})
+	d.nodes = slices.Clone(addrs)
+	return nil
+}
+
 func (d *fakeDataplane) Stats() (map[string]uint64, error) { return nil, nil }
 
 // fakeFloatingIPs holds what it is told to, on the interfaces it is given.
@@ -242,6 +257,8 @@ type fakeHost struct {
 	listing string
 	// flows is the conntrack table; DeleteFlows removes from it.
 	flows []Flow
+	// routes are the node's routes to egress IPs on other segments.
+	routes map[netip.Addr]bpf.Routed
 }
 
 var _ host = &fakeHost{}
@@ -260,6 +277,11 @@ func (h *fakeHost) ApplyNftables(n nftState) error {
 }
 
 func (h *fakeHost) ListNftables() (string, error) { return h.listing, nil }
+
+func (h *fakeHost) RouteTo(ip netip.Addr) (bpf.Routed, bool) {
+	r, ok := h.routes[ip]
+	return r, ok
+}
 
 func (h *fakeHost) PodLink(ip netip.Addr) (int, bool) {
 	i, ok := h.pods[ip]

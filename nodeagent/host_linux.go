@@ -36,8 +36,8 @@ var (
 	steerNexthopMAC = routing.VirtualMAC(netip.IPv4Unspecified())
 )
 
-// EnsureSteering routes steered packets (by mark, table 2640) out of uplink, with a
-// blackhole behind, so that a missing route drops rather than leaks; sets rp_filter to
+// EnsureSteering routes steered packets (by mark, table 2640, and 2642 for the routed
+// way) out of uplink, with a blackhole behind, so that a missing route drops rather than leaks; sets rp_filter to
 // loose on the uplinks (steered packets from other nodes arrive there with pod IPs that
 // the node may route through an overlay device).
 func (h linuxHost) EnsureSteering(uplink int, uplinks []int) error {
@@ -74,7 +74,33 @@ func (h linuxHost) EnsureSteering(uplink int, uplinks []int) error {
 	if err := netlink.RouteReplace(route); err != nil {
 		return fmt.Errorf("routing table %d to interface %d: %w", SteerTable, uplink, err)
 	}
+	// The routed way: the same route, with the MTU the outer header leaves. A packet too
+	// big for it gets frag-needed from this node (or is fragmented, without DF) before
+	// egw_route_out wraps it, so the wrapped packet fits the uplink.
+	l, err := netlink.LinkByIndex(uplink)
+	if err != nil {
+		return fmt.Errorf("finding interface %d: %w", uplink, err)
+	}
+	routed := *route
+	routed.Table, routed.MTU = RouteTable, l.Attrs().MTU-routedOverhead
+	if err := netlink.RouteReplace(&routed); err != nil {
+		return fmt.Errorf("routing table %d to interface %d: %w", RouteTable, uplink, err)
+	}
 	return errors.Join(errs...)
+}
+
+// RouteTo is the kernel's route to ip, as egw_route_out sends wrapped packets by it: the
+// interface and the source address. False if the node has no unicast route to it.
+func (h linuxHost) RouteTo(ip netip.Addr) (bpf.Routed, bool) {
+	routes, err := netlink.RouteGet(ip.AsSlice())
+	if err != nil || len(routes) == 0 || routes[0].Type != unix.RTN_UNICAST {
+		return bpf.Routed{}, false
+	}
+	src, ok := netip.AddrFromSlice(routes[0].Src.To4())
+	if !ok || routes[0].LinkIndex <= 0 {
+		return bpf.Routed{}, false
+	}
+	return bpf.Routed{Ifindex: routes[0].LinkIndex, Src: src}, true
 }
 
 // looseRPFilter sets rp_filter to loose (2) on an interface that has it strict. Loose,
@@ -94,16 +120,20 @@ func looseRPFilter(ifindex int) error {
 	return nil
 }
 
-// steerRules send steered packets to the steering table, and drop them if that table
-// has no route.
+// steerRules send steered packets to the steering table, and those steered the routed
+// way to the routed table, and drop them if that table has no route.
 func steerRules() []*netlink.Rule {
-	lookup, blackhole := netlink.NewRule(), netlink.NewRule()
-	lookup.Priority, lookup.Table = SteerTable, SteerTable
-	blackhole.Priority, blackhole.Type = SteerTable+1, unix.RTN_BLACKHOLE
-	for _, r := range []*netlink.Rule{lookup, blackhole} {
-		r.Family, r.Mark, r.Mask = unix.AF_INET, markSteer, &steerMask
+	var rules []*netlink.Rule
+	for _, class := range []struct{ table, mark int }{{SteerTable, markSteer}, {RouteTable, markRoute}} {
+		lookup, blackhole := netlink.NewRule(), netlink.NewRule()
+		lookup.Priority, lookup.Table = class.table, class.table
+		blackhole.Priority, blackhole.Type = class.table+1, unix.RTN_BLACKHOLE
+		for _, r := range []*netlink.Rule{lookup, blackhole} {
+			r.Family, r.Mark, r.Mask = unix.AF_INET, uint32(class.mark), &steerMask
+		}
+		rules = append(rules, lookup, blackhole)
 	}
-	return []*netlink.Rule{lookup, blackhole}
+	return rules
 }
 
 func ensureRule(want *netlink.Rule) error {
@@ -216,9 +246,11 @@ func RemoveHost() error {
 			errs = append(errs, fmt.Errorf("deleting routing rule %d: %w", r.Priority, err))
 		}
 	}
-	route := &netlink.Route{Table: SteerTable, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}}
-	if err := netlink.RouteDel(route); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
-		errs = append(errs, fmt.Errorf("deleting table %d's route: %w", SteerTable, err))
+	for _, table := range []int{SteerTable, RouteTable} {
+		route := &netlink.Route{Table: table, Dst: &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}}
+		if err := netlink.RouteDel(route); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("deleting table %d's route: %w", table, err))
+		}
 	}
 	if neighs, err := netlink.NeighList(0, unix.AF_INET); err == nil {
 		for _, n := range neighs {

@@ -96,11 +96,25 @@ func TestHostSteering(t *testing.T) {
 		}
 		rules := run(t, ns, "ip", "rule")
 		if !strings.Contains(rules, "2640:\tfrom all fwmark 0xe0000000/0xf0000000 lookup 2640") ||
-			!strings.Contains(rules, "2641:\tfrom all fwmark 0xe0000000/0xf0000000 blackhole") {
+			!strings.Contains(rules, "2641:\tfrom all fwmark 0xe0000000/0xf0000000 blackhole") ||
+			!strings.Contains(rules, "2642:\tfrom all fwmark 0xf0000000/0xf0000000 lookup 2642") ||
+			!strings.Contains(rules, "2643:\tfrom all fwmark 0xf0000000/0xf0000000 blackhole") {
 			t.Errorf("rules: %s", rules)
 		}
-		if got := run(t, ns, "ip", "route", "show", "table", "2640"); !strings.Contains(got, "default via 169.254.88.2 dev up1 onlink") {
+		if got := run(t, ns, "ip", "route", "show", "table", "2640"); !strings.Contains(got, "default via 169.254.88.2 dev up1 onlink") || strings.Contains(got, "mtu") {
 			t.Errorf("table 2640: %s", got)
+		}
+		// The routed way leaves room for its outer header: 1500 - 20.
+		if got := run(t, ns, "ip", "route", "show", "table", "2642"); !strings.Contains(got, "default via 169.254.88.2 dev up1 onlink mtu 1480") {
+			t.Errorf("table 2642: %s", got)
+		}
+		// The kernel's route to an egress IP elsewhere, as the routed way uses it.
+		run(t, ns, "ip", "route", "add", "198.51.100.128/25", "via", "198.51.100.1", "dev", "up1")
+		if r, ok := h.RouteTo(netip.MustParseAddr("198.51.100.200")); !ok || r.Ifindex != up1 || r.Src != netip.MustParseAddr("198.51.100.11") {
+			t.Errorf("RouteTo(198.51.100.200) = %+v, %v; want interface %d from 198.51.100.11", r, ok, up1)
+		}
+		if r, ok := h.RouteTo(netip.MustParseAddr("203.0.113.9")); ok {
+			t.Errorf("RouteTo(203.0.113.9) = %+v with no route there; want none", r)
 		}
 		if got := run(t, ns, "ip", "neigh", "show", "169.254.88.2"); !strings.Contains(got, "dev up1 lladdr 02:65:00:00:00:00 PERMANENT") {
 			t.Errorf("the next hop's neighbour: %q", got)
@@ -125,11 +139,13 @@ func TestHostSteering(t *testing.T) {
 		if err := RemoveHost(); err != nil {
 			t.Errorf("RemoveHost: %v", err)
 		}
-		if got := run(t, ns, "ip", "rule"); strings.Contains(got, "2640") {
+		if got := run(t, ns, "ip", "rule"); strings.Contains(got, "264") {
 			t.Errorf("rules left after removal: %s", got)
 		}
-		if got := run(t, ns, "ip", "route", "show", "table", "2640"); strings.TrimSpace(got) != "" {
-			t.Errorf("table 2640 left after removal: %s", got)
+		for _, table := range []string{"2640", "2642"} {
+			if got := run(t, ns, "ip", "route", "show", "table", table); strings.TrimSpace(got) != "" {
+				t.Errorf("table %s left after removal: %s", table, got)
+			}
 		}
 		if got := run(t, ns, "ip", "neigh", "show", "169.254.88.2"); strings.TrimSpace(got) != "" {
 			t.Errorf("the next hop's neighbour left after removal: %s", got)

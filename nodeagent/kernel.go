@@ -53,6 +53,9 @@ type snatFilter interface {
 	SetPodCIDRs([]netip.Prefix) error
 	// SetSNATDestinations makes it accept exactly these destinations per egress IP.
 	SetSNATDestinations(map[netip.Addr][]netip.Prefix) error
+	// SetNodes makes it take routed (IPv4-in-IPv4) packets from exactly these outer
+	// sources: the nodes' addresses.
+	SetNodes([]netip.Addr) error
 }
 
 // grantMaps say which egress IPs this node may SNAT steered packets to, and until when.
@@ -76,8 +79,11 @@ type attachments interface {
 	// sending ARP for IPs whose grant has lapsed.
 	AttachUplink(ifindex int) error
 	// SetUplinks says which uplink reaches each egress IP on its subnet; steered packets
-	// to any other IP are dropped.
+	// to any other IP go the routed way, or are dropped.
 	SetUplinks(map[netip.Addr]bpf.Uplink) error
+	// SetRouted says how the node reaches each egress IP on none of its subnets, through
+	// routers; steered packets to an IP in neither are dropped.
+	SetRouted(map[netip.Addr]bpf.Routed) error
 }
 
 // floatingIPs puts floating IPs on the interface whose subnet contains them.
@@ -118,6 +124,9 @@ type hostRouting interface {
 	// EnsureSteering routes steered packets out of uplink, one of uplinks, the
 	// interfaces that can hold floating IPs.
 	EnsureSteering(uplink int, uplinks []int) error
+	// RouteTo is the node's route to ip (its interface and source address); false if
+	// it has none.
+	RouteTo(ip netip.Addr) (bpf.Routed, bool)
 	// PodLink finds the interface the node routes the pod IP through.
 	PodLink(ip netip.Addr) (int, bool)
 	// Uplink is the index and MAC of the interface of that name.

@@ -17,12 +17,21 @@ const (
 	markClassified = 0xC0000000
 	markSteer      = 0xE0000000
 	markSNAT       = 0xD0000000
+	// markRoute steers the routed way, wrapped in IPv4 (egw_route_out). Its class shares
+	// markSteer's upper three bits, so one masked match keeps the pod's IP for both.
+	markRoute = 0xF0000000
+	markToGW  = markSteer & markRoute
 	// ctZone keeps the gateway's view of steered traffic apart from the source node's,
 	// for the gateway's own pods, whose packets cross conntrack twice.
 	ctZone = 2640
 	// SteerTable is the routing table steered packets use; its rule has the same
 	// preference.
 	SteerTable = 2640
+	// RouteTable is the table of packets steered the routed way: the same route with an
+	// MTU that leaves room for the outer header. Its rule has the same preference.
+	RouteTable = 2642
+	// routedOverhead is the outer IPv4 header of the routed way.
+	routedOverhead = 20
 	nftTable   = "egressgw"
 )
 
@@ -154,7 +163,7 @@ func (n nftState) render() string {
 	}
 	chain postrouting {
 		type nat hook postrouting priority srcnat - 1; policy accept;
-		meta mark & 0x%08[3]x == 0x%08[4]x counter snat ip to ip saddr comment "keep the pod's IP to the gateway: the CNI's masquerade is skipped"
+		meta mark & 0x%08[4]x == 0x%08[4]x counter snat ip to ip saddr comment "keep the pod's IP to the gateway (steered on the segment or routed): the CNI's masquerade is skipped"
 		meta mark & 0x%08[3]x == 0x%08[5]x counter snat ip to meta mark & 0xffff0000 map @snat_ips comment "the gateway: SNAT to the egress IP"
 	}
 	chain guard {
@@ -162,7 +171,7 @@ func (n nftState) render() string {
 		meta mark & 0x%08[3]x == 0x%08[5]x ip saddr != @egress_ips counter drop comment "fail closed: a packet meant for an egress IP never leaves with another source"
 	}
 }
-`, ctZone, markClassified, markClassMask, markSteer, markSNAT)
+`, ctZone, markClassified, markClassMask, markToGW, markSNAT)
 	return b.String()
 }
 

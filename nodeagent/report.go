@@ -102,9 +102,9 @@ func conditions(s nodeStatus) []metav1.Condition {
 		covered.Status, covered.Reason, covered.Message = metav1.ConditionFalse, "PodsUncovered", s.Uncovered
 	}
 	reachable := metav1.Condition{Type: ConditionEgressReachable, Status: metav1.ConditionTrue, Reason: "AllReachable",
-		Message: "every selected pod of this node has an interface on its egress IPs' subnets", ObservedGeneration: s.ObservedGeneration}
+		Message: "this node reaches the egress IPs of all its selected pods, on their subnets or through routers", ObservedGeneration: s.ObservedGeneration}
 	if s.Unreachable != "" {
-		reachable.Status, reachable.Reason, reachable.Message = metav1.ConditionFalse, "EgressIPOffSegment", s.Unreachable
+		reachable.Status, reachable.Reason, reachable.Message = metav1.ConditionFalse, "NoRouteToEgressIP", s.Unreachable
 	}
 	return []metav1.Condition{ready, full, covered, reachable}
 }

@@ -9,7 +9,8 @@ import (
 )
 
 // snatFilterWriter writes what this node, as a gateway, may SNAT: the pod CIDRs of every
-// node, and every egress IP's policy destinations. It writes only what changed since its
+// node, every egress IP's policy destinations, and the node addresses routed packets come
+// from. It writes only what changed since its
 // last successful write; a failed one (a full map among them) is written again on the
 // next pass.
 type snatFilterWriter struct {
@@ -17,9 +18,10 @@ type snatFilterWriter struct {
 	// sources and destinations are what the last successful writes wrote; nil: write.
 	sources      []netip.Prefix
 	destinations map[netip.Addr][]netip.Prefix
+	nodes        []netip.Addr
 }
 
-func (w *snatFilterWriter) apply(sources []netip.Prefix, destinations map[netip.Addr][]netip.Prefix) error {
+func (w *snatFilterWriter) apply(sources []netip.Prefix, destinations map[netip.Addr][]netip.Prefix, nodes []netip.Addr) error {
 	if sources == nil {
 		sources = []netip.Prefix{}
 	}
@@ -41,6 +43,17 @@ func (w *snatFilterWriter) apply(sources []netip.Prefix, destinations map[netip.
 			errs = append(errs, fmt.Errorf("programming the destinations a gateway SNATs to: %w", err))
 		} else {
 			w.destinations = maps.Clone(destinations)
+		}
+	}
+	if nodes == nil {
+		nodes = []netip.Addr{}
+	}
+	if w.nodes == nil || !slices.Equal(w.nodes, nodes) {
+		w.nodes = nil
+		if err := w.dp.SetNodes(nodes); err != nil {
+			errs = append(errs, fmt.Errorf("programming the node addresses a gateway takes routed packets from: %w", err))
+		} else {
+			w.nodes = slices.Clone(nodes)
 		}
 	}
 	return errors.Join(errs...)

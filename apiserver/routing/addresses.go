@@ -132,3 +132,18 @@ func (c ClusterAddresses) CheckServed(p netip.Prefix) error {
 	}
 	return nil
 }
+
+// NodeIPs are every node's own addresses, sorted, each once: its InternalIPs and the
+// addresses of the interfaces its agent reports. Routed (IPv4-in-IPv4) packets come from
+// these; a gateway takes them from no other source.
+func (c ClusterAddresses) NodeIPs() []netip.Addr {
+	var out []netip.Addr
+	for _, n := range c.Nodes {
+		out = append(out, n.InternalIPs...)
+		for _, p := range n.Interfaces {
+			out = append(out, p.Addr())
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
+}

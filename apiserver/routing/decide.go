@@ -126,6 +126,9 @@ type Decision struct {
 	Policy      *Policy
 	EgressIP    netip.Addr
 	GatewayNode string
+	// Path is how the pod's node sends the packet to the gateway node (SNAT), or why it
+	// cannot (NoPath, a Drop).
+	Path Path
 	// Overlaps are the other selecting policies whose destinations also contain the
 	// destination, and lost to Policy by the overlap rule.
 	Overlaps []*Policy
@@ -165,13 +168,17 @@ func (ps *Policies) Decide(pod Pod, namespaceLabels map[string]string, cluster [
 		return d
 	}
 	d.EgressIP, _ = netip.ParseAddr(r.EgressIP)
-	if why := OffSegment(pod.Node, pod.NodeSubnets, d.EgressIP); why != "" {
+	if d.Path = pod.NodeReach.PathTo(d.EgressIP); d.Path == NoPath {
 		d.Verdict = Drop
-		d.Reason = fmt.Sprintf("EgressNATPolicy %s selects the pod for %s, but its traffic is dropped: %s", route.Policy.Name, route.Prefix, why)
+		d.Reason = fmt.Sprintf("EgressNATPolicy %s selects the pod for %s, but its traffic is dropped: %s", route.Policy.Name, route.Prefix,
+			NoRoute(pod.Node, pod.NodeReach.Subnets, d.EgressIP))
 		return d
 	}
 	d.GatewayNode = r.Node
 	d.Reason = fmt.Sprintf("EgressNATPolicy %s selects the pod for %s; node %s SNATs to %s", route.Policy.Name, route.Prefix, r.Node, r.EgressIP)
+	if d.Path == RoutedPath {
+		d.Reason += fmt.Sprintf(", which node %s reaches through routers, wrapped in IPv4 (%d bytes more per packet)", pod.Node, RoutedOverhead)
+	}
 	return d
 }
 

@@ -108,6 +108,7 @@ func TestDecide(t *testing.T) {
 		policy   string
 		egressIP string
 		overlaps []string
+		path     Path // checked if set
 	}{
 		{name: "spec: alice's frontend to 8.8.8.8 leaves with the gateway's first IP", pod: pod("role", "frontend"), ns: ns("user", "alice"), dst: "8.8.8.8", want: SNAT, policy: "egress", egressIP: "198.51.100.100"},
 		{name: "spec: paul's frontend too", pod: pod("role", "frontend"), ns: ns("user", "paul"), dst: "8.8.8.200", want: SNAT, policy: "egress", egressIP: "198.51.100.100"},
@@ -125,8 +126,9 @@ func TestDecide(t *testing.T) {
 		{name: "a policy with a bad selector selects nothing", pod: pod(), ns: ns("oops", "x"), dst: "9.9.9.9", want: Masquerade},
 		{name: "host-network pods are never steered", pod: func() Pod { p := pod(); p.HostNetwork = true; return p }(), ns: ns("team", "wide"), dst: "8.8.8.8", want: Masquerade},
 		{name: "IPv6 is untouched", pod: pod(), ns: ns("team", "wide"), dst: "2001:db8::1", want: Masquerade},
-		{name: "a node on the egress IP's segment steers", pod: onNode(pod("role", "frontend"), "198.51.100.0/25"), ns: ns("user", "alice"), dst: "8.8.8.8", want: SNAT, policy: "egress", egressIP: "198.51.100.100"},
-		{name: "a node on another segment drops, never leaks", pod: onNode(pod("role", "frontend"), "198.51.100.128/25"), ns: ns("user", "alice"), dst: "8.8.8.8", want: Drop, policy: "egress", egressIP: "198.51.100.100"},
+		{name: "a node on the egress IP's segment steers", pod: routedNode(onNode(pod("role", "frontend"), "198.51.100.0/25")), ns: ns("user", "alice"), dst: "8.8.8.8", want: SNAT, policy: "egress", egressIP: "198.51.100.100", path: OnSegmentPath},
+		{name: "a node on another segment with a router: routed", pod: routedNode(onNode(pod("role", "frontend"), "198.51.100.128/25")), ns: ns("user", "alice"), dst: "8.8.8.8", want: SNAT, policy: "egress", egressIP: "198.51.100.100", path: RoutedPath},
+		{name: "a node on another segment without a router drops, never leaks", pod: onNode(pod("role", "frontend"), "198.51.100.128/25"), ns: ns("user", "alice"), dst: "8.8.8.8", want: Drop, policy: "egress", egressIP: "198.51.100.100", path: NoPath},
 		{name: "a node that reported no subnet yet: nothing claimed", pod: onNode(pod("role", "frontend")), ns: ns("user", "alice"), dst: "8.8.8.8", want: SNAT, policy: "egress", egressIP: "198.51.100.100"},
 	}
 	for _, tt := range tests {
@@ -154,6 +156,9 @@ func TestDecide(t *testing.T) {
 			if d.Reason == "" {
 				t.Error("no reason given")
 			}
+			if tt.path != "" && d.Path != tt.path {
+				t.Errorf("path %s, want %s (%s)", d.Path, tt.path, d.Reason)
+			}
 		})
 	}
 }
@@ -161,29 +166,41 @@ func TestDecide(t *testing.T) {
 // onNode gives p a node whose agent reports the interface subnets given.
 func onNode(p Pod, subnets ...string) Pod {
 	for _, s := range subnets {
-		p.NodeSubnets = append(p.NodeSubnets, netip.MustParsePrefix(s))
+		p.NodeReach.Subnets = append(p.NodeReach.Subnets, netip.MustParsePrefix(s))
 	}
 	return p
 }
 
-func TestOffSegment(t *testing.T) {
+// routedNode gives p's node a router.
+func routedNode(p Pod) Pod {
+	p.NodeReach.Routed = true
+	return p
+}
+
+func TestPathTo(t *testing.T) {
 	ip := netip.MustParseAddr("198.51.100.100")
 	tests := []struct {
 		name    string
-		subnets []netip.Prefix
-		want    string // in the reason; "" for none
+		reach   NodeReach
+		want    Path
+		wantWhy string // in Unreachable; "" for none
 	}{
-		{name: "not reported: nothing claimed", subnets: nil},
-		{name: "on the segment", subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/25")}},
-		{name: "on one of two", subnets: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("198.51.100.0/24")}},
-		{name: "another segment", subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.128/25")}, want: "node n1 has no interface on a subnet of the egress IP 198.51.100.100 (its agent reports 198.51.100.128/25)"},
-		{name: "no subnet reported: nothing claimed", subnets: []netip.Prefix{}},
+		{name: "not reported: nothing claimed", want: OnSegmentPath},
+		{name: "on the segment", reach: NodeReach{Subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/25")}}, want: OnSegmentPath},
+		{name: "on one of two", reach: NodeReach{Subnets: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24"), netip.MustParsePrefix("198.51.100.0/24")}, Routed: true}, want: OnSegmentPath},
+		{name: "another segment, with a router", reach: NodeReach{Subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.128/25")}, Routed: true}, want: RoutedPath},
+		{name: "another segment, no router", reach: NodeReach{Subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.128/25")}}, want: NoPath,
+			wantWhy: "node n1 has no interface on a subnet of the egress IP 198.51.100.100 (its agent reports 198.51.100.128/25) and no route to it"},
+		{name: "no subnet reported: nothing claimed", reach: NodeReach{Subnets: []netip.Prefix{}}, want: OnSegmentPath},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := OffSegment("n1", tt.subnets, ip)
-			if (got == "") != (tt.want == "") || !strings.Contains(got, tt.want) {
-				t.Errorf("OffSegment = %q, want one with %q", got, tt.want)
+			if got := tt.reach.PathTo(ip); got != tt.want {
+				t.Errorf("PathTo = %s, want %s", got, tt.want)
+			}
+			got := tt.reach.Unreachable("n1", ip)
+			if (got == "") != (tt.wantWhy == "") || !strings.Contains(got, tt.wantWhy) {
+				t.Errorf("Unreachable = %q, want one with %q", got, tt.wantWhy)
 			}
 		})
 	}

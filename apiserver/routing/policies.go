@@ -19,9 +19,9 @@ type Pod struct {
 	IP              netip.Addr
 	Node            string
 	HostNetwork     bool
-	// NodeSubnets are the interface subnets the node's agent reports (where it can reach
-	// egress IPs); nil if it has not reported.
-	NodeSubnets []netip.Prefix
+	// NodeReach is what the node's agent reports about reaching egress IPs: its subnets
+	// (nil if it has not reported) and whether it has a router.
+	NodeReach NodeReach
 }
 
 // Policy is one EgressNATPolicy compiled for decisions: selectors parsed, destinations

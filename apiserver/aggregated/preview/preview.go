@@ -21,9 +21,9 @@ type Input struct {
 	NamespaceLabels map[string]string
 	// NodeIP is the InternalIP of the pod's node: what unsteered traffic is masqueraded to.
 	NodeIP netip.Addr
-	// NodeSubnets are the interface subnets the agent of the pod's node reports; nil if
-	// it has not reported.
-	NodeSubnets []netip.Prefix
+	// NodeReach is what the agent of the pod's node reports about reaching egress IPs;
+	// no subnets if it has not reported.
+	NodeReach routing.NodeReach
 	// Policies and Cluster are what the node agents build their tables from.
 	Policies *routing.Policies
 	Cluster  []netip.Prefix
@@ -38,7 +38,7 @@ type Input struct {
 // Run previews pkt leaving in.Pod.
 func Run(in Input, pkt netpolicy.Packet) v1alpha1.EgressPreviewStatus {
 	pod := routing.PodOf(in.Pod)
-	pod.NodeSubnets = in.NodeSubnets
+	pod.NodeReach = in.NodeReach
 	p := path{pod: pod}
 	p.status.Pod = &v1alpha1.PodReference{Namespace: pod.Namespace, Name: pod.Name, NodeName: pod.Node}
 	if pod.IP.IsValid() {
@@ -115,9 +115,14 @@ func (p *path) snat(d routing.Decision, dst netip.Addr, heldBy []string) {
 	p.status.Verdict, p.status.Policy = v1alpha1.VerdictSNAT, d.Policy.Name
 	p.status.SourceIP, p.status.GatewayNode = egressIP, gw
 	p.status.Overlap = overlapAt(d, dst)
+	p.status.Path, p.status.OverheadBytes = v1alpha1.Path(d.Path), int32(d.Path.Overhead())
+	how := fmt.Sprintf("sends the packet, unchanged, to %s, the virtual MAC of the egress IP %s", routing.VirtualMAC(d.EgressIP), egressIP)
+	if d.Path == routing.RoutedPath {
+		how = fmt.Sprintf("has no interface on the egress IP %s's subnet: it wraps the packet in an IPv4 header (IPv4-in-IPv4, %d bytes) to %s and routes it there; the router on that subnet delivers it to %s, the IP's virtual MAC, and the gateway unwraps it",
+			egressIP, routing.RoutedOverhead, egressIP, routing.VirtualMAC(d.EgressIP))
+	}
 	p.add(v1alpha1.StageEgressNATPolicy, "Steer", p.pod.Node, "EgressNATPolicy "+d.Policy.Name,
-		fmt.Sprintf("EgressNATPolicy %s selects the pod for %s: node %s sends the packet, unchanged, to %s, the virtual MAC of the egress IP %s",
-			d.Policy.Name, winningPrefix(d, dst), p.pod.Node, routing.VirtualMAC(d.EgressIP), egressIP))
+		fmt.Sprintf("EgressNATPolicy %s selects the pod for %s: node %s %s", d.Policy.Name, winningPrefix(d, dst), p.pod.Node, how))
 	msg := fmt.Sprintf("node %s holds %s, SNATs the packet to it, and it leaves the cluster from there", gw, egressIP)
 	if !slices.Contains(heldBy, gw) {
 		msg += fmt.Sprintf("; but node %s's agent does not report %s configured yet, and until it does the packet is dropped (fail closed)", gw, egressIP)

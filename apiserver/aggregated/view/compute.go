@@ -31,23 +31,27 @@ func (s *Store) build(e *podEntry) *v1alpha1.PodEgress {
 	if node.ip.IsValid() {
 		v.Pod.NodeIP = node.ip.String()
 	}
-	// Where the pod's node cannot reach a policy's egress IP, its traffic is dropped there
-	// (routing.OffSegment), whatever the policy's own state.
-	subnets := s.nodeSubnets(pod.Spec.NodeName)
-	offSegment := func(p *routing.Policy) string {
+	// How the pod's node reaches each policy's egress IP; where it cannot, the pod's
+	// traffic is dropped there, whatever the policy's own state.
+	reach := s.nodeReach(pod.Spec.NodeName)
+	pathTo := func(p *routing.Policy) routing.Path {
 		ip, err := netip.ParseAddr(p.Resolution.EgressIP)
 		if err != nil || !p.Resolution.Ready() {
 			return ""
 		}
-		return routing.OffSegment(pod.Spec.NodeName, subnets, ip)
+		return reach.PathTo(ip)
 	}
 	selected := make([]*routing.Policy, 0, len(e.selected))
 	for _, name := range e.selected {
 		if p := s.d.byName[name]; p != nil {
 			selected = append(selected, p)
 			entry := s.d.entries[name]
-			if why := offSegment(p); why != "" {
-				entry.Verdict, entry.Reason, entry.Message = v1alpha1.VerdictDrop, ReasonOffSegment, why
+			switch path := pathTo(p); path {
+			case routing.NoPath:
+				entry.Verdict, entry.Reason = v1alpha1.VerdictDrop, ReasonNoRoute
+				entry.Message = routing.NoRoute(pod.Spec.NodeName, reach.Subnets, netip.MustParseAddr(p.Resolution.EgressIP))
+			case routing.OnSegmentPath, routing.RoutedPath:
+				entry.Path, entry.OverheadBytes = v1alpha1.Path(path), int32(path.Overhead())
 			}
 			v.Policies = append(v.Policies, entry)
 		}
@@ -57,8 +61,9 @@ func (s *Store) build(e *podEntry) *v1alpha1.PodEgress {
 			continue
 		}
 		route := v1alpha1.Route{Destination: r.Prefix.String(), Verdict: v1alpha1.VerdictDrop, Policy: r.Policy.Name}
-		if r.Verdict == routing.SNAT && offSegment(r.Policy) == "" {
+		if path := pathTo(r.Policy); r.Verdict == routing.SNAT && path != routing.NoPath {
 			route.Verdict, route.EgressIP, route.GatewayNode = v1alpha1.VerdictSNAT, r.Policy.Resolution.EgressIP, r.Policy.Resolution.Node
+			route.Path, route.OverheadBytes = v1alpha1.Path(path), int32(path.Overhead())
 		}
 		v.Routes = append(v.Routes, route)
 		if overridden := claimants(r.Prefix, r.Policy, selected); len(overridden) > 0 {
@@ -69,13 +74,35 @@ func (s *Store) build(e *podEntry) *v1alpha1.PodEgress {
 	return v
 }
 
-// ReasonOffSegment is a selecting policy's reason in the view of a pod whose node cannot
-// reach the policy's egress IP.
-const ReasonOffSegment = "EgressIPOffSegment"
+// ReasonNoRoute is a selecting policy's reason in the view of a pod whose node cannot
+// reach the policy's egress IP: no interface on its subnet, and no router.
+const ReasonNoRoute = "NoRouteToEgressIP"
 
-// nodeSubnets are the interface subnets node's agent reports (none if it has not).
-func (s *Store) nodeSubnets(node string) []netip.Prefix {
-	return slices.Clone(s.in.subnets[node])
+// nodeReach is what node's agent reports about reaching egress IPs (no subnets if it
+// has not reported).
+func (s *Store) nodeReach(node string) routing.NodeReach {
+	r := s.in.reach[node]
+	r.Subnets = slices.Clone(r.Subnets)
+	return r
+}
+
+// paths groups the nodes whose agents report their interfaces by how each reaches ip.
+func (s *Store) paths(ip netip.Addr) []v1alpha1.NodePaths {
+	by := map[routing.Path][]string{}
+	for node, reach := range s.in.reach {
+		if len(reach.Subnets) > 0 {
+			p := reach.PathTo(ip)
+			by[p] = append(by[p], node)
+		}
+	}
+	var out []v1alpha1.NodePaths
+	for _, p := range []routing.Path{routing.OnSegmentPath, routing.RoutedPath, routing.NoPath} {
+		if nodes := by[p]; len(nodes) > 0 {
+			slices.Sort(nodes)
+			out = append(out, v1alpha1.NodePaths{Path: v1alpha1.Path(p), OverheadBytes: int32(p.Overhead()), Nodes: nodes})
+		}
+	}
+	return out
 }
 
 // claimants are the selected policies, other than winner, with a destination that
@@ -127,6 +154,9 @@ func (s *Store) policyView(name string) *v1alpha1.EgressPolicyView {
 		Destinations: e.Destinations, Gateway: e.Gateway, EgressIP: e.EgressIP, GatewayNode: e.GatewayNode,
 		HeldBy: e.HeldBy, Verdict: e.Verdict, Reason: e.Reason, Message: e.Message,
 		SelectedPods: int32(len(s.d.selected[name])),
+	}
+	if ip, err := netip.ParseAddr(e.EgressIP); err == nil && e.Verdict == v1alpha1.VerdictSNAT {
+		v.Paths = s.paths(ip)
 	}
 	return v.DeepCopy()
 }

@@ -289,7 +289,7 @@ func (in *inputs) cluster() []netip.Prefix {
 	c := routing.ClusterAddresses{Configured: in.clusterCIDRs}
 	for name, n := range in.nodes {
 		a := n.addrs
-		a.Interfaces = in.subnets[name]
+		a.Interfaces = in.reach[name].Subnets
 		c.Nodes = append(c.Nodes, a)
 	}
 	return c.NeverSteered()

@@ -255,7 +255,7 @@ func (s *Store) PreviewInput(namespace, name string, ip, dst netip.Addr) (previe
 		Pod: e.pod, NamespaceLabels: s.in.namespaces[e.pod.Namespace], NodeIP: s.in.nodes[e.pod.Spec.NodeName].ip,
 		Policies: s.d.compiled, Cluster: s.d.cluster, HeldBy: s.d.heldBy,
 	}
-	in.NodeSubnets = s.nodeSubnets(e.pod.Spec.NodeName)
+	in.NodeReach = s.nodeReach(e.pod.Spec.NodeName)
 	for _, np := range s.in.netpols[e.pod.Namespace] {
 		in.NetworkPolicies = append(in.NetworkPolicies, np)
 	}

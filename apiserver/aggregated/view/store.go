@@ -44,8 +44,9 @@ type inputs struct {
 	policies     map[string]*v1.EgressNATPolicy
 	gateways     map[networking.ObjectRef]routing.Gateway
 	reports      map[string][]string // node → floating IPs its agent reports configured
-	// subnets are, by node, the interface subnets its agent reports: never steered.
-	subnets map[string][]netip.Prefix
+	// reach is, by node, what its agent reports about reaching egress IPs: its interface
+	// subnets (never steered) and whether it has a router.
+	reach map[string]routing.NodeReach
 	netpols map[string]map[string]*networkingv1.NetworkPolicy
 }
 
@@ -80,7 +81,7 @@ func New(clusterCIDRs []netip.Prefix, watchHistory int) *Store {
 			policies:     map[string]*v1.EgressNATPolicy{},
 			gateways:     map[networking.ObjectRef]routing.Gateway{},
 			reports:      map[string][]string{},
-			subnets:      map[string][]netip.Prefix{},
+			reach:        map[string]routing.NodeReach{},
 			netpols:      map[string]map[string]*networkingv1.NetworkPolicy{},
 		},
 		d:      newDerived(),
@@ -239,8 +240,8 @@ func (s *Store) DeleteGateway(kind, namespace, name, resourceVersion string) {
 	s.apply(change{recompile: true}, parseRV(resourceVersion))
 }
 
-// SetNodeReport records the floating IPs a node's agent reports configured, and the
-// subnets of its interfaces (which are never steered).
+// SetNodeReport records the floating IPs a node's agent reports configured, the subnets
+// of its interfaces (which are never steered), and whether it has a router.
 func (s *Store) SetNodeReport(r *v1.NetworkGatewayNode) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -249,9 +250,9 @@ func (s *Store) SetNodeReport(r *v1.NetworkGatewayNode) {
 	}
 	s.in.reports[r.Name] = r.Status.FloatingIPs
 	ch := change{heldBy: true}
-	subnets := routing.ReportAddressesOf(&r.Status).Interfaces
-	if old, known := s.in.subnets[r.Name]; !known || !slices.Equal(old, subnets) {
-		s.in.subnets[r.Name] = subnets
+	reach := routing.ReachOf(&r.Status)
+	if old, known := s.in.reach[r.Name]; !known || !slices.Equal(old.Subnets, reach.Subnets) || old.Routed != reach.Routed {
+		s.in.reach[r.Name] = reach
 		ch.all, ch.cluster = true, true
 	}
 	s.apply(ch, parseRV(r.ResourceVersion))
@@ -265,7 +266,7 @@ func (s *Store) DeleteNodeReport(r *v1.NetworkGatewayNode) {
 		return
 	}
 	delete(s.in.reports, r.Name)
-	delete(s.in.subnets, r.Name)
+	delete(s.in.reach, r.Name)
 	s.apply(change{heldBy: true, all: true, cluster: true}, parseRV(r.ResourceVersion))
 }
 

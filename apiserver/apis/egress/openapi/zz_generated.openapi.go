@@ -26,6 +26,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.EgressPreview{}.OpenAPIModelName():        schema_apiserver_apis_egress_v1alpha1_EgressPreview(ref),
 		v1alpha1.EgressPreviewSpec{}.OpenAPIModelName():    schema_apiserver_apis_egress_v1alpha1_EgressPreviewSpec(ref),
 		v1alpha1.EgressPreviewStatus{}.OpenAPIModelName():  schema_apiserver_apis_egress_v1alpha1_EgressPreviewStatus(ref),
+		v1alpha1.NodePaths{}.OpenAPIModelName():            schema_apiserver_apis_egress_v1alpha1_NodePaths(ref),
 		v1alpha1.ObjectReference{}.OpenAPIModelName():      schema_apiserver_apis_egress_v1alpha1_ObjectReference(ref),
 		v1alpha1.OtherTraffic{}.OpenAPIModelName():         schema_apiserver_apis_egress_v1alpha1_OtherTraffic(ref),
 		v1alpha1.Overlap{}.OpenAPIModelName():              schema_apiserver_apis_egress_v1alpha1_Overlap(ref),
@@ -204,6 +205,24 @@ func schema_apiserver_apis_egress_v1alpha1_EgressPolicyView(ref common.Reference
 							Format:      "",
 						},
 					},
+					"paths": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Paths say how each node that reports its interfaces sends the policy's traffic to the gateway node: on the egress IP's segment, routed (wrapped in IPv4), or not at all (None: a selected pod there has its selected traffic dropped). Empty while the policy has no egress IP.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.NodePaths{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 					"selectedPods": {
 						SchemaProps: spec.SchemaProps{
 							Description: "SelectedPods is how many pods the policy selects now, counting only those in namespaces where you may get pods: the view is the same for everyone who may get pods everywhere, and says nothing to anyone else of the namespaces they cannot read.",
@@ -217,7 +236,7 @@ func schema_apiserver_apis_egress_v1alpha1_EgressPolicyView(ref common.Reference
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ObjectReference{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+			v1alpha1.NodePaths{}.OpenAPIModelName(), v1alpha1.ObjectReference{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -408,6 +427,21 @@ func schema_apiserver_apis_egress_v1alpha1_EgressPreviewStatus(ref common.Refere
 							Format:      "",
 						},
 					},
+					"path": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Path is how the pod's node sends a SNAT packet to the gateway node: OnSegment or Routed.\n\nPossible enum values:\n - `\"None\"` : neither; the node drops the steered packets.\n - `\"OnSegment\"` : the node has an interface on the egress IP's subnet and sends the packet as the pod sent it, to the egress IP's virtual MAC.\n - `\"Routed\"` : the egress IP is on none of the node's subnets; the node wraps the packet in an IPv4 header (IPv4-in-IPv4, 20 bytes) to the egress IP, and the routed node network takes it to the node that holds the IP.",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"None", "OnSegment", "Routed"},
+						},
+					},
+					"overheadBytes": {
+						SchemaProps: spec.SchemaProps{
+							Description: "OverheadBytes is what the path adds to the packet (20 when Routed).",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
 					"overlap": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Overlap is set when other selecting policies claim the destination too, and lost to Policy by the overlap rule.",
@@ -437,6 +471,55 @@ func schema_apiserver_apis_egress_v1alpha1_EgressPreviewStatus(ref common.Refere
 		},
 		Dependencies: []string{
 			v1alpha1.Overlap{}.OpenAPIModelName(), v1alpha1.PathStep{}.OpenAPIModelName(), v1alpha1.PodReference{}.OpenAPIModelName()},
+	}
+}
+
+func schema_apiserver_apis_egress_v1alpha1_NodePaths(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "NodePaths are the nodes that send a policy's traffic to its gateway one way.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"path": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Path is OnSegment, Routed, or None.\n\nPossible enum values:\n - `\"None\"` : neither; the node drops the steered packets.\n - `\"OnSegment\"` : the node has an interface on the egress IP's subnet and sends the packet as the pod sent it, to the egress IP's virtual MAC.\n - `\"Routed\"` : the egress IP is on none of the node's subnets; the node wraps the packet in an IPv4 header (IPv4-in-IPv4, 20 bytes) to the egress IP, and the routed node network takes it to the node that holds the IP.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"None", "OnSegment", "Routed"},
+						},
+					},
+					"overheadBytes": {
+						SchemaProps: spec.SchemaProps{
+							Description: "OverheadBytes is what the path adds to each packet (20 when Routed).",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"nodes": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Nodes are the nodes, sorted.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"path", "nodes"},
+			},
+		},
 	}
 }
 
@@ -997,6 +1080,21 @@ func schema_apiserver_apis_egress_v1alpha1_Route(ref common.ReferenceCallback) c
 							Format:      "",
 						},
 					},
+					"path": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Path is how the pod's node sends the traffic to the gateway node, for a SNAT route.\n\nPossible enum values:\n - `\"None\"` : neither; the node drops the steered packets.\n - `\"OnSegment\"` : the node has an interface on the egress IP's subnet and sends the packet as the pod sent it, to the egress IP's virtual MAC.\n - `\"Routed\"` : the egress IP is on none of the node's subnets; the node wraps the packet in an IPv4 header (IPv4-in-IPv4, 20 bytes) to the egress IP, and the routed node network takes it to the node that holds the IP.",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"None", "OnSegment", "Routed"},
+						},
+					},
+					"overheadBytes": {
+						SchemaProps: spec.SchemaProps{
+							Description: "OverheadBytes is what the path adds to each packet (20 when Routed).",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
 				},
 				Required: []string{"destination", "verdict", "policy"},
 			},
@@ -1075,6 +1173,21 @@ func schema_apiserver_apis_egress_v1alpha1_SelectingPolicy(ref common.ReferenceC
 									},
 								},
 							},
+						},
+					},
+					"path": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Path is how the pod's node sends the policy's traffic to the gateway node: OnSegment or Routed. Empty when the traffic is dropped.\n\nPossible enum values:\n - `\"None\"` : neither; the node drops the steered packets.\n - `\"OnSegment\"` : the node has an interface on the egress IP's subnet and sends the packet as the pod sent it, to the egress IP's virtual MAC.\n - `\"Routed\"` : the egress IP is on none of the node's subnets; the node wraps the packet in an IPv4 header (IPv4-in-IPv4, 20 bytes) to the egress IP, and the routed node network takes it to the node that holds the IP.",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"None", "OnSegment", "Routed"},
+						},
+					},
+					"overheadBytes": {
+						SchemaProps: spec.SchemaProps{
+							Description: "OverheadBytes is what the path adds to each packet: 20 on the Routed path (the outer IPv4 header), 0 on the segment.",
+							Type:        []string{"integer"},
+							Format:      "int32",
 						},
 					},
 					"verdict": {

@@ -71,6 +71,22 @@ const (
 	VerdictInCluster Verdict = "InCluster"
 )
 
+// Path is how a node sends steered packets to the node that holds their egress IP.
+// +enum
+type Path string
+
+const (
+	// PathOnSegment: the node has an interface on the egress IP's subnet and sends the
+	// packet as the pod sent it, to the egress IP's virtual MAC.
+	PathOnSegment Path = "OnSegment"
+	// PathRouted: the egress IP is on none of the node's subnets; the node wraps the
+	// packet in an IPv4 header (IPv4-in-IPv4, 20 bytes) to the egress IP, and the routed
+	// node network takes it to the node that holds the IP.
+	PathRouted Path = "Routed"
+	// PathNone: neither; the node drops the steered packets.
+	PathNone Path = "None"
+)
+
 // SelectingPolicy is one EgressNATPolicy that selects a pod, and where its traffic leaves.
 type SelectingPolicy struct {
 	// Name is the EgressNATPolicy's name.
@@ -96,6 +112,14 @@ type SelectingPolicy struct {
 	// +listType=atomic
 	// +optional
 	HeldBy []string `json:"heldBy,omitempty"`
+	// Path is how the pod's node sends the policy's traffic to the gateway node:
+	// OnSegment or Routed. Empty when the traffic is dropped.
+	// +optional
+	Path Path `json:"path,omitempty"`
+	// OverheadBytes is what the path adds to each packet: 20 on the Routed path (the
+	// outer IPv4 header), 0 on the segment.
+	// +optional
+	OverheadBytes int32 `json:"overheadBytes,omitempty"`
 	// Verdict is SNAT when the policy's traffic leaves with its egress IP, and Drop when
 	// it cannot and is dropped instead.
 	Verdict Verdict `json:"verdict"`
@@ -132,6 +156,12 @@ type Route struct {
 	// GatewayNode is the node the traffic leaves through, for a SNAT route.
 	// +optional
 	GatewayNode string `json:"gatewayNode,omitempty"`
+	// Path is how the pod's node sends the traffic to the gateway node, for a SNAT route.
+	// +optional
+	Path Path `json:"path,omitempty"`
+	// OverheadBytes is what the path adds to each packet (20 when Routed).
+	// +optional
+	OverheadBytes int32 `json:"overheadBytes,omitempty"`
 }
 
 // Overlap is a destination that several selecting policies claim.

@@ -38,10 +38,29 @@ type EgressPolicyView struct {
 	// Message says, in one sentence, where the traffic leaves or why it cannot.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// Paths say how each node that reports its interfaces sends the policy's traffic to
+	// the gateway node: on the egress IP's segment, routed (wrapped in IPv4), or not at
+	// all (None: a selected pod there has its selected traffic dropped). Empty while the
+	// policy has no egress IP.
+	// +listType=atomic
+	// +optional
+	Paths []NodePaths `json:"paths,omitempty"`
 	// SelectedPods is how many pods the policy selects now, counting only those in
 	// namespaces where you may get pods: the view is the same for everyone who may get pods
 	// everywhere, and says nothing to anyone else of the namespaces they cannot read.
 	SelectedPods int32 `json:"selectedPods"`
+}
+
+// NodePaths are the nodes that send a policy's traffic to its gateway one way.
+type NodePaths struct {
+	// Path is OnSegment, Routed, or None.
+	Path Path `json:"path"`
+	// OverheadBytes is what the path adds to each packet (20 when Routed).
+	// +optional
+	OverheadBytes int32 `json:"overheadBytes,omitempty"`
+	// Nodes are the nodes, sorted.
+	// +listType=atomic
+	Nodes []string `json:"nodes"`
 }
 
 // EgressPolicyViewList is a list of EgressPolicyView.

@@ -77,6 +77,13 @@ type EgressPreviewStatus struct {
 	// GatewayNode is the node the packet leaves the cluster through.
 	// +optional
 	GatewayNode string `json:"gatewayNode,omitempty"`
+	// Path is how the pod's node sends a SNAT packet to the gateway node: OnSegment or
+	// Routed.
+	// +optional
+	Path Path `json:"path,omitempty"`
+	// OverheadBytes is what the path adds to the packet (20 when Routed).
+	// +optional
+	OverheadBytes int32 `json:"overheadBytes,omitempty"`
 	// Overlap is set when other selecting policies claim the destination too, and lost to
 	// Policy by the overlap rule.
 	// +optional

@@ -36,6 +36,11 @@ func (in EgressPreviewStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in NodePaths) OpenAPIModelName() string {
+	return "io.egressgw.egress.v1alpha1.NodePaths"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ObjectReference) OpenAPIModelName() string {
 	return "io.egressgw.egress.v1alpha1.ObjectReference"
 }
