@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, what building and testing need and a fresh machine
-# lacks: clang and libbpf headers (make generate, make verify), nftables, iproute2 and ping
-# (the network-namespace tests), iperf3 (the throughput benchmark), containerd, runc and
-# the CNI plugins (the images are imported and run in a real containerd), and mounts bpffs.
+# lacks: clang and libbpf headers (make generate, make verify), nftables, iproute2, ping
+# and ethtool (the network-namespace tests; ethtool turns GRO on), iperf3 (the
+# throughput benchmark), containerd, runc and the CNI plugins (the images are imported
+# and run in a real containerd), and mounts bpffs.
 # A no-op when everything is there.
 set -euo pipefail
 
-packages=(make git gcc clang llvm libbpf-dev linux-libc-dev nftables iproute2 iputils-ping procps iperf3 containerd runc containernetworking-plugins conntrack)
+packages=(make git gcc clang llvm libbpf-dev linux-libc-dev nftables iproute2 iputils-ping ethtool procps iperf3 containerd runc containernetworking-plugins conntrack)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

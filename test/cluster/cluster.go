@@ -27,6 +27,9 @@ import (
 type Options struct {
 	// Nodes is the number of nodes; 3 if zero.
 	Nodes int
+	// Rack2Nodes is the number of nodes of a second rack (topology.Config.Rack2Nodes),
+	// after the others; none if zero.
+	Rack2Nodes int
 	// ControlPlane names nodes (1-based) labelled as control-plane nodes.
 	ControlPlane []int
 	// Controllers is the number of controller replicas; 1 if zero.
@@ -99,7 +102,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if c.Bin, err = Build(ctx); err != nil {
 		return nil, err
 	}
-	if c.Topo, err = topology.New(topology.Config{Nodes: opts.Nodes}); err != nil {
+	if c.Topo, err = topology.New(topology.Config{Nodes: opts.Nodes, Rack2Nodes: opts.Rack2Nodes}); err != nil {
 		return nil, err
 	}
 	if c.CP, err = controlplane.StartWith(controlplane.Options{Aggregation: true}); err != nil {

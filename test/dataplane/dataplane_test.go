@@ -17,14 +17,18 @@ import (
 
 // TestSelectedPodsLeaveWithTheEgressIP: the spec's packet walk. Alice's and paul's
 // frontends reach the policy's destination with the gateway's first floating IP, over
-// TCP, UDP and ICMP, from the gateway node itself and from another node; replies return.
+// TCP, UDP and ICMP, from the gateway node itself, from another node, and from a node of
+// the other rack (routed); replies return.
 func TestSelectedPodsLeaveWithTheEgressIP(t *testing.T) {
 	c, ex := setupExample(t)
 	ctx := context.Background()
-	for _, pod := range []*cluster.Pod{ex.aliceGW, ex.paul} {
+	for _, pod := range []*cluster.Pod{ex.aliceGW, ex.paul, ex.rack2} {
 		where := "another node"
-		if pod.Node == ex.gateway {
+		switch {
+		case pod.Node == ex.gateway:
 			where = "the gateway node"
+		case pod == ex.rack2:
+			where = "the other rack"
 		}
 		t.Run("TCP from "+where, func(t *testing.T) {
 			src, err := pod.WhoTCP(ctx, topology.ExternalIP)
@@ -247,47 +251,94 @@ func TestNewPodNeverLeaks(t *testing.T) {
 	t.Logf("sent %d datagrams from the pod's first instant; %d arrived, all from %s", n, arrived, ex.egressIP)
 }
 
-// TestLargeTransfers: 16 MiB each way through the gateway. Steered packets cross the node network as the pod sent them, with no header added, so
-// nothing on the way is smaller than the pod's MTU and nothing black-holes.
+// TestLargeTransfers: 16 MiB each way through the gateway, from a pod on the egress IP's
+// segment and from one on the other rack. Steered packets on the segment cross it as the
+// pod sent them, with no header added, so nothing on the way is smaller than the pod's
+// MTU; routed ones are wrapped in 20 bytes, and the pod's node tells it so (frag-needed
+// from the routed table's MTU) before anything is too big: nothing black-holes.
 func TestLargeTransfers(t *testing.T) {
-	_, ex := setupExample(t)
-	ctx := context.Background()
-	const size = 16 << 20
-	dst := netip.AddrPortFrom(topology.ExternalIP, topology.ServicePort)
-	t.Run("upload", func(t *testing.T) {
-		conn, err := ex.paul.DialTCP(ctx, dst)
+	c, ex := setupExample(t)
+	for _, pod := range []*cluster.Pod{ex.paul, ex.rack2} {
+		t.Run(pod.Node.Name, func(t *testing.T) { transfer(t, pod, ex.egressIP) })
+	}
+	// Between veths a GSO packet crosses whole. On a physical network it is cut into
+	// segments on the wire and the gateway's NIC aggregates them again (GRO), the
+	// wrapped ones too: the gateway then unwraps GRO packets of IPv4-in-IPv4.
+	t.Run("node4, segmented on the wire, GRO at the gateway", func(t *testing.T) {
+		gw := currentGateway(t, c)
+		for _, step := range []struct{ ns, dev, on, off string }{
+			{c.Topo.Router, "eth0", "tso off gso off", "tso on gso on"},
+			{gw.NS, "eth0", "gro on", "gro off"},
+		} {
+			if out, err := topology.Exec(step.ns, append([]string{"ethtool", "-K", step.dev}, strings.Fields(step.on)...)...); err != nil {
+				t.Fatalf("ethtool -K %s %s: %v: %s", step.dev, step.on, err, out)
+			}
+			t.Cleanup(func() { _, _ = topology.Exec(step.ns, append([]string{"ethtool", "-K", step.dev}, strings.Fields(step.off)...)...) })
+		}
+		before, err := agentMetric(gw, "egressgw_agent_packets_total", `verdict="uplink_in_decap"`)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(time.Minute))
-		fmt.Fprintf(conn, "SINK\n")
-		if _, err := io.CopyN(conn, zeroReader{}, size); err != nil {
-			t.Fatal(err)
-		}
-		conn.(*net.TCPConn).CloseWrite()
-		line, err := bufio.NewReader(conn).ReadString('\n')
+		upload(t, ex.rack2, ex.egressIP)
+		after, err := agentMetric(gw, "egressgw_agent_packets_total", `verdict="uplink_in_decap"`)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := fmt.Sprintf("%d", size)
-		if f := strings.Fields(line); len(f) != 2 || f[1] != want || !strings.HasPrefix(f[0], ex.egressIP.String()+":") {
-			t.Errorf("the server answered %q, want the egress IP and %s bytes", line, want)
+		download(t, ex.rack2)
+		// 16 MiB in 1,440-byte segments is 11,651 of them; aggregated, far fewer.
+		t.Logf("the gateway unwrapped %.0f packets for 16 MiB up", after-before)
+		if after-before > 11651/2 {
+			t.Errorf("the gateway unwrapped %.0f packets: GRO did not aggregate the wrapped segments, and this tested nothing", after-before)
 		}
 	})
-	t.Run("download", func(t *testing.T) {
-		conn, err := ex.paul.DialTCP(ctx, dst)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(time.Minute))
-		fmt.Fprintf(conn, "SOURCE %d\n", size)
-		n, err := io.Copy(io.Discard, conn)
-		if err != nil || n != size {
-			t.Errorf("received %d bytes (%v), want %d", n, err, size)
-		}
-	})
+}
+
+// transfer sends 16 MiB from pod to the external host, and 16 MiB back, and checks that
+// the host saw egressIP.
+func transfer(t *testing.T, pod *cluster.Pod, egressIP netip.Addr) {
+	t.Run("upload", func(t *testing.T) { upload(t, pod, egressIP) })
+	t.Run("download", func(t *testing.T) { download(t, pod) })
+}
+
+const transferSize = 16 << 20
+
+// upload sends 16 MiB from pod to the external host, which answers with the source it
+// saw and the bytes it got.
+func upload(t *testing.T, pod *cluster.Pod, egressIP netip.Addr) {
+	conn, err := pod.DialTCP(context.Background(), netip.AddrPortFrom(topology.ExternalIP, topology.ServicePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Minute))
+	fmt.Fprintf(conn, "SINK\n")
+	if _, err := io.CopyN(conn, zeroReader{}, transferSize); err != nil {
+		t.Fatal(err)
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%d", transferSize)
+	if f := strings.Fields(line); len(f) != 2 || f[1] != want || !strings.HasPrefix(f[0], egressIP.String()+":") {
+		t.Errorf("the server answered %q, want the egress IP and %s bytes", line, want)
+	}
+}
+
+// download has the external host send 16 MiB to pod.
+func download(t *testing.T, pod *cluster.Pod) {
+	conn, err := pod.DialTCP(context.Background(), netip.AddrPortFrom(topology.ExternalIP, topology.ServicePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Minute))
+	fmt.Fprintf(conn, "SOURCE %d\n", transferSize)
+	n, err := io.Copy(io.Discard, conn)
+	if err != nil || n != transferSize {
+		t.Errorf("received %d bytes (%v), want %d", n, err, transferSize)
+	}
 }
 
 type zeroReader struct{}
@@ -298,24 +349,29 @@ func (zeroReader) Read(p []byte) (int, error) {
 }
 
 // TestFragNeededReachesThePod: an ICMP error about a NATed flow is translated back by the
-// gateway's conntrack and delivered to the pod, so path MTU discovery works.
+// gateway's conntrack and delivered to the pod, on the segment or on the other rack, so
+// path MTU discovery works.
 func TestFragNeededReachesThePod(t *testing.T) {
 	c, ex := setupExample(t)
 	if _, err := topology.Exec(c.Topo.Router, "ip", "link", "set", "eth1", "mtu", "1300"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _ = topology.Exec(c.Topo.Router, "ip", "link", "set", "eth1", "mtu", "1500") })
-	// ping with DF and a size over the router's MTU: the router answers frag-needed.
-	out, _ := ex.paul.Exec("ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-M", "do", "-s", "1372", topology.ExternalIP.String())
-	if !strings.Contains(out, "mtu = 1300") && !strings.Contains(out, "mtu=1300") {
-		t.Errorf("the pod never learned the path MTU of 1300 from the router's frag-needed:\n%s", out)
-	}
-	route, err := ex.paul.Exec("ip", "route", "get", topology.ExternalIP.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(route, "mtu 1300") {
-		t.Errorf("the pod's route cache has no mtu 1300:\n%s", route)
+	for _, pod := range []*cluster.Pod{ex.paul, ex.rack2} {
+		t.Run(pod.Node.Name, func(t *testing.T) {
+			// ping with DF and a size over the router's MTU: the router answers frag-needed.
+			out, _ := pod.Exec("ping", "-n", "-c", "3", "-i", "0.2", "-W", "1", "-M", "do", "-s", "1372", topology.ExternalIP.String())
+			if !strings.Contains(out, "mtu = 1300") && !strings.Contains(out, "mtu=1300") {
+				t.Errorf("the pod never learned the path MTU of 1300 from the router's frag-needed:\n%s", out)
+			}
+			route, err := pod.Exec("ip", "route", "get", topology.ExternalIP.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(route, "mtu 1300") {
+				t.Errorf("the pod's route cache has no mtu 1300:\n%s", route)
+			}
+		})
 	}
 }
 

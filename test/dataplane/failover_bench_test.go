@@ -195,9 +195,15 @@ type faultWatch struct {
 
 func watchFault(t testing.TB, c *cluster.Cluster, ex example, tag string) *faultWatch {
 	t.Helper()
+	return watchFaultFrom(t, c, ex, tag, selectedPodAwayFrom(ex, currentGateway(t, c)))
+}
+
+// watchFaultFrom is watchFault with the probe sent from pod.
+func watchFaultFrom(t testing.TB, c *cluster.Cluster, ex example, tag string, pod *cluster.Pod) *faultWatch {
+	t.Helper()
 	w := &faultWatch{old: currentGateway(t, c), tag: tag}
 	var err error
-	if w.probe, err = cluster.StartProbe(selectedPodAwayFrom(ex, w.old).Pod, topology.ExternalIP, tag, 10*time.Millisecond, 2*time.Minute); err != nil {
+	if w.probe, err = cluster.StartProbe(pod.Pod, topology.ExternalIP, tag, 10*time.Millisecond, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.probe.Stop)

@@ -18,7 +18,8 @@ import (
 	"github.com/egressgw/egressgw/test/topology"
 )
 
-// The package's tests share one cluster: three nodes, the real control plane, the
+// The package's tests share one cluster: three nodes on the floating IPs' segment (rack
+// 1) and one on another (rack 2, behind the router), the real control plane, the
 // controller, and an agent per node, with the spec's example applied.
 var (
 	sys     *cluster.Cluster
@@ -38,7 +39,7 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run()) // every test fails (CI) or skips (elsewhere) on its own
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	sys, startup = cluster.Start(ctx, cluster.Options{Nodes: 3, LeaseDuration: failoverLease, Grace: failoverGrace})
+	sys, startup = cluster.Start(ctx, cluster.Options{Nodes: 3, Rack2Nodes: 1, LeaseDuration: failoverLease, Grace: failoverGrace})
 	cancel()
 	code := m.Run()
 	if sys != nil {
@@ -79,6 +80,9 @@ type example struct {
 	gateway  *topology.Node // holds the egress IP
 	// aliceGW is alice's frontend on the gateway node; paul is paul's frontend elsewhere.
 	aliceGW, paul, backend, bob *cluster.Pod
+	// rack2 is alice's frontend on the rack-2 node: selected, on no subnet of the egress
+	// IP, so its traffic goes the routed way; rack2Bob is bob's there, not selected.
+	rack2, rack2Bob *cluster.Pod
 }
 
 var (
@@ -108,8 +112,11 @@ func buildExample(c *cluster.Cluster) (example, error) {
 	}
 	e := example{egressIP: netip.MustParseAddr(cluster.ExampleEgressIP), gateway: c.Node(gw)}
 	var others []*topology.Node
+	var rack2 *topology.Node
 	for _, n := range c.Topo.Nodes {
-		if n != e.gateway {
+		if n.Rack == 2 {
+			rack2 = n
+		} else if n != e.gateway {
 			others = append(others, n)
 		}
 	}
@@ -124,6 +131,8 @@ func buildExample(c *cluster.Cluster) (example, error) {
 		{&e.paul, others[0].Name, "paul", "frontend", frontend},
 		{&e.backend, others[0].Name, "alice", "backend", map[string]string{"role": "backend"}},
 		{&e.bob, others[1].Name, "bob", "frontend", frontend},
+		{&e.rack2, rack2.Name, "alice", "frontend-rack2", frontend},
+		{&e.rack2Bob, rack2.Name, "bob", "frontend-rack2", frontend},
 	} {
 		pod, err := c.AddPod(ctx, p.node, p.ns, p.name, p.labels)
 		if err != nil {

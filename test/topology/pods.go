@@ -15,8 +15,9 @@ type Pod struct {
 	Node *Node
 	// HostVeth is the node's side of the pod's veth.
 	HostVeth string
-	// routedBy are the other nodes that route the pod's /32 to its node.
-	routedBy []*Node
+	// routedBy are the namespaces (other nodes, the router) that route the pod's /32 to
+	// its node.
+	routedBy []string
 }
 
 // AddPod creates a pod on node n with the next free address of its pod subnet.
@@ -31,26 +32,34 @@ func (t *Topology) AddPod(n *Node, name string) (*Pod, error) {
 }
 
 // AddPodAt creates a pod on node n with address ip, which need not be in the node's pod
-// subnet: every other node routes it to n, as Calico's IPAM and routes do.
+// subnet: every other node of its rack, and the router, route it to n, as Calico's IPAM
+// and routes do.
 func (t *Topology) AddPodAt(n *Node, name string, ip netip.Addr) (*Pod, error) {
 	p, err := t.addPod(n, name, ip)
 	if err != nil {
 		return nil, err
 	}
+	// The nodes of the other rack reach it through the router, which routes it to n.
+	var routers []string
 	for _, o := range t.Nodes {
-		if o == n {
-			continue
+		if o != n && o.Rack == n.Rack {
+			routers = append(routers, o.NS)
 		}
-		if err := ip4route(o, "add", p.IP, n.IP); err != nil {
+	}
+	if t.Racks == 2 {
+		routers = append(routers, t.Router)
+	}
+	for _, ns := range routers {
+		if err := ip4route(ns, "add", p.IP, n.IP); err != nil {
 			return nil, errors.Join(err, t.RemovePod(p))
 		}
-		p.routedBy = append(p.routedBy, o)
+		p.routedBy = append(p.routedBy, ns)
 	}
 	return p, nil
 }
 
-func ip4route(n *Node, op string, dst, via netip.Addr) error {
-	return ip("-n", n.NS, "route", op, netip.PrefixFrom(dst, 32).String(), "via", via.String())
+func ip4route(ns, op string, dst, via netip.Addr) error {
+	return ip("-n", ns, "route", op, netip.PrefixFrom(dst, 32).String(), "via", via.String())
 }
 
 func (t *Topology) addPod(n *Node, name string, addr netip.Addr) (*Pod, error) {

@@ -14,9 +14,16 @@ import (
 )
 
 // The address plan. Nodes are 198.51.100.(10+i) with pod subnet 198.18.i.0/24; floating
-// IPs are for the tests to pick, from 198.51.100.100 up.
+// IPs are for the tests to pick, from 198.51.100.100 up. With a second rack, the segment
+// splits in two: rack 1 keeps 198.51.100.0/25 (the router's .1, the control host's .2,
+// the nodes and the floating IPs), rack 2 gets 198.51.100.128/25 (the router's .129, its
+// nodes at 198.51.100.(138+i), and the host's leg, .254).
 var (
+	// Segment is every node address: the one segment, or both racks.
 	Segment     = netip.MustParsePrefix("198.51.100.0/24")
+	Rack1       = netip.MustParsePrefix("198.51.100.0/25")
+	Rack2       = netip.MustParsePrefix("198.51.100.128/25")
+	Router2IP   = netip.MustParseAddr("198.51.100.129")
 	PodSupernet = netip.MustParsePrefix("198.18.0.0/15")
 	RouterIP    = netip.MustParseAddr("198.51.100.1")
 	ControlIP   = netip.MustParseAddr("198.51.100.2")
@@ -33,8 +40,11 @@ var (
 
 // Config shapes a topology.
 type Config struct {
-	// Nodes is how many nodes the segment has; 3 if zero.
+	// Nodes is how many nodes the segment (rack 1 with a second rack) has; 3 if zero.
 	Nodes int
+	// Rack2Nodes is how many nodes a second rack has: another L2 segment, which the
+	// router joins to the first. None if zero: one segment.
+	Rack2Nodes int
 	// LockTimeout bounds the wait for another process's topology to go; 15 minutes if zero.
 	LockTimeout time.Duration
 }
@@ -43,10 +53,13 @@ type Config struct {
 type Topology struct {
 	// ID prefixes every namespace name: egw<pid>.
 	ID string
-	// L2 holds the bridge; Router, External and Control are hosts on it.
+	// L2 holds the bridges (br0, and br1 for rack 2); Router, External and Control are
+	// hosts on br0.
 	L2, Router, Control string
-	Nodes               []*Node
-	External            *External
+	// Racks is 1, or 2 with a second rack.
+	Racks    int
+	Nodes    []*Node
+	External *External
 	// HostLink is the host's veth into the segment, with HostIP on it.
 	HostLink string
 
@@ -63,7 +76,9 @@ type Node struct {
 	IP      netip.Addr
 	MAC     net.HardwareAddr
 	PodCIDR netip.Prefix
-	// BridgePort is the node's port on the bridge, in the L2 namespace.
+	// Rack is 1, or 2 for a node of the second rack.
+	Rack int
+	// BridgePort is the node's port on its rack's bridge, in the L2 namespace.
 	BridgePort string
 	t          *Topology
 	pods       int
@@ -74,8 +89,8 @@ func New(cfg Config) (_ *Topology, err error) {
 	if cfg.Nodes == 0 {
 		cfg.Nodes = 3
 	}
-	if cfg.Nodes < 1 || cfg.Nodes > maxNodes {
-		return nil, fmt.Errorf("a topology has 1 to %d nodes, not %d", maxNodes, cfg.Nodes)
+	if cfg.Nodes < 1 || cfg.Rack2Nodes < 0 || cfg.Nodes+cfg.Rack2Nodes > maxNodes {
+		return nil, fmt.Errorf("a topology has 1 to %d nodes, not %d and %d", maxNodes, cfg.Nodes, cfg.Rack2Nodes)
 	}
 	if cfg.LockTimeout == 0 {
 		cfg.LockTimeout = 15 * time.Minute
@@ -85,7 +100,10 @@ func New(cfg Config) (_ *Topology, err error) {
 		return nil, err
 	}
 	pid := os.Getpid()
-	t := &Topology{ID: fmt.Sprintf("%s%d", nsNamePrefix, pid), HostLink: fmt.Sprintf("egwh%d", pid), lock: lock}
+	t := &Topology{ID: fmt.Sprintf("%s%d", nsNamePrefix, pid), HostLink: fmt.Sprintf("egwh%d", pid), lock: lock, Racks: 1}
+	if cfg.Rack2Nodes > 0 {
+		t.Racks = 2
+	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, t.Close())
@@ -104,8 +122,12 @@ func New(cfg Config) (_ *Topology, err error) {
 	if err := t.buildSegment(ext); err != nil {
 		return nil, err
 	}
-	for i := 1; i <= cfg.Nodes; i++ {
-		n, err := t.addNode(i)
+	for i := 1; i <= cfg.Nodes+cfg.Rack2Nodes; i++ {
+		rack := 1
+		if i > cfg.Nodes {
+			rack = 2
+		}
+		n, err := t.addNode(i, rack)
 		if err != nil {
 			return nil, err
 		}
@@ -114,6 +136,13 @@ func New(cfg Config) (_ *Topology, err error) {
 	for _, n := range t.Nodes {
 		if err := n.routePods(t.Nodes); err != nil {
 			return nil, err
+		}
+		// Across racks, the router routes every pod subnet to its node, as a routed
+		// fabric (BGP from the nodes) would.
+		if t.Racks == 2 {
+			if err := ip("-n", t.Router, "route", "add", n.PodCIDR.String(), "via", n.IP.String()); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if t.External, err = startExternal(ext); err != nil {
@@ -133,8 +162,14 @@ func (t *Topology) addNS(name string) error {
 }
 
 // buildSegment makes the bridge, the router and its external leg, the control-plane
-// host, and the host's own leg into the segment.
+// host, and the host's own leg into the segment; with a second rack, its bridge too, the
+// router's leg into it, and the host's leg there instead.
 func (t *Topology) buildSegment(ext string) error {
+	bits, hostBridge, hostRoute := 24, "br0", []string(nil)
+	if t.Racks == 2 {
+		bits, hostBridge = Rack1.Bits(), "br1"
+		hostRoute = []string{"route", "add", Rack1.String(), "via", Router2IP.String(), "dev", t.HostLink}
+	}
 	steps := [][]string{
 		{"-n", t.L2, "link", "add", "br0", "type", "bridge"},
 		{"-n", t.L2, "link", "set", "br0", "up"},
@@ -142,15 +177,28 @@ func (t *Topology) buildSegment(ext string) error {
 		{"link", "add", "eth1", "netns", t.Router, "type", "veth", "peer", "name", "eth0", "netns", ext},
 		{"link", "add", "eth0", "netns", t.Control, "type", "veth", "peer", "name", "cp", "netns", t.L2},
 		{"link", "add", t.HostLink, "type", "veth", "peer", "name", "host", "netns", t.L2},
-		{"-n", t.Router, "addr", "add", RouterIP.String() + "/24", "dev", "eth0"},
+		{"-n", t.Router, "addr", "add", fmt.Sprintf("%s/%d", RouterIP, bits), "dev", "eth0"},
 		{"-n", t.Router, "addr", "add", RouterExtIP.String() + "/24", "dev", "eth1"},
 		{"-n", ext, "addr", "add", ExternalIP.String() + "/24", "dev", "eth0"},
 		{"-n", ext, "addr", "add", ExternalIP2.String() + "/24", "dev", "eth0"},
-		{"-n", t.Control, "addr", "add", ControlIP.String() + "/24", "dev", "eth0"},
-		{"addr", "add", HostIP.String() + "/24", "dev", t.HostLink},
+		{"-n", t.Control, "addr", "add", fmt.Sprintf("%s/%d", ControlIP, bits), "dev", "eth0"},
+		{"addr", "add", fmt.Sprintf("%s/%d", HostIP, bits), "dev", t.HostLink},
 	}
-	for _, port := range []string{"router", "cp", "host"} {
-		steps = append(steps, []string{"-n", t.L2, "link", "set", port, "master", "br0", "up"})
+	ports := map[string]string{"router": "br0", "cp": "br0", "host": hostBridge}
+	if t.Racks == 2 {
+		steps = append(steps,
+			[]string{"-n", t.L2, "link", "add", "br1", "type", "bridge"},
+			[]string{"-n", t.L2, "link", "set", "br1", "up"},
+			[]string{"link", "add", "eth2", "netns", t.Router, "type", "veth", "peer", "name", "router2", "netns", t.L2},
+			[]string{"-n", t.Router, "addr", "add", fmt.Sprintf("%s/%d", Router2IP, Rack2.Bits()), "dev", "eth2"},
+			[]string{"-n", t.Router, "link", "set", "eth2", "up"},
+		)
+		ports["router2"] = "br1"
+	}
+	for _, port := range []string{"router", "router2", "cp", "host"} {
+		if br, ok := ports[port]; ok {
+			steps = append(steps, []string{"-n", t.L2, "link", "set", port, "master", br, "up"})
+		}
 	}
 	steps = append(steps,
 		[]string{"-n", t.Router, "link", "set", "eth0", "up"},
@@ -160,31 +208,47 @@ func (t *Topology) buildSegment(ext string) error {
 		[]string{"-n", t.Control, "link", "set", "eth0", "up"},
 		[]string{"link", "set", t.HostLink, "up"},
 	)
+	if t.Racks == 2 {
+		// The control host and the host reach the other rack through the router.
+		steps = append(steps, []string{"-n", t.Control, "route", "add", Rack2.String(), "via", RouterIP.String()}, hostRoute)
+	}
 	for _, s := range steps {
 		if err := ip(s...); err != nil {
 			return err
 		}
 	}
-	return sysctl(t.Router, "net.ipv4.ip_forward=1")
+	// accept_local: an ICMP error the router sends about a SNATed flow (frag-needed, from
+	// its own address) comes back to it, translated by the gateway, on its way to a pod of
+	// the other rack. Linux drops a forwarded packet from one of its own addresses as a
+	// martian unless told otherwise; routers of other makes forward it.
+	return sysctl(t.Router, "net.ipv4.ip_forward=1", "net.ipv4.conf.all.accept_local=1", "net.ipv4.conf.default.accept_local=1")
 }
 
-func (t *Topology) addNode(i int) (*Node, error) {
+func (t *Topology) addNode(i, rack int) (*Node, error) {
 	n := &Node{
-		Name: fmt.Sprintf("node%d", i), NS: t.ns(fmt.Sprintf("node%d", i)), Index: i,
+		Name: fmt.Sprintf("node%d", i), NS: t.ns(fmt.Sprintf("node%d", i)), Index: i, Rack: rack,
 		IP:         netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + i)}),
 		PodCIDR:    netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i), 0}), 24),
 		BridgePort: fmt.Sprintf("n%d", i),
 		t:          t,
+	}
+	bits, bridge, router := 24, "br0", RouterIP
+	if t.Racks == 2 {
+		bits = Rack1.Bits()
+	}
+	if rack == 2 {
+		n.IP = netip.AddrFrom4([4]byte{198, 51, 100, byte(138 + i)})
+		bridge, router = "br1", Router2IP
 	}
 	if err := t.addNS(n.NS); err != nil {
 		return nil, err
 	}
 	for _, s := range [][]string{
 		{"link", "add", "eth0", "netns", n.NS, "type", "veth", "peer", "name", n.BridgePort, "netns", t.L2},
-		{"-n", t.L2, "link", "set", n.BridgePort, "master", "br0", "up"},
-		{"-n", n.NS, "addr", "add", n.IP.String() + "/24", "dev", "eth0"},
+		{"-n", t.L2, "link", "set", n.BridgePort, "master", bridge, "up"},
+		{"-n", n.NS, "addr", "add", fmt.Sprintf("%s/%d", n.IP, bits), "dev", "eth0"},
 		{"-n", n.NS, "link", "set", "eth0", "up"},
-		{"-n", n.NS, "route", "add", "default", "via", RouterIP.String()},
+		{"-n", n.NS, "route", "add", "default", "via", router.String()},
 	} {
 		if err := ip(s...); err != nil {
 			return nil, err
@@ -205,10 +269,11 @@ func (t *Topology) addNode(i int) (*Node, error) {
 	return n, Nft(n.NS, cniTable())
 }
 
-// routePods routes every other node's pod subnet to that node, as a plain CNI does.
+// routePods routes every other node's pod subnet on the node's own segment to that node,
+// as a plain CNI does; those of the other rack go by the default route, to the router.
 func (n *Node) routePods(nodes []*Node) error {
 	for _, o := range nodes {
-		if o == n {
+		if o == n || o.Rack != n.Rack {
 			continue
 		}
 		if err := ip("-n", n.NS, "route", "add", o.PodCIDR.String(), "via", o.IP.String()); err != nil {

@@ -127,3 +127,37 @@ func TestTopology(t *testing.T) {
 		t.Errorf("host link %s left after Close", topo.HostLink)
 	}
 }
+
+// TestTwoRacks: with a second rack, its node has an address on the other /25, pods on
+// the two racks reach each other through the router with their own IPs, a rack-2 pod
+// leaves masqueraded to its node's IP, and the host, on rack 2, still reaches the
+// control-plane namespace on rack 1.
+func TestTwoRacks(t *testing.T) {
+	testenv.RequireRoot(t, "network namespaces")
+	topo, err := New(Config{Nodes: 1, Rack2Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = topo.Close() })
+	n1, n2 := topo.Nodes[0], topo.Nodes[1]
+	if n1.Rack != 1 || !Rack1.Contains(n1.IP) || n2.Rack != 2 || !Rack2.Contains(n2.IP) {
+		t.Fatalf("node1 %s in rack %d, node2 %s in rack %d", n1.IP, n1.Rack, n2.IP, n2.Rack)
+	}
+	a, err := topo.AddPod(n1, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := topo.AddPod(n2, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Ping(b.IP); err != nil {
+		t.Errorf("rack 1 to rack 2, pod to pod: %v", err)
+	}
+	if src, err := b.WhoUDP(context.Background(), ExternalIP); err != nil || src.Addr() != n2.IP {
+		t.Errorf("a rack-2 pod reached the outside as %s (%v), want its node's %s", src, err, n2.IP)
+	}
+	if out, err := Exec(topo.Control, "ping", "-c", "1", "-W", "2", HostIP.String()); err != nil {
+		t.Errorf("the control-plane host cannot reach the host's leg on rack 2: %v: %s", err, out)
+	}
+}
