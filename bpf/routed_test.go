@@ -174,7 +174,9 @@ func TestRouteIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	inner := ipv4Packet("198.18.4.10", "203.0.113.5", protoTCP)
-	wrapped := func(src, dst netip.Addr, p []byte) []byte { return withDst(ipip(p, src, dst, true), routing.VirtualMAC(dst)) }
+	wrapped := func(src, dst netip.Addr, p []byte) []byte {
+		return withDst(ipip(p, src, dst, true), routing.VirtualMAC(dst))
+	}
 	fragment := wrapped(node, valid, inner)
 	fragment[14+6] |= 0x20 // MF
 	tests := []struct {

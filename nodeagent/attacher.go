@@ -28,11 +28,11 @@ type attacher struct {
 	// repair what someone else changed.
 	resync time.Duration
 
-	pods      map[int][]netip.Addr // pod ifindex → the pod IPs it may send from, sorted
-	uplinks   map[string]int       // interface name → ifindex its uplink programs are attached to
-	steering  []int                // the uplinks EnsureSteering was last given
+	pods      map[int][]netip.Addr      // pod ifindex → the pod IPs it may send from, sorted
+	uplinks   map[string]int            // interface name → ifindex its uplink programs are attached to
+	steering  []int                     // the uplinks EnsureSteering was last given
 	routed    map[netip.Addr]bpf.Routed // what egw_routed holds, as last written; nil: unknown
-	steeredAt time.Duration        // when, on now's clock
+	steeredAt time.Duration             // when, on now's clock
 }
 
 // interfaces are those that can hold floating IPs: they get the uplink programs and carry

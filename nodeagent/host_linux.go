@@ -179,14 +179,70 @@ func (h linuxHost) ListNftables() (string, error) {
 	return string(out), nil
 }
 
-// PodLink asks the kernel which interface it routes the pod's IP through: the pod's veth,
-// whatever the CNI named it.
+// PodLink finds the interface that carries the pod's packets into the node: the pod's
+// veth, whatever the CNI named it, through which the kernel routes the pod's IP. Where it
+// routes the IP to a bridge (the bridge plugin's cni0, Flannel's), it is the bridge's
+// port that leads to the pod: the bridge's neighbour entry gives the pod's MAC, and the
+// bridge's forwarding database the port it was learnt on. The program goes on that port,
+// ahead of the bridge, so that it marks a packet before br_netfilter's conntrack sees it,
+// and so that each pod's port lets through only that pod's sources. A pod whose MAC the
+// bridge has not learnt yet is asked for it (one empty datagram, which makes the node ask
+// ARP) and found on a later pass; meanwhile the nft backstop drops its selected packets.
 func (h linuxHost) PodLink(ip netip.Addr) (int, bool) {
 	routes, err := netlink.RouteGet(ip.AsSlice())
 	if err != nil || len(routes) == 0 || routes[0].Gw != nil {
 		return 0, false // Not a local pod: it is routed via another node.
 	}
-	return routes[0].LinkIndex, true
+	l, err := netlink.LinkByIndex(routes[0].LinkIndex)
+	if err != nil {
+		return 0, false
+	}
+	if l.Type() != "bridge" {
+		return routes[0].LinkIndex, true
+	}
+	if port, ok := bridgePort(l.Attrs().Index, ip); ok {
+		return port, true
+	}
+	solicit(ip)
+	return 0, false
+}
+
+// bridgePort is the port of bridge behind which ip's MAC was learnt.
+func bridgePort(bridge int, ip netip.Addr) (int, bool) {
+	neighs, err := netlink.NeighList(bridge, unix.AF_INET)
+	if err != nil {
+		return 0, false
+	}
+	var mac net.HardwareAddr
+	for _, n := range neighs {
+		if n.IP.Equal(ip.AsSlice()) && len(n.HardwareAddr) == 6 && n.State&(netlink.NUD_INCOMPLETE|netlink.NUD_FAILED) == 0 {
+			mac = n.HardwareAddr
+		}
+	}
+	if mac == nil {
+		return 0, false
+	}
+	fdb, err := netlink.NeighList(0, unix.AF_BRIDGE)
+	if err != nil {
+		return 0, false
+	}
+	for _, f := range fdb {
+		if f.MasterIndex == bridge && f.LinkIndex != bridge && bytes.Equal(f.HardwareAddr, mac) {
+			return f.LinkIndex, true
+		}
+	}
+	return 0, false
+}
+
+// solicit sends ip one empty UDP datagram (to the discard port), so that the node asks
+// ARP for it and the bridge learns its port.
+func solicit(ip netip.Addr) {
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 9)))
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_, _ = c.Write(nil)
 }
 
 // Uplink finds the interface's index and MAC.

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netns"
 
@@ -163,4 +164,51 @@ func linkIndex(t *testing.T, name string) int {
 		t.Fatal(err)
 	}
 	return l.Index
+}
+
+// TestPodLinkBehindABridge: a pod behind a bridge (the bridge plugin's cni0) is found on
+// its own port of the bridge, not on the bridge: PodLink asks for its MAC, the bridge
+// learns the port, and the next call names that port. A pod on a veth of its own (ptp)
+// is found on that veth at once.
+func TestPodLinkBehindABridge(t *testing.T) {
+	inNetns(t, func(ns string) {
+		pod := ns + "-pod"
+		if out, err := exec.Command("ip", "netns", "add", pod).CombinedOutput(); err != nil {
+			t.Fatalf("ip netns add: %v: %s", err, out)
+		}
+		defer func() { _ = exec.Command("ip", "netns", "del", pod).Run() }()
+		for _, args := range [][]string{
+			{"ip", "link", "add", "cni0", "type", "bridge"},
+			{"ip", "addr", "add", "198.18.1.1/24", "dev", "cni0"},
+			{"ip", "link", "set", "cni0", "up"},
+			{"ip", "link", "add", "vethpod", "type", "veth", "peer", "name", "eth0", "netns", pod},
+			{"ip", "link", "set", "vethpod", "master", "cni0", "up"},
+			{"ip", "-n", pod, "addr", "add", "198.18.1.10/24", "dev", "eth0"},
+			{"ip", "-n", pod, "link", "set", "eth0", "up"},
+			{"ip", "link", "add", "vethptp", "type", "veth", "peer", "name", "eth1", "netns", pod},
+			{"ip", "link", "set", "vethptp", "up"},
+			{"ip", "route", "add", "198.18.2.10/32", "dev", "vethptp"},
+		} {
+			run(t, ns, args...)
+		}
+		h := linuxHost{}
+		port, ptp := linkIndex(t, "vethpod"), linkIndex(t, "vethptp")
+		if got, ok := h.PodLink(netip.MustParseAddr("198.18.2.10")); !ok || got != ptp {
+			t.Errorf("the ptp pod's link is %d (%v), want its veth %d", got, ok, ptp)
+		}
+		var got int
+		var ok bool
+		for range 50 { // the first call asks ARP; the answer takes a moment
+			if got, ok = h.PodLink(netip.MustParseAddr("198.18.1.10")); ok {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !ok || got != port {
+			t.Errorf("the bridged pod's link is %d (%v), want its port %d, not the bridge %d", got, ok, port, linkIndex(t, "cni0"))
+		}
+		if got, ok := h.PodLink(netip.MustParseAddr("198.18.1.99")); ok {
+			t.Errorf("an address no pod has is on link %d", got)
+		}
+	})
 }

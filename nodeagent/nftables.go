@@ -32,7 +32,7 @@ const (
 	RouteTable = 2642
 	// routedOverhead is the outer IPv4 header of the routed way.
 	routedOverhead = 20
-	nftTable   = "egressgw"
+	nftTable       = "egressgw"
 )
 
 // nftWriter writes the agent's nft table when it changes: a rewrite costs 20–190 ms on a

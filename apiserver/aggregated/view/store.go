@@ -46,7 +46,7 @@ type inputs struct {
 	reports      map[string][]string // node → floating IPs its agent reports configured
 	// reach is, by node, what its agent reports about reaching egress IPs: its interface
 	// subnets (never steered) and whether it has a router.
-	reach map[string]routing.NodeReach
+	reach   map[string]routing.NodeReach
 	netpols map[string]map[string]*networkingv1.NetworkPolicy
 }
 
