@@ -272,9 +272,39 @@ static __always_inline int egw_snat_guard(struct __sk_buff *skb)
 }
 
 /*
+ * A packet from a local pod (one in egw_pods) leaving an uplink without any mark of ours
+ * never went through egw_from_pod: a program on the pod's interface ahead of ours sent it
+ * past the node's routing (a CNI that redirects in BPF). If the pod's policies steer (or
+ * drop) its destination, it would leave with a source other than its egress IP: drop it.
+ * Anything else (in-cluster, unselected, already masqueraded to the node's IP) passes.
+ */
+static __always_inline int egw_bypass_guard(struct __sk_buff *skb)
+{
+	struct egw_dst_key key = { .prefixlen = 32 };
+	struct egw_route *route;
+	__be32 saddr;
+	void *routes;
+	__u32 *set;
+
+	if (egw_ipv4_addrs(skb, &saddr, &key.dst) < 0)
+		return TCX_NEXT;
+	set = bpf_map_lookup_elem(&egw_pods, &saddr);
+	if (!set)
+		return TCX_NEXT;
+	routes = bpf_map_lookup_elem(&egw_set_routes, set);
+	if (!routes)
+		return TCX_NEXT;
+	route = bpf_map_lookup_elem(routes, &key);
+	if (!route || route->verdict == EGW_VERDICT_IN_CLUSTER)
+		return TCX_NEXT;
+	return egw_count(skb, EGW_STAT_UPLINK_OUT_BYPASSED, TCX_DROP);
+}
+
+/*
  * tcx egress on every interface that can hold floating IPs (the uplinks): steered
- * packets get their egress IP's virtual MAC, packets marked for SNAT leave only SNATed,
- * and ARP claims for floating IPs are guarded. Everything else passes untouched.
+ * packets get their egress IP's virtual MAC (or are wrapped, the routed way), packets
+ * marked for SNAT leave only SNATed, selected packets that bypassed egw_from_pod do not
+ * leave, and ARP claims for floating IPs are guarded. Everything else passes untouched.
  */
 SEC("tcx/egress")
 int egw_uplink_out(struct __sk_buff *skb)
@@ -290,6 +320,8 @@ int egw_uplink_out(struct __sk_buff *skb)
 		return egw_route_out(skb);
 	case EGW_MARK_SNAT:
 		return egw_snat_guard(skb);
+	case 0:
+		return egw_bypass_guard(skb);
 	}
 	return TCX_NEXT;
 }

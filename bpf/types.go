@@ -135,6 +135,7 @@ var statNames = []string{
 	"uplink_out_not_snated",
 	"uplink_out_encap",
 	"uplink_out_no_route",
+	"uplink_out_bypassed",
 	"arp_virtual_mac",
 	"arp_lapsed_grant",
 	"uplink_in_snat",

@@ -54,7 +54,8 @@ func withDst(pkt []byte, mac net.HardwareAddr) []byte {
 
 // TestUplinkOut runs egw_uplink_out on every path: a steered packet leaves for its
 // egress IP's virtual MAC, by the uplink on the IP's subnet; a packet marked for SNAT
-// leaves only with the egress IP its snat id is granted; ARP claims of floating IPs
+// leaves only with the egress IP its snat id is granted; a selected pod's packet that
+// never went through egw_from_pod (no mark) does not leave; ARP claims of floating IPs
 // carry the virtual MAC while the grant is valid and do not leave once it lapses;
 // everything else passes untouched.
 func TestUplinkOut(t *testing.T) {
@@ -106,7 +107,14 @@ func TestUplinkOut(t *testing.T) {
 			wantRet: retDrop, wantStat: "uplink_out_no_uplink"},
 		{name: "steered to an egress id with no IP: dropped", pkt: pkt, mark: markSteer | 0xFFF<<16,
 			wantRet: retDrop, wantStat: "uplink_out_no_egress_ip"},
-		{name: "unmarked IPv4 passes untouched", pkt: pkt, mark: 0x1234, wantRet: retNext, wantMark: 0x1234},
+		{name: "unmarked IPv4, masqueraded to the node's IP, passes untouched", pkt: ipv4Packet("198.51.100.11", "203.0.113.5", protoTCP), mark: 0x1234,
+			wantRet: retNext, wantMark: 0x1234},
+		{name: "unmarked, from a selected pod to its policy's destination: it bypassed egw_from_pod, dropped", pkt: pkt, mark: 0x1234,
+			wantRet: retDrop, wantStat: "uplink_out_bypassed"},
+		{name: "unmarked, from a selected pod to a destination no policy of it has: passes", pkt: ipv4Packet("198.18.1.10", "203.0.113.200", protoTCP), mark: 0x1234,
+			wantRet: retNext, wantMark: 0x1234},
+		{name: "unmarked, from a pod the node does not know: passes (the nft backstop's)", pkt: ipv4Packet("198.18.1.99", "203.0.113.5", protoTCP),
+			wantRet: retNext},
 		{name: "classified, unsteered IPv4 passes untouched", pkt: pkt, mark: markClassified | web<<16,
 			wantRet: retNext, wantMark: markClassified | web<<16},
 		{name: "SNAT-marked, SNATed to the IP its snat id is granted: passes untouched", pkt: snated, mark: markSNAT | 1<<16,

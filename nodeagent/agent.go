@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -105,12 +106,15 @@ func newAgent(opts Options, c api, k kernel, reg prometheus.Registerer) (*Agent,
 }
 
 // loop runs passes: on every change, on every renewal (grants move), when the grant is
-// about to lapse, and every resync period to catch what the kernel lost.
+// about to lapse, when a program comes onto or goes off a pod's interface (redirect.go),
+// and every resync period to catch what the kernel lost.
 func (a *Agent) loop(ctx context.Context) {
 	resync := time.NewTicker(a.opts.Resync)
 	defer resync.Stop()
 	lapse := time.NewTimer(time.Hour)
 	defer lapse.Stop()
+	programs := time.NewTicker(programCheck)
+	defer programs.Stop()
 	for {
 		if err := a.pass(ctx); err != nil {
 			klog.ErrorS(err, "Dataplane pass failed; retrying", "node", a.opts.NodeName)
@@ -129,6 +133,8 @@ func (a *Agent) loop(ctx context.Context) {
 			case <-a.wake.pass:
 			case <-resync.C:
 			case <-lapse.C:
+			case <-programs.C:
+				again = !a.attach.foreignChanged()
 			case <-a.wake.refresh:
 				if err := a.grants.refresh(); err != nil {
 					klog.ErrorS(err, "Extending the grants in the kernel failed; a pass follows", "node", a.opts.NodeName)
@@ -176,6 +182,19 @@ func (a *Agent) pass(ctx context.Context) error {
 		return fmt.Errorf("building dataplane tables: %w", err)
 	}
 	var errs []error
+	// Pods whose interface carries another program are parked (their policy
+	// destinations drop) and named (redirect.go).
+	foreign, err := a.attach.foreignPrograms()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var redirected []string
+	if len(foreign) > 0 {
+		var uncovered []string
+		want.table, uncovered, redirected = snap.redirectedPods(want.table, foreign)
+		want.cover.uncovered = append(want.cover.uncovered, uncovered...)
+		slices.Sort(want.cover.uncovered)
+	}
 	ifaces, err := a.attach.interfaces(snap.nodeIPs)
 	if err != nil {
 		errs = append(errs, err)
@@ -255,7 +274,7 @@ func (a *Agent) pass(ctx context.Context) error {
 	a.m.podsUnreachable.Set(float64(len(unreachable)))
 	reported, err := a.report.report(ctx, passReport{ifaces: ifaces, held: held, observedGen: a.grants.observed,
 		passErr: errors.Join(others...), full: capacityMessage(full), served: want.cover.reported, uncovered: want.cover.message(),
-		unreachable: unreachableMessage(unreachable)})
+		unreachable: unreachableMessage(unreachable), redirected: redirected})
 	if err != nil {
 		klog.ErrorS(err, "Writing the NetworkGatewayNode status", "node", a.opts.NodeName)
 		time.AfterFunc(time.Second, a.wake.kick)

@@ -32,6 +32,7 @@ type attacher struct {
 	uplinks   map[string]int            // interface name → ifindex its uplink programs are attached to
 	steering  []int                     // the uplinks EnsureSteering was last given
 	routed    map[netip.Addr]bpf.Routed // what egw_routed holds, as last written; nil: unknown
+	foreign   map[netip.Addr]string     // the pods with another program on their interface, at the last pass
 	steeredAt time.Duration             // when, on now's clock
 }
 

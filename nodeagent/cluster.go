@@ -86,4 +86,7 @@ type nodeStatus struct {
 	// Unreachable names the selected pods whose egress IP is on no subnet of the node's
 	// interfaces, and why; empty when there are none.
 	Unreachable string
+	// Redirected are the pods ("namespace/name") whose interface carries another
+	// program: their selected traffic is dropped.
+	Redirected []string
 }

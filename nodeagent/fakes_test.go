@@ -134,6 +134,8 @@ type fakeDataplane struct {
 	// podCIDRs and snatDsts are what a gateway may SNAT, as last written.
 	podCIDRs []netip.Prefix
 	snatDsts map[netip.Addr][]netip.Prefix
+	// foreign are the other programs on each pod interface.
+	foreign map[int][]bpf.ForeignProgram
 	// routed and nodes are the routed way's maps, as last written.
 	routed map[netip.Addr]bpf.Routed
 	nodes  []netip.Addr
@@ -203,6 +205,10 @@ func (d *fakeDataplane) DetachPod(ifindex int) error {
 }
 
 func (d *fakeDataplane) AttachedPods() ([]int, error) { return slices.Sorted(maps.Keys(d.pods)), nil }
+
+func (d *fakeDataplane) ForeignPrograms(ifindex int) ([]bpf.ForeignProgram, bool, error) {
+	return d.foreign[ifindex], false, nil
+}
 
 func (d *fakeDataplane) AttachUplink(ifindex int) error {
 	d.rec.add(call{op: "AttachUplink", ifindex: ifindex})

@@ -74,6 +74,9 @@ type attachments interface {
 	// DetachPod takes the classifier off the veth, and then its sources.
 	DetachPod(ifindex int) error
 	AttachedPods() ([]int, error)
+	// ForeignPrograms are the programs other than egressgw's on the ingress of a pod's
+	// interface; moved says egw_from_pod was put first again.
+	ForeignPrograms(ifindex int) (foreign []bpf.ForeignProgram, moved bool, err error)
 	// AttachUplink lets steered packets leave the interface for their egress IP's
 	// virtual MAC, takes in those steered to the IPs this node holds, and stops it
 	// sending ARP for IPs whose grant has lapsed.

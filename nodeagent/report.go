@@ -39,6 +39,8 @@ type passReport struct {
 	// unreachable is the EgressReachable message (empty if every selected pod reaches
 	// its egress IPs).
 	unreachable string
+	// redirected are the pods whose interface carries another program.
+	redirected []string
 }
 
 // report writes the report of a pass, and says whether it wrote.
@@ -55,12 +57,13 @@ func (r *reporter) report(ctx context.Context, p passReport) (bool, error) {
 	if r.keys != nil {
 		keys, version = r.keys.list()
 	}
-	key := fmt.Sprint(p.ifaces, p.held, p.observedGen, msg, p.full, keys, p.served, p.uncovered, p.unreachable)
+	key := fmt.Sprint(p.ifaces, p.held, p.observedGen, msg, p.full, keys, p.served, p.uncovered, p.unreachable, p.redirected)
 	if key == r.last {
 		return false, nil
 	}
 	s := nodeStatus{Interfaces: p.ifaces, Held: p.held, ObservedGeneration: p.observedGen, Ready: p.passErr == nil && p.full == "",
-		Reason: reason, Message: msg, CapacityExceeded: p.full, HeartbeatKeys: keys, Served: p.served, Uncovered: p.uncovered, Unreachable: p.unreachable}
+		Reason: reason, Message: msg, CapacityExceeded: p.full, HeartbeatKeys: keys, Served: p.served, Uncovered: p.uncovered, Unreachable: p.unreachable,
+		Redirected: p.redirected}
 	if err := r.w.Report(ctx, s); err != nil {
 		return false, err
 	}
@@ -184,6 +187,7 @@ func (r *apiStatusWriter) Report(ctx context.Context, s nodeStatus) error {
 		status.ServedPodAddresses = append(status.ServedPodAddresses, p.String())
 	}
 	status.HeartbeatKeys = s.HeartbeatKeys
+	status.RedirectedPods = s.Redirected[:min(len(s.Redirected), maxRedirectedPods)]
 	for _, cond := range conditions(s) {
 		meta.SetStatusCondition(&status.Conditions, cond)
 	}

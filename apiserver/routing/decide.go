@@ -168,6 +168,11 @@ func (ps *Policies) Decide(pod Pod, namespaceLabels map[string]string, cluster [
 		return d
 	}
 	d.EgressIP, _ = netip.ParseAddr(r.EgressIP)
+	if pod.Redirected {
+		d.Verdict, d.Path = Drop, NoPath
+		d.Reason = fmt.Sprintf("EgressNATPolicy %s selects the pod for %s, but its traffic is dropped: %s", route.Policy.Name, route.Prefix, Redirected(pod.Node))
+		return d
+	}
 	if d.Path = pod.NodeReach.PathTo(d.EgressIP); d.Path == NoPath {
 		d.Verdict = Drop
 		d.Reason = fmt.Sprintf("EgressNATPolicy %s selects the pod for %s, but its traffic is dropped: %s", route.Policy.Name, route.Prefix,

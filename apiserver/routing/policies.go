@@ -22,6 +22,10 @@ type Pod struct {
 	// NodeReach is what the node's agent reports about reaching egress IPs: its subnets
 	// (nil if it has not reported) and whether it has a router.
 	NodeReach NodeReach
+	// Redirected says that the node's agent found another BPF program on the pod's
+	// interface, which could send its packets past the steering: its selected traffic is
+	// dropped.
+	Redirected bool
 }
 
 // Policy is one EgressNATPolicy compiled for decisions: selectors parsed, destinations

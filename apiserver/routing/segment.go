@@ -99,3 +99,9 @@ func NoRoute(node string, subnets []netip.Prefix, egressIP netip.Addr) string {
 	return fmt.Sprintf("node %s has no interface on a subnet of the egress IP %s (%s) and no route to it, so it drops the steered packets rather than let them leave with another source; give the node a route to %s",
 		node, egressIP, has, egressIP)
 }
+
+// Redirected says why a pod on node, whose interface carries another BPF program, has its
+// selected traffic dropped.
+func Redirected(node string) string {
+	return fmt.Sprintf("node %s's agent found another BPF program on the pod's interface, which could send its packets past the node's routing and the steering, so it drops them; see the PodsCovered condition of NetworkGatewayNode %s for the program", node, node)
+}

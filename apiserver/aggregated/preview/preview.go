@@ -24,6 +24,9 @@ type Input struct {
 	// NodeReach is what the agent of the pod's node reports about reaching egress IPs;
 	// no subnets if it has not reported.
 	NodeReach routing.NodeReach
+	// Redirected says that the agent of the pod's node reports another BPF program on
+	// the pod's interface: its selected traffic is dropped.
+	Redirected bool
 	// Policies and Cluster are what the node agents build their tables from.
 	Policies *routing.Policies
 	Cluster  []netip.Prefix
@@ -38,7 +41,7 @@ type Input struct {
 // Run previews pkt leaving in.Pod.
 func Run(in Input, pkt netpolicy.Packet) v1alpha1.EgressPreviewStatus {
 	pod := routing.PodOf(in.Pod)
-	pod.NodeReach = in.NodeReach
+	pod.NodeReach, pod.Redirected = in.NodeReach, in.Redirected
 	p := path{pod: pod}
 	p.status.Pod = &v1alpha1.PodReference{Namespace: pod.Namespace, Name: pod.Name, NodeName: pod.Node}
 	if pod.IP.IsValid() {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/egressgw/egressgw/apiserver/aggregated/preview"
@@ -34,10 +35,14 @@ func (s *Store) build(e *podEntry) *v1alpha1.PodEgress {
 	// How the pod's node reaches each policy's egress IP; where it cannot, the pod's
 	// traffic is dropped there, whatever the policy's own state.
 	reach := s.nodeReach(pod.Spec.NodeName)
+	redirected := s.redirected(pod)
 	pathTo := func(p *routing.Policy) routing.Path {
 		ip, err := netip.ParseAddr(p.Resolution.EgressIP)
 		if err != nil || !p.Resolution.Ready() {
 			return ""
+		}
+		if redirected {
+			return routing.NoPath
 		}
 		return reach.PathTo(ip)
 	}
@@ -46,11 +51,13 @@ func (s *Store) build(e *podEntry) *v1alpha1.PodEgress {
 		if p := s.d.byName[name]; p != nil {
 			selected = append(selected, p)
 			entry := s.d.entries[name]
-			switch path := pathTo(p); path {
-			case routing.NoPath:
+			switch path := pathTo(p); {
+			case redirected && path == routing.NoPath:
+				entry.Verdict, entry.Reason, entry.Message = v1alpha1.VerdictDrop, ReasonRedirected, routing.Redirected(pod.Spec.NodeName)
+			case path == routing.NoPath:
 				entry.Verdict, entry.Reason = v1alpha1.VerdictDrop, ReasonNoRoute
 				entry.Message = routing.NoRoute(pod.Spec.NodeName, reach.Subnets, netip.MustParseAddr(p.Resolution.EgressIP))
-			case routing.OnSegmentPath, routing.RoutedPath:
+			case path == routing.OnSegmentPath, path == routing.RoutedPath:
 				entry.Path, entry.OverheadBytes = v1alpha1.Path(path), int32(path.Overhead())
 			}
 			v.Policies = append(v.Policies, entry)
@@ -72,6 +79,16 @@ func (s *Store) build(e *podEntry) *v1alpha1.PodEgress {
 	}
 	v.OtherTraffic = otherTraffic(pod.Spec.NodeName, node.ip, pod.Spec.HostNetwork, len(v.Routes) > 0)
 	return v
+}
+
+// ReasonRedirected is a selecting policy's reason in the view of a pod whose node's agent
+// found another BPF program on the pod's interface.
+const ReasonRedirected = "RedirectedPastRouting"
+
+// redirected says whether the agent of pod's node reports another program on its
+// interface.
+func (s *Store) redirected(pod *corev1.Pod) bool {
+	return slices.Contains(s.in.redirected[pod.Spec.NodeName], pod.Namespace+"/"+pod.Name)
 }
 
 // ReasonNoRoute is a selecting policy's reason in the view of a pod whose node cannot

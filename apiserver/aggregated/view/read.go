@@ -256,6 +256,7 @@ func (s *Store) PreviewInput(namespace, name string, ip, dst netip.Addr) (previe
 		Policies: s.d.compiled, Cluster: s.d.cluster, HeldBy: s.d.heldBy,
 	}
 	in.NodeReach = s.nodeReach(e.pod.Spec.NodeName)
+	in.Redirected = s.redirected(e.pod)
 	for _, np := range s.in.netpols[e.pod.Namespace] {
 		in.NetworkPolicies = append(in.NetworkPolicies, np)
 	}

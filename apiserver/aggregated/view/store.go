@@ -44,6 +44,9 @@ type inputs struct {
 	policies     map[string]*v1.EgressNATPolicy
 	gateways     map[networking.ObjectRef]routing.Gateway
 	reports      map[string][]string // node → floating IPs its agent reports configured
+	// redirected is, by node, the pods ("namespace/name") its agent reports with another
+	// program on their interface: their selected traffic is dropped.
+	redirected map[string][]string
 	// reach is, by node, what its agent reports about reaching egress IPs: its interface
 	// subnets (never steered) and whether it has a router.
 	reach   map[string]routing.NodeReach
@@ -81,6 +84,7 @@ func New(clusterCIDRs []netip.Prefix, watchHistory int) *Store {
 			policies:     map[string]*v1.EgressNATPolicy{},
 			gateways:     map[networking.ObjectRef]routing.Gateway{},
 			reports:      map[string][]string{},
+			redirected:   map[string][]string{},
 			reach:        map[string]routing.NodeReach{},
 			netpols:      map[string]map[string]*networkingv1.NetworkPolicy{},
 		},
@@ -255,6 +259,10 @@ func (s *Store) SetNodeReport(r *v1.NetworkGatewayNode) {
 		s.in.reach[r.Name] = reach
 		ch.all, ch.cluster = true, true
 	}
+	if !slices.Equal(s.in.redirected[r.Name], r.Status.RedirectedPods) {
+		s.in.redirected[r.Name] = slices.Clone(r.Status.RedirectedPods)
+		ch.all = true
+	}
 	s.apply(ch, parseRV(r.ResourceVersion))
 }
 
@@ -267,6 +275,7 @@ func (s *Store) DeleteNodeReport(r *v1.NetworkGatewayNode) {
 	}
 	delete(s.in.reports, r.Name)
 	delete(s.in.reach, r.Name)
+	delete(s.in.redirected, r.Name)
 	s.apply(change{heldBy: true, all: true, cluster: true}, parseRV(r.ResourceVersion))
 }
 

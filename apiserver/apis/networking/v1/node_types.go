@@ -76,6 +76,16 @@ type NetworkGatewayNodeStatus struct {
 	// +kubebuilder:validation:items:Format=cidr
 	// +optional
 	ServedPodAddresses []string `json:"servedPodAddresses,omitempty"`
+	// RedirectedPods are the pods of this node ("namespace/name") whose interface carries
+	// another BPF program than egressgw's (a CNI that redirects in BPF could send their
+	// packets past the node's routing, and the steering): their selected traffic is
+	// dropped, and their views say so. The agent lists the first 1024; its PodsCovered
+	// condition says which programs.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=1024
+	// +kubebuilder:validation:items:MaxLength=317
+	// +optional
+	RedirectedPods []string `json:"redirectedPods,omitempty"`
 	// Conditions are the standard conditions: Ready is True while the agent is healthy,
 	// CapacityExceeded while a map refuses entries, PodsCovered False while a pod of the
 	// node is outside the agent's fail-closed backstop or the gateways' source filter,

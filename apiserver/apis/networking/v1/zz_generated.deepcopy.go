@@ -408,6 +408,11 @@ func (in *NetworkGatewayNodeStatus) DeepCopyInto(out *NetworkGatewayNodeStatus) 
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.RedirectedPods != nil {
+		in, out := &in.RedirectedPods, &out.RedirectedPods
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]metav1.Condition, len(*in))
