@@ -279,7 +279,9 @@ func TestLargeTransfers(t *testing.T) {
 			if out, err := topology.Exec(step.ns, append([]string{"ethtool", "-K", step.dev}, strings.Fields(step.on)...)...); err != nil {
 				t.Fatalf("ethtool -K %s %s: %v: %s", step.dev, step.on, err, out)
 			}
-			t.Cleanup(func() { _, _ = topology.Exec(step.ns, append([]string{"ethtool", "-K", step.dev}, strings.Fields(step.off)...)...) })
+			t.Cleanup(func() {
+				_, _ = topology.Exec(step.ns, append([]string{"ethtool", "-K", step.dev}, strings.Fields(step.off)...)...)
+			})
 		}
 		before, err := agentMetric(gw, "egressgw_agent_packets_total", `verdict="uplink_in_decap"`)
 		if err != nil {

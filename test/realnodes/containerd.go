@@ -66,25 +66,42 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 // containerdSocket is the node's containerd socket: short, as a socket path must be.
 func containerdSocket(dir string) string { return filepath.Join(dir, "containerd.sock") }
 
-// cniConfig is the node's CNI network: a veth pair per pod (ptp) with an address of the
-// node's pod subnet (host-local, which keeps its leases in the node's folder rather
-// than the host-wide /var/lib/cni). The topology routes each node's pod subnet to it and
-// masquerades what leaves the segment, so the plugin masquerades nothing.
-func cniConfig(network, subnet, dataDir string) ([]byte, error) {
-	return json.MarshalIndent(map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       network,
-		"plugins": []any{map[string]any{
-			"type":   "ptp",
-			"ipMasq": false,
-			"ipam": map[string]any{
-				"type":    "host-local",
-				"dataDir": dataDir,
-				"ranges":  [][]map[string]string{{{"subnet": subnet}}},
-				"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
-			},
-		}},
-	}, "", "  ")
+// CNI is the CNI plugin the nodes' pods get their network from: one of Debian's.
+type CNI string
+
+const (
+	// PTP gives each pod a veth pair of its own, and the node a route to the pod's IP
+	// through it: per-pod routes.
+	PTP CNI = "ptp"
+	// Bridge puts every pod's veth on one bridge, cni0, which holds the subnet's gateway
+	// address (as Flannel and the bridge plugin do), with br_netfilter on, as Kubernetes
+	// asks of bridge CNIs: bridged packets meet conntrack and the ip hooks at the bridge.
+	Bridge CNI = "bridge"
+)
+
+// cniConfig is the node's CNI network: cni's, with an address of the node's pod subnet
+// (host-local, which keeps its leases in the node's folder rather than the host-wide
+// /var/lib/cni). The topology routes each node's pod subnet to it and masquerades what
+// leaves the segment, so the plugin masquerades nothing.
+func cniConfig(cni CNI, network, subnet, dataDir string) ([]byte, error) {
+	plugin := map[string]any{
+		"type":   string(cni),
+		"ipMasq": false,
+		"ipam": map[string]any{
+			"type":    "host-local",
+			"dataDir": dataDir,
+			"ranges":  [][]map[string]string{{{"subnet": subnet}}},
+			"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+		},
+	}
+	switch cni {
+	case PTP:
+	case Bridge:
+		plugin["bridge"], plugin["isGateway"] = "cni0", true
+	default:
+		return nil, fmt.Errorf("no CNI %q: %s or %s", cni, PTP, Bridge)
+	}
+	return json.MarshalIndent(map[string]any{"cniVersion": "1.0.0", "name": network, "plugins": []any{plugin}}, "", "  ")
 }
 
 // waitContainerd waits until containerd answers on its socket and its CRI plugin is up.

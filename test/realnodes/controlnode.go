@@ -131,6 +131,9 @@ func startControlNode(cp *controlplane.ControlPlane, topo *topology.Topology, bi
 		return nil, fmt.Errorf("the control-plane namespace's default route: %w", err)
 	}
 	for _, n := range topo.Nodes {
+		if n.Rack != 1 {
+			continue // through the router, by the default route
+		}
 		if _, err := topology.Exec(topo.Control, "ip", "route", "add", n.PodCIDR.String(), "via", n.IP.String()); err != nil {
 			return nil, fmt.Errorf("routing %s to %s in the control-plane namespace: %w", n.PodCIDR, n.Name, err)
 		}

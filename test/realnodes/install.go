@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -26,27 +25,9 @@ var Components = []string{"egressgw-webhook", "egressgw-controller", "egressgw-a
 var Rollouts = []string{"deployment/egressgw-webhook", "deployment/egressgw-controller", "deployment/egressgw-apiserver", "daemonset/egressgw-agent"}
 
 // InstallTarballs builds the components' images as docs/install.md does, into
-// .cache/images-install (once; delete it to rebuild), and returns their tarballs.
+// .cache/images-install (again whenever the sources changed), and returns their tarballs.
 func InstallTarballs() ([]string, error) {
-	root := controlplane.RepoRoot()
-	dir := filepath.Join(root, ".cache", "images-install")
-	var paths []string
-	missing := false
-	for _, c := range Components {
-		p := filepath.Join(dir, c+".tar")
-		if _, err := os.Stat(p); err != nil {
-			missing = true
-		}
-		paths = append(paths, p)
-	}
-	if missing {
-		cmd := exec.Command("go", "run", "./hack/images", "-out", dir, "-repo", InstallRepo, "-tag", InstallTag)
-		cmd.Dir = root
-		if _, err := runScript(cmd); err != nil {
-			return nil, err
-		}
-	}
-	return paths, nil
+	return imageTarballs(filepath.Join(controlplane.RepoRoot(), ".cache", "images-install"), Components, "-repo", InstallRepo, "-tag", InstallTag)
 }
 
 // WriteOverlay writes the overlay of docs/install.md's step 2 into dir: the base

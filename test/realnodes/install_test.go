@@ -166,8 +166,8 @@ func TestInstallOnRealNodes(t *testing.T) {
 }
 
 // uninstall follows docs/install.md's "Uninstall" to the letter, with kubectl, and then
-// finds nothing of the product's on any node: no nft table, no rule at 2640 or 2641, no
-// route in table 2640, no floating IP, no pin in the node's bpffs. The nft table and the
+// finds nothing of the product's on any node: no nft table, no rule at 2640 to 2643, no
+// route in tables 2640 and 2642, no floating IP, no pin in the node's bpffs. The nft table and the
 // pins are seen on the nodes first, so that the check can fail.
 func uninstall(t *testing.T, l *Local, install string) {
 	t.Helper()
@@ -236,8 +236,8 @@ func uninstall(t *testing.T, l *Local, install string) {
 // own bpffs is), printing what it finds.
 var nodeChecks = []struct{ what, script string }{
 	{"the nft table ip egressgw", "nft list tables | grep -w egressgw || true"},
-	{"ip rules at 2640/2641", "ip rule show | grep -E '^264[01]:' || true"},
-	{"routes in table 2640", "ip route show table 2640 2>/dev/null || true"},
+	{"ip rules at 2640-2643", "ip rule show | grep -E '^264[0-3]:' || true"},
+	{"routes in tables 2640 and 2642", "ip route show table 2640 2>/dev/null; ip route show table 2642 2>/dev/null; true"},
 	{"pins under /sys/fs/bpf/egressgw", "ls /sys/fs/bpf/egressgw 2>/dev/null || true"},
 }
 

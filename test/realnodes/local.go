@@ -31,10 +31,27 @@ type Local struct {
 	egress  *EgressProxy
 }
 
-// StartLocal starts a Local of nodes nodes with images imported into every node's
+// LocalOptions shape a Local.
+type LocalOptions struct {
+	// Nodes is how many nodes the floating IPs' segment has (rack 1); Rack2Nodes how
+	// many a second rack behind the router has (topology.Config).
+	Nodes, Rack2Nodes int
+	// CNI is the pods' network; PTP if empty.
+	CNI CNI
+}
+
+// StartLocal starts a Local of nodes nodes with the ptp CNI: StartLocalWith.
+func StartLocal(ctx context.Context, nodes int, images []string, logf func(format string, args ...any)) (*Local, error) {
+	return StartLocalWith(ctx, LocalOptions{Nodes: nodes}, images, logf)
+}
+
+// StartLocalWith starts a Local shaped by opts with images imported into every node's
 // containerd, and returns once every Node is Ready. logf, if not nil, hears how long each
 // part took. On error everything started is stopped and removed.
-func StartLocal(ctx context.Context, nodes int, images []string, logf func(format string, args ...any)) (_ *Local, err error) {
+func StartLocalWith(ctx context.Context, opts LocalOptions, images []string, logf func(format string, args ...any)) (_ *Local, err error) {
+	if opts.CNI == "" {
+		opts.CNI = PTP
+	}
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
@@ -44,7 +61,7 @@ func StartLocal(ctx context.Context, nodes int, images []string, logf func(forma
 	}
 	lockWait := time.Now()
 	l := &Local{}
-	if l.Topo, err = topology.New(topology.Config{Nodes: nodes}); err != nil {
+	if l.Topo, err = topology.New(topology.Config{Nodes: opts.Nodes, Rack2Nodes: opts.Rack2Nodes}); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -67,13 +84,13 @@ func StartLocal(ctx context.Context, nodes int, images []string, logf func(forma
 		return nil, err
 	}
 	logf("control plane with scheduler and controller manager up in %s", time.Since(l.Started).Round(time.Millisecond))
-	if l.Cluster, err = Start(ctx, l.CP, l.Topo, bin, images); err != nil {
+	if l.Cluster, err = Start(ctx, l.CP, l.Topo, bin, images, opts.CNI); err != nil {
 		return nil, err
 	}
 	if err := l.WaitReady(ctx, 3*time.Minute); err != nil {
 		return nil, err
 	}
-	logf("control plane and %d Ready nodes, images imported, in %s", nodes, time.Since(l.Started).Round(time.Millisecond))
+	logf("control plane and %d Ready nodes (%s CNI), images imported, in %s", len(l.Nodes), opts.CNI, time.Since(l.Started).Round(time.Millisecond))
 	return l, nil
 }
 

@@ -2,8 +2,11 @@ package realnodes
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"net/url"
@@ -73,27 +76,74 @@ func Binaries() (string, error) {
 }
 
 // ImageTarballs returns the tarballs of Images in .cache/images, building every image
-// with hack/images (make images) first if one is missing.
+// with hack/images (make images) first if one is missing or the sources changed.
 func ImageTarballs() ([]string, error) {
+	return imageTarballs(filepath.Join(controlplane.RepoRoot(), ".cache", "images"), Images)
+}
+
+// imageTarballs returns the tarballs of names in dir, building them with hack/images
+// (its args after -out dir) if one is missing, or if the sources they are built from are
+// not those of the last build: a stamp of the sources sits next to them.
+func imageTarballs(dir string, names []string, args ...string) ([]string, error) {
 	root := controlplane.RepoRoot()
-	dir := filepath.Join(root, ".cache", "images")
 	var paths []string
 	missing := false
-	for _, name := range Images {
+	for _, name := range names {
 		p := filepath.Join(dir, name+".tar")
 		if _, err := os.Stat(p); err != nil {
 			missing = true
 		}
 		paths = append(paths, p)
 	}
-	if missing {
-		cmd := exec.Command("go", "run", "./hack/images", "-out", dir)
+	stamp, err := sourceStamp(root)
+	if err != nil {
+		return nil, err
+	}
+	stampPath := filepath.Join(dir, "sources.sha256")
+	if old, err := os.ReadFile(stampPath); missing || err != nil || string(old) != stamp {
+		cmd := exec.Command("go", append([]string{"run", "./hack/images", "-out", dir}, args...)...)
 		cmd.Dir = root
 		if _, err := runScript(cmd); err != nil {
 			return nil, err
 		}
+		if err := os.WriteFile(stampPath, []byte(stamp), 0o644); err != nil {
+			return nil, err
+		}
 	}
 	return paths, nil
+}
+
+// sourceStamp hashes what the images are built from: every Go file, the BPF object and
+// sources, go.mod and go.sum, and the Dockerfile, by path and content, outside .cache and
+// .git.
+func sourceStamp(root string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() {
+			if name := e.Name(); path != root && (name == ".cache" || name == ".git") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch filepath.Ext(path) {
+		case ".go", ".o", ".c", ".h", ".mod", ".sum":
+		default:
+			if e.Name() != "Dockerfile" {
+				return nil
+			}
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s %d\n", strings.TrimPrefix(path, root), len(b))
+		h.Write(b)
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil)), err
 }
 
 func runScript(cmd *exec.Cmd) (string, error) {
@@ -113,7 +163,7 @@ func runScript(cmd *exec.Cmd) (string, error) {
 // kube-proxy, each node's pod CIDR that of the topology's address plan (set on its Node
 // once the kubelet registers it). It returns once every Node exists; they become Ready
 // a little later (WaitReady). On error everything started is stopped.
-func Start(ctx context.Context, cp *controlplane.ControlPlane, topo *topology.Topology, bin string, images []string) (_ *Cluster, err error) {
+func Start(ctx context.Context, cp *controlplane.ControlPlane, topo *topology.Topology, bin string, images []string, cni CNI) (_ *Cluster, err error) {
 	if err := sweep(); err != nil {
 		return nil, fmt.Errorf("removing the nodes of dead test processes: %w", err)
 	}
@@ -143,7 +193,7 @@ func Start(ctx context.Context, cp *controlplane.ControlPlane, topo *topology.To
 	for _, tn := range topo.Nodes {
 		n := &Node{Node: tn, dir: fmt.Sprintf("/tmp/%s-%s", topo.ID, tn.Name), cgroupRoot: fmt.Sprintf("/%s-%s", topo.ID, tn.Name)}
 		c.Nodes = append(c.Nodes, n)
-		if err := n.start(ctx, cp, bin, server, images); err != nil {
+		if err := n.start(ctx, cp, bin, server, images, cni); err != nil {
 			return nil, fmt.Errorf("node %s: %w", n.Name, err)
 		}
 	}
@@ -159,13 +209,18 @@ func Start(ctx context.Context, cp *controlplane.ControlPlane, topo *topology.To
 	return c, nil
 }
 
-func (n *Node) start(ctx context.Context, cp *controlplane.ControlPlane, bin, server string, images []string) error {
+func (n *Node) start(ctx context.Context, cp *controlplane.ControlPlane, bin, server string, images []string, plugin CNI) error {
 	if err := os.MkdirAll(n.dir, 0o755); err != nil {
 		return err
 	}
-	cni, err := cniConfig(n.NS, n.PodCIDR.String(), filepath.Join(n.dir, "ipam"))
+	cni, err := cniConfig(plugin, n.NS, n.PodCIDR.String(), filepath.Join(n.dir, "ipam"))
 	if err != nil {
 		return err
+	}
+	if plugin == Bridge {
+		if out, err := topology.Exec(n.NS, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"); err != nil {
+			return fmt.Errorf("turning br_netfilter on (is the br_netfilter module loaded?): %w: %s", err, out)
+		}
 	}
 	mayLower, err := mayLowerOOMScoreAdj()
 	if err != nil {
@@ -177,7 +232,7 @@ func (n *Node) start(ctx context.Context, cp *controlplane.ControlPlane, bin, se
 	}
 	files := map[string][]byte{
 		"resolv.conf":            nil,
-		"cni/10-ptp.conflist":    cni,
+		"cni/10-pods.conflist":   cni,
 		"containerd.toml":        []byte(containerdConfig(n.dir, SandboxImage, !mayLower)),
 		"kubelet-config.yaml":    []byte(kubeletConfig(n, clientCA)),
 		"kube-proxy-config.yaml": []byte(kubeProxyConfig(n.Name, filepath.Join(n.dir, "kube-proxy.kubeconfig"), topology.PodSupernet.String())),

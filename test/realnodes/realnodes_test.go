@@ -159,7 +159,14 @@ func TestTwoRealNodes(t *testing.T) {
 // stopped and removed when the test ends, with the components' logs shown if it failed.
 func startCluster(ctx context.Context, t *testing.T, images []string) *Local {
 	t.Helper()
-	l, err := StartLocal(ctx, 2, images, t.Logf)
+	return startClusterWith(ctx, t, LocalOptions{Nodes: 2}, images)
+}
+
+// startClusterWith starts a Local shaped by opts, stopped and removed when the test ends
+// (its logs kept if the test failed).
+func startClusterWith(ctx context.Context, t *testing.T, opts LocalOptions, images []string) *Local {
+	t.Helper()
+	l, err := StartLocalWith(ctx, opts, images, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
