@@ -7,7 +7,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/egressgw/egressgw/test/topology"
+	"github.com/egressgw/egressgw/test/testenv"
 )
 
 // TestForeignPrograms: with egw_from_pod alone on a pod's veth, nothing is foreign. A
@@ -36,7 +36,7 @@ func TestForeignPrograms(t *testing.T) {
 	if query(); len(foreign) != 0 || moved {
 		t.Fatalf("egw_from_pod alone: foreign %v, moved %v", foreign, moved)
 	}
-	cni, err := topology.AttachRedirect(ns, "host", "uplink")
+	cni, err := testenv.AttachRedirect(ns, "host", "uplink")
 	if err != nil {
 		t.Fatal(err)
 	}

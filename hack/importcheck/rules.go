@@ -24,8 +24,8 @@ var (
 	}
 	// free may import anything: the test harness and the developer's tools.
 	free = []string{"hack", "test"}
-	// testHelpers may be imported by any package's tests: they import only the standard
-	// library.
+	// testHelpers may be imported by any package's tests: they import no package of the
+	// module (the standard library, and cilium/ebpf to play another CNI's program).
 	testHelpers = []string{"test/testenv"}
 )
 

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/egressgw/egressgw/test/testenv"
 	"github.com/egressgw/egressgw/test/topology"
 )
 
@@ -49,7 +50,7 @@ func TestRedirectingCNIIsCaught(t *testing.T) {
 	}
 	before := bypassed()
 
-	cni, err := topology.AttachRedirect(node.NS, pod.HostVeth, "eth0")
+	cni, err := testenv.AttachRedirect(node.NS, pod.HostVeth, "eth0")
 	if err != nil {
 		t.Fatal(err)
 	}
