@@ -86,3 +86,23 @@ func TestStreamNumbersItsDatagrams(t *testing.T) {
 		t.Errorf("Stream: %v", err)
 	}
 }
+
+// TestTransfer: Transfer moves size bytes up and size bytes down, and reports the source
+// the server saw for the upload.
+func TestTransfer(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { ServeTCP(ln, func() bool { return false }); close(done) }()
+	t.Cleanup(func() { ln.Close(); <-done })
+	const size = 3<<20 + 17
+	seen, up, down, err := Transfer(context.Background(), ln.Addr().String(), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen.Addr() != netip.MustParseAddr("127.0.0.1") || up != size || down != size {
+		t.Errorf("Transfer = %s, %d up, %d down; want 127.0.0.1, %d each way", seen, up, down, size)
+	}
+}

@@ -206,7 +206,8 @@ func analyze(packets []topology.Packet, tag string, egressIP netip.Addr, from, t
 }
 
 // startStreamer runs pod streams/name on node, streaming datagrams tagged name to the
-// external host, and waits until they arrive from egressIP. stop deletes the pod.
+// external host, and waits until they arrive from egressIP. stop deletes the pod. Its
+// group may open ICMP sockets (net.ipv4.ping_group_range), for kubectl exec ... ping.
 func startStreamer(t *testing.T, l *Local, name, node string, egressIP netip.Addr) (stop func()) {
 	t.Helper()
 	target := fmt.Sprintf("%s:%d", topology.ExternalIP, topology.ServicePort)
@@ -216,6 +217,8 @@ metadata: {namespace: streams, name: %[1]s, labels: {app: frontend}}
 spec:
   nodeSelector: {kubernetes.io/hostname: %[2]s}
   terminationGracePeriodSeconds: 1
+  securityContext:
+    sysctls: [{name: net.ipv4.ping_group_range, value: "0 2147483647"}]
   containers:
   - {name: stream, image: %[3]s, imagePullPolicy: Never, args: [stream, -tag, %[1]s, -interval, 10ms, -for, 5m, %[4]q]}
 `, name, node, TestClientImage, target)

@@ -2,6 +2,7 @@ package realnodes
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -17,7 +18,8 @@ import (
 // node1 and node2 on the floating IPs' segment, node3 on a second rack behind the router.
 // Selected pods stream UDP to the external host from the gateway node itself, from the
 // other node of its rack, and from the other rack (the routed way); every datagram
-// arrives with the egress IP. Then the gateway node is cordoned: the egress IP moves to
+// arrives with the egress IP. The rack-2 pod also reaches it over TCP, moves 16 MiB each
+// way, pings it, and learns a smaller MTU on the way from the router's frag-needed. Then the gateway node is cordoned: the egress IP moves to
 // the other rack-1 node, whose own pod is now on the gateway (the case a program on cni0
 // got wrong: br_netfilter's conntrack met the packet before it was marked), and every
 // stream carries on with the egress IP, none leaking. The views tell the paths apart.
@@ -79,6 +81,42 @@ func TestBridgeAndRackOnRealNodes(t *testing.T) {
 			t.Errorf("kubectl get podegresses says %q, want %s among them", pe, want)
 		}
 	}
+
+	// The rack-2 pod, bridged and routed: TCP, 16 MiB each way, ICMP, and frag-needed from
+	// the router, with kubectl exec in its pod.
+	t.Run("rack2: TCP, 16 MiB each way, ICMP, frag-needed", func(t *testing.T) {
+		target := fmt.Sprintf("%s:%d", topology.ExternalIP, topology.ServicePort)
+		client := func(args ...string) string {
+			return kubectl(nil, append([]string{"-n", "streams", "exec", "rack2", "--", "/usr/local/bin/egressgw-testclient"}, args...)...)
+		}
+		if got := strings.TrimSpace(client("who", target)); !strings.HasPrefix(got, egressIP.String()+":") {
+			t.Errorf("TCP: the external host saw %q, want %s", got, egressIP)
+		}
+		if got := strings.Fields(client("transfer", "-size", "16777216", target)); len(got) != 3 || !strings.HasPrefix(got[0], egressIP.String()+":") || got[1] != "16777216" || got[2] != "16777216" {
+			t.Errorf("16 MiB each way: %q, want the egress IP, 16777216 up and 16777216 down", got)
+		}
+		mark := l.Topo.External.Mark()
+		if got := client("ping", "-count", "3", topology.ExternalIP.String()); strings.Count(got, "reply from") < 2 {
+			t.Errorf("ICMP: %q, want replies", got)
+		}
+		icmps := 0
+		for _, p := range l.Topo.External.PacketsSince(mark, func(p topology.Packet) bool { return p.Proto == 1 }) {
+			icmps++
+			if p.Src != egressIP {
+				t.Errorf("an ICMP packet of the rack-2 pod arrived from %s, want %s", p.Src, egressIP)
+			}
+		}
+		if icmps == 0 {
+			t.Error("no ICMP packet of the rack-2 pod arrived at the external host")
+		}
+		if _, err := topology.Exec(l.Topo.Router, "ip", "link", "set", "eth1", "mtu", "1300"); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _, _ = topology.Exec(l.Topo.Router, "ip", "link", "set", "eth1", "mtu", "1500") }()
+		if got := client("ping", "-count", "3", "-size", "1372", "-df", topology.ExternalIP.String()); !strings.Contains(got, "pmtu 1300") {
+			t.Errorf("frag-needed: %q, want the pod to learn the router's MTU of 1300", got)
+		}
+	})
 
 	mark, from := l.Topo.External.Mark(), time.Now()
 	kubectl(nil, "cordon", gw)

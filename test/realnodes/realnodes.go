@@ -113,9 +113,9 @@ func imageTarballs(dir string, names []string, args ...string) ([]string, error)
 	return paths, nil
 }
 
-// sourceStamp hashes what the images are built from: every Go file, the BPF object and
-// sources, go.mod and go.sum, and the Dockerfile, by path and content, outside .cache and
-// .git.
+// sourceStamp hashes what the images are built from: every Go file but tests, the BPF
+// object and sources, go.mod and go.sum, and the Dockerfile, by path and content,
+// outside .cache and .git.
 func sourceStamp(root string) (string, error) {
 	h := sha256.New()
 	err := filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
@@ -126,6 +126,9 @@ func sourceStamp(root string) (string, error) {
 			if name := e.Name(); path != root && (name == ".cache" || name == ".git") {
 				return filepath.SkipDir
 			}
+			return nil
+		}
+		if strings.HasSuffix(path, "_test.go") {
 			return nil
 		}
 		switch filepath.Ext(path) {

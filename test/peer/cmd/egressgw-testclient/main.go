@@ -5,12 +5,19 @@
 //	egressgw-testclient who [-udp] 203.0.113.10:8080 # prints the source the server saw
 //	egressgw-testclient stream [-tag s] [-interval 10ms] [-for 10m] 203.0.113.10:8080
 //	                                                 # UDP datagrams "<tag>-<seq>", one every interval
+//	egressgw-testclient transfer [-size 16777216] 203.0.113.10:8080
+//	                                                 # TCP: size bytes up, then down; prints the source the
+//	                                                 # server saw and the bytes each way
+//	egressgw-testclient ping [-count 3] [-size 56] [-df] 203.0.113.10
+//	                                                 # ICMP echo, unprivileged (net.ipv4.ping_group_range);
+//	                                                 # prints the replies, and "pmtu N" once DF meets a smaller MTU
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,7 +36,7 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
-	const usage = "usage: egressgw-testclient serve [-port N] | who [-udp] HOST:PORT | stream [-tag T] [-interval D] [-for D] HOST:PORT"
+	const usage = "usage: egressgw-testclient serve [-port N] | who [-udp] HOST:PORT | stream [-tag T] [-interval D] [-for D] HOST:PORT | transfer [-size N] HOST:PORT | ping [-count N] [-size N] [-df] IP"
 	if len(args) == 0 {
 		return fmt.Errorf("%s", usage)
 	}
@@ -66,10 +73,36 @@ func run(ctx context.Context, args []string) error {
 		ctx, cancel := context.WithTimeout(ctx, *limit)
 		defer cancel()
 		return peer.Stream(ctx, flags.Arg(0), *tag, *interval)
+	case "transfer":
+		size := flags.Int64("size", 16<<20, "the bytes to send, and to have sent back")
+		_ = flags.Parse(args[1:])
+		if flags.NArg() != 1 {
+			return fmt.Errorf("transfer takes one HOST:PORT")
+		}
+		seen, up, down, err := peer.Transfer(ctx, flags.Arg(0), *size)
+		if err != nil {
+			return err
+		}
+		fmt.Println(seen, up, down)
+		return nil
+	case "ping":
+		count := flags.Int("count", 3, "how many echo requests")
+		size := flags.Int("size", 56, "the bytes of data in each")
+		df := flags.Bool("df", false, "set DF: refuse fragmentation, learn the path MTU")
+		_ = flags.Parse(args[1:])
+		dst, err := netip.ParseAddr(flags.Arg(0))
+		if flags.NArg() != 1 || err != nil {
+			return fmt.Errorf("ping takes one IPv4 address")
+		}
+		lines, err := peer.Ping(ctx, dst, *size, *count, *df)
+		for _, l := range lines {
+			fmt.Println(l)
+		}
+		return err
 	case "-h", "-help", "--help", "help":
 		fmt.Println(usage)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q: serve, who or stream", args[0])
+		return fmt.Errorf("unknown command %q: serve, who, stream, transfer or ping", args[0])
 	}
 }
