@@ -22,7 +22,8 @@ import (
 // way, pings it, and learns a smaller MTU on the way from the router's frag-needed. Then the gateway node is cordoned: the egress IP moves to
 // the other rack-1 node, whose own pod is now on the gateway (the case a program on cni0
 // got wrong: br_netfilter's conntrack met the packet before it was marked), and every
-// stream carries on with the egress IP, none leaking. The views tell the paths apart.
+// stream carries on with the egress IP, none leaking. Then that node fails hard, and the
+// IP goes back. The views tell the paths apart.
 func TestBridgeAndRackOnRealNodes(t *testing.T) {
 	need(t)
 	ctx := context.Background()
@@ -133,4 +134,40 @@ func TestBridgeAndRackOnRealNodes(t *testing.T) {
 		t.Logf("cordoned %s, the egress IP on %s after %s; the stream from %s on %s: %s", gw, moved, movedAfter.Round(time.Millisecond), name, node, st)
 		st.check(t)
 	}
+
+	// A hard failure of the new gateway node (kubelet and agent killed, link down), with
+	// the old one uncordoned: the IP goes back to it, and the streams from it (local
+	// again) and from the other rack carry on, none leaking. If the controller's leader
+	// was on the failed node, the move waits for the new leader's fence (docs/failover.md).
+	t.Run("the gateway node fails", func(t *testing.T) {
+		kubectl(nil, "uncordon", gw)
+		failed := l.node(moved)
+		leader := leaderNode(t, l)
+		mark, from := l.Topo.External.Mark(), time.Now()
+		failed.KillKubelet()
+		if killed, err := failed.KillHostProcesses("egressgw-agent"); err != nil || killed == 0 {
+			t.Fatalf("killing the agent on %s: %d killed, %v", moved, killed, err)
+		}
+		if err := failed.SetLink(false); err != nil {
+			t.Fatal(err)
+		}
+		back := waitGatewayNode(t, l, moved, 3*time.Minute)
+		movedAfter := time.Since(from)
+		time.Sleep(3 * time.Second)
+		packets := l.Topo.External.PacketsSince(mark, nil)
+		for _, name := range []string{"on-gateway", "rack2"} {
+			st := analyze(packets, name, egressIP, from, time.Now())
+			t.Logf("%s failed (the controller's leader was on %s): the egress IP on %s after %s; the stream from %s on %s: %s",
+				moved, leader, back, movedAfter.Round(time.Millisecond), name, streams[name], st)
+			st.check(t)
+		}
+		// The node comes back, so that its pods can go.
+		if err := failed.SetLink(true); err != nil {
+			t.Fatal(err)
+		}
+		if err := failed.RestartKubelet(); err != nil {
+			t.Fatal(err)
+		}
+		waitKubectl(t, l.CP, "wait", "--for=condition=Ready", "node/"+moved, "--timeout=2m")
+	})
 }
