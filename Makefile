@@ -125,8 +125,9 @@ nodes:
 ## test-realnodes: a control plane with scheduler and controller manager, and two real nodes
 ## (containerd, kubelet, kube-proxy, ptp CNI) in network namespaces; pods on each, reaching
 ## each other; then the product installed on them as docs/install.md says (images
-## imported, kubectl apply -k of an overlay, every rollout). Needs root and Debian's
-## containerd, runc and containernetworking-plugins, which make deps installs; about 2.5
-## minutes warm, and hack/nodes.sh's build the first time.
+## imported, kubectl apply -k of an overlay, every rollout); then three nodes with the
+## bridge CNI, one of them on a second rack. Needs root and Debian's containerd, runc and
+## containernetworking-plugins, which make deps installs; about 7 minutes warm, and
+## hack/nodes.sh's build the first time.
 test-realnodes:
-	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) EGRESSGW_NODES_DIR=$$(hack/nodes.sh) $(GO) test -count=1 -timeout 20m -run 'TestTwoRealNodes|TestInstallOnRealNodes' ./test/realnodes/
+	KUBEBUILDER_ASSETS=$$(hack/controlplane.sh) EGRESSGW_NODES_DIR=$$(hack/nodes.sh) $(GO) test -count=1 -timeout 25m -run 'TestTwoRealNodes|TestInstallOnRealNodes|TestBridgeAndRackOnRealNodes' ./test/realnodes/
