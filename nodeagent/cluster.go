@@ -84,7 +84,7 @@ type nodeStatus struct {
 	// and why; empty when every pod is covered.
 	Uncovered string
 	// Unreachable names the selected pods whose egress IP is on no subnet of the node's
-	// interfaces, and why; empty when there are none.
+	// interfaces and that the node has no route to, and why; empty when there are none.
 	Unreachable string
 	// Redirected are the pods ("namespace/name") whose interface carries another
 	// program: their selected traffic is dropped.

@@ -67,7 +67,7 @@ func newMetrics(reg prometheus.Registerer, dp dataplane, h host) *metrics {
 		}),
 		podsUnreachable: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "egressgw_agent_pods_unreachable",
-			Help: "Selected pod-policy pairs of this node whose egress IP is on no subnet of the node's interfaces, whose selected traffic is dropped; the NetworkGatewayNode's EgressReachable condition names them.",
+			Help: "Selected pod-policy pairs of this node whose egress IP is on no subnet of the node's interfaces and that the node has no route to, whose selected traffic is dropped; the NetworkGatewayNode's EgressReachable condition names them.",
 		}),
 		grantExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "egressgw_agent_grant_seconds_left", Help: "Seconds left on the node's grant after the last renewal.",

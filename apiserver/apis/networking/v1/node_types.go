@@ -88,9 +88,10 @@ type NetworkGatewayNodeStatus struct {
 	RedirectedPods []string `json:"redirectedPods,omitempty"`
 	// Conditions are the standard conditions: Ready is True while the agent is healthy,
 	// CapacityExceeded while a map refuses entries, PodsCovered False while a pod of the
-	// node is outside the agent's fail-closed backstop or the gateways' source filter,
-	// EgressReachable False while a selected pod's egress IP is on no subnet of the node's
-	// interfaces (its selected traffic is dropped).
+	// node is outside the agent's fail-closed backstop or the gateways' source filter, or
+	// has another BPF program on its interface, EgressReachable False while a selected
+	// pod's egress IP is on no subnet of the node's interfaces and the node has no route
+	// to it (its selected traffic is dropped).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
