@@ -32,6 +32,17 @@ static __always_inline int egw_held(__be32 egress_ip, __u32 *snat_id)
 }
 
 /*
+ * The route of set_id's trie for key's destination; NULL if there is none, or if the set
+ * has no trie (everything passes, as with an empty one).
+ */
+static __always_inline struct egw_route *egw_set_route(__u32 set_id, struct egw_dst_key *key)
+{
+	void *routes = bpf_map_lookup_elem(&egw_set_routes, &set_id);
+
+	return routes ? bpf_map_lookup_elem(routes, key) : NULL;
+}
+
+/*
  * tcx ingress on the host side of each local pod's veth: packets from the pod. IPv4
  * from any source but the pod's own (egw_pod_sources) is dropped: it would classify as
  * the pod whose address it claims.
@@ -44,10 +55,9 @@ int egw_from_pod(struct __sk_buff *skb)
 {
 	struct egw_dst_key key = { .prefixlen = 32 };
 	struct egw_pod_source src = {};
-	struct egw_route *route = NULL;
 	__u32 *set, set_id, snat_id;
+	struct egw_route *route;
 	__be32 saddr, *egress_ip;
-	void *routes;
 	int known;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP))
@@ -69,10 +79,7 @@ int egw_from_pod(struct __sk_buff *skb)
 	known = set != NULL;
 	set_id = known ? *set : EGW_UNKNOWN_SET;
 
-	/* A set without routes has no trie: everything passes, as with an empty one. */
-	routes = bpf_map_lookup_elem(&egw_set_routes, &set_id);
-	if (routes)
-		route = bpf_map_lookup_elem(routes, &key);
+	route = egw_set_route(set_id, &key);
 	if (!route) {
 		egw_set_mark(skb, EGW_MARK_CLASSIFIED, 0);
 		return egw_count(skb, known ? EGW_STAT_FROM_POD_PASS :
@@ -283,7 +290,6 @@ static __always_inline int egw_bypass_guard(struct __sk_buff *skb)
 	struct egw_dst_key key = { .prefixlen = 32 };
 	struct egw_route *route;
 	__be32 saddr;
-	void *routes;
 	__u32 *set;
 
 	if (egw_ipv4_addrs(skb, &saddr, &key.dst) < 0)
@@ -291,10 +297,7 @@ static __always_inline int egw_bypass_guard(struct __sk_buff *skb)
 	set = bpf_map_lookup_elem(&egw_pods, &saddr);
 	if (!set)
 		return TCX_NEXT;
-	routes = bpf_map_lookup_elem(&egw_set_routes, set);
-	if (!routes)
-		return TCX_NEXT;
-	route = bpf_map_lookup_elem(routes, &key);
+	route = egw_set_route(*set, &key);
 	if (!route || route->verdict == EGW_VERDICT_IN_CLUSTER)
 		return TCX_NEXT;
 	return egw_count(skb, EGW_STAT_UPLINK_OUT_BYPASSED, TCX_DROP);

@@ -141,14 +141,7 @@ func ipv4Packet(src, dst string, proto uint8) []byte {
 	s, d := netip.MustParseAddr(src).As4(), netip.MustParseAddr(dst).As4()
 	copy(ip[12:16], s[:])
 	copy(ip[16:20], d[:])
-	var sum uint32
-	for i := 0; i < 20; i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
-	}
-	for sum > 0xFFFF {
-		sum = sum&0xFFFF + sum>>16
-	}
-	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+	setIPv4Checksum(ip)
 	switch proto {
 	case protoTCP:
 		binary.BigEndian.PutUint16(ip[20:], 40000)
@@ -163,6 +156,18 @@ func ipv4Packet(src, dst string, proto uint8) []byte {
 		ip[20] = 8 // echo request
 	}
 	return ether(0x0800, ip)
+}
+
+// setIPv4Checksum writes the checksum of the 20-byte IPv4 header at the start of ip.
+func setIPv4Checksum(ip []byte) {
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
+	}
+	for sum > 0xFFFF {
+		sum = sum&0xFFFF + sum>>16
+	}
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
 }
 
 func ipv6Packet() []byte {

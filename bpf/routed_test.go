@@ -79,14 +79,7 @@ func ipip(pkt []byte, src, dst netip.Addr, df bool) []byte {
 	s, d := src.As4(), dst.As4()
 	copy(outer[12:16], s[:])
 	copy(outer[16:20], d[:])
-	var sum uint32
-	for i := 0; i < 20; i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(outer[i:]))
-	}
-	for sum > 0xFFFF {
-		sum = sum&0xFFFF + sum>>16
-	}
-	binary.BigEndian.PutUint16(outer[10:], ^uint16(sum))
+	setIPv4Checksum(outer)
 	out := append(bytes.Clone(pkt[:14]), outer...)
 	return append(out, inner...)
 }

@@ -183,7 +183,7 @@ func TestPathTo(t *testing.T) {
 		name    string
 		reach   NodeReach
 		want    Path
-		wantWhy string // in Unreachable; "" for none
+		wantWhy string // in NoRoute's words, for NoPath
 	}{
 		{name: "not reported: nothing claimed", want: OnSegmentPath},
 		{name: "on the segment", reach: NodeReach{Subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/25")}}, want: OnSegmentPath},
@@ -198,9 +198,10 @@ func TestPathTo(t *testing.T) {
 			if got := tt.reach.PathTo(ip); got != tt.want {
 				t.Errorf("PathTo = %s, want %s", got, tt.want)
 			}
-			got := tt.reach.Unreachable("n1", ip)
-			if (got == "") != (tt.wantWhy == "") || !strings.Contains(got, tt.wantWhy) {
-				t.Errorf("Unreachable = %q, want one with %q", got, tt.wantWhy)
+			if tt.want == NoPath {
+				if got := NoRoute("n1", tt.reach.Subnets, ip); !strings.Contains(got, tt.wantWhy) {
+					t.Errorf("NoRoute = %q, want one with %q", got, tt.wantWhy)
+				}
 			}
 		})
 	}

@@ -76,15 +76,6 @@ func (r NodeReach) PathTo(egressIP netip.Addr) Path {
 	return NoPath
 }
 
-// Unreachable is why a pod on node cannot egress through egressIP, given what the
-// node's agent reports, or "" if it can.
-func (r NodeReach) Unreachable(node string, egressIP netip.Addr) string {
-	if r.PathTo(egressIP) != NoPath {
-		return ""
-	}
-	return NoRoute(node, r.Subnets, egressIP)
-}
-
 // NoRoute says that node, with interfaces on subnets, has no way to egressIP: no
 // interface on its subnet and no route to it.
 func NoRoute(node string, subnets []netip.Prefix, egressIP netip.Addr) string {

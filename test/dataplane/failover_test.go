@@ -331,18 +331,7 @@ func TestFailover(t *testing.T) {
 	ctx := context.Background()
 	w := watchFault(t, c, ex, "failover") // whichever node holds the IP now
 	old := w.old
-	failHard(t, c, old)
-	gw, err := c.WaitGatewayNodeChange(ctx, "egress", old.Name, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Datagrams sent once the new node holds the IP must be answered from it.
-	gap, lost := w.resumed(t, c, ex.egressIP, gw)
-	t.Logf("answers with %s stopped for %s after the gateway node failed; %d datagrams lost (lease %s, grace %s)",
-		ex.egressIP, gap.Round(time.Millisecond), lost, failoverLease, failoverGrace)
-	if lost == 0 {
-		t.Errorf("no datagram was lost although the gateway node went down: the probe measured nothing")
-	}
+	gw := failAndResume(t, c, ex, w)
 	status, err := c.Net.NetworkingV1().NetworkGatewayGroups("kube-system").Get(ctx, "default", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -352,4 +341,24 @@ func TestFailover(t *testing.T) {
 	}
 	w.announced(t, c, ex.egressIP, gw)
 	w.check(t, c, ex.egressIP)
+}
+
+// failAndResume fails the gateway node w watches (failHard), waits for the egress IP to
+// move and the probe's answers to come back from the new node, logs the gap, and returns
+// the new gateway node. Datagrams sent once the new node holds the IP must be answered
+// from it.
+func failAndResume(t *testing.T, c *cluster.Cluster, ex example, w *faultWatch) string {
+	t.Helper()
+	failHard(t, c, w.old)
+	gw, err := c.WaitGatewayNodeChange(context.Background(), "egress", w.old.Name, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gap, lost := w.resumed(t, c, ex.egressIP, gw)
+	t.Logf("the probe %s's answers with %s stopped for %s after the gateway node failed; %d datagrams lost (lease %s, grace %s)",
+		w.tag, ex.egressIP, gap.Round(time.Millisecond), lost, failoverLease, failoverGrace)
+	if lost == 0 {
+		t.Errorf("no datagram was lost although the gateway node went down: the probe measured nothing")
+	}
+	return gw
 }
