@@ -29,8 +29,8 @@ type Conntrack struct {
 	ct     *conntrack.Conn
 	events *netlink.Conn
 	fd     int
-	seq  uint32
-	buf  []byte
+	seq    uint32
+	buf    []byte
 }
 
 var (

@@ -231,8 +231,8 @@ type stream struct {
 	counter uint64 // GCM's nonce: every datagram sealed in the session
 	id, seq uint64
 	pending map[Key]pendingRecord
-	queue   []queued  // to send, in order; seqs are given when sent
-	window  []sent    // sent and not acknowledged, in seq order
+	queue   []queued // to send, in order; seqs are given when sent
+	window  []sent   // sent and not acknowledged, in seq order
 	// snapshotDue: a snapshot is to be sent; lastSnapshot: when the last one was queued.
 	snapshotDue  bool
 	lastSnapshot time.Time
