@@ -431,3 +431,43 @@ func TestDecideStandbys(t *testing.T) {
 		t.Errorf("standbys after a failed %v, want %v", got, want)
 	}
 }
+
+// TestDecideCordonGoesToTheStandby: a cordoned holder's IP goes to its standby, the node
+// its connections were copied to. While the old node lets go, the status names that
+// target as the standby (where the IP goes next, and where the old node hands its
+// connections), so the pass after the let-go grants it there and nowhere else.
+func TestDecideCordonGoesToTheStandby(t *testing.T) {
+	in := cluster{nodes: []tnode{{name: "a"}, {name: "b"}, {name: "c"}},
+		gateways: []tgateway{{name: "gw", ips: []string{ip100}}}}.inputs()
+	status := func(d decision) v1.NetworkGatewayGroupStatus {
+		for _, w := range d.gateways {
+			return w.status
+		}
+		return in.groups[0].Status
+	}
+	d := decide(in)
+	apply(&in, d)
+	holder, standby := status(d).FloatingIPs[ip100], status(d).Standbys[ip100]
+	if holder == "" || standby == "" || holder == standby {
+		t.Fatalf("placed on %q with standby %q", holder, standby)
+	}
+	for i := range in.nodes {
+		if in.nodes[i].Name == holder {
+			in.nodes[i].Spec.Unschedulable = true
+		}
+	}
+	waiting := decide(in)
+	apply(&in, waiting)
+	if got := status(waiting); got.FloatingIPs[ip100] != holder || got.Standbys[ip100] != standby {
+		t.Errorf("while %s lets go: placed %v, standbys %v; want %s on %s with standby %s", holder, got.FloatingIPs, got.Standbys, ip100, holder, standby)
+	}
+	for i := range in.reports { // the old node lets go
+		if r := &in.reports[i]; r.Name == holder {
+			r.Status.FloatingIPs = nil
+		}
+	}
+	moved := decide(in)
+	if got := status(moved).FloatingIPs[ip100]; got != standby {
+		t.Errorf("after %s let go, %s went to %q, want its standby %s", holder, ip100, got, standby)
+	}
+}

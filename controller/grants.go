@@ -189,6 +189,15 @@ func grantWrites(nodes map[string]*grantNode, plan grantPlan) []grantWrite {
 func effectiveResult(result placement.Result, plan grantPlan) placement.Result {
 	out := result
 	out.Assignment = plan.effective
+	// An IP waiting for its old node to let go has its target as its standby: that is
+	// where it goes next, and the node the old one hands its connections to. (Placement
+	// named the standby of the target, which is the target's own next node.)
+	out.Standbys = maps.Clone(result.Standbys)
+	for ip, target := range result.Assignment {
+		if from, ok := plan.effective[ip]; ok && from != target {
+			out.Standbys[ip] = target
+		}
+	}
 	out.Moves = nil
 	for _, m := range result.Moves {
 		if m.To == "" || plan.effective[m.IP] == m.To {

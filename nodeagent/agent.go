@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -27,7 +29,10 @@ type Agent struct {
 	snat    *snatFilterWriter
 	report  *reporter
 	flows   *flowSweeper
-	wake    wakeups
+	// standbys copy conntrack entries to and from other gateways (standby.go); nil
+	// without the copy.
+	standbys *standbys
+	wake     wakeups
 	m       *metrics
 	// notReady says why the last pass did not program everything (nil inside when it
 	// did); nil before the first pass.
@@ -258,7 +263,14 @@ func (a *Agent) pass(ctx context.Context) error {
 	if err := a.nft.apply(nft); err != nil {
 		errs = append(errs, err)
 	}
+	before := slices.Collect(maps.Values(a.grants.heldIDs()))
+	a.standbys.willHold(slices.Collect(maps.Values(snat)))
 	held, err := a.grants.hold(snat, snap.generation)
+	// The IPs let go hand their last conntrack changes to their standbys, and the copy
+	// stops following them, before their entries are swept (which the standbys must not
+	// follow) and before the report says they were let go.
+	a.standbys.letGo(slices.DeleteFunc(before, func(ip netip.Addr) bool { return slices.Contains(held, ip) }))
+	a.standbys.route(snap.gateways, snap.peers, held)
 	if err != nil {
 		errs = append(errs, err)
 	} else if err := a.flows.grantsChanged(held); err != nil {

@@ -106,3 +106,20 @@ func (k *beatKeys) rotate(now time.Time) (bool, error) {
 	k.version++
 	return true, nil
 }
+
+// sealing is the key pair that seals what the agent sends other agents: the newest.
+func (k *beatKeys) sealing() *hb.KeyPair {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.current
+}
+
+// pairs are the key pairs other agents may have sealed with, newest first.
+func (k *beatKeys) pairs() []*hb.KeyPair {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.previous != nil {
+		return []*hb.KeyPair{k.current, k.previous}
+	}
+	return []*hb.KeyPair{k.current}
+}

@@ -226,12 +226,16 @@ func (c *caches) Snapshot() (snapshot, error) {
 	}
 	s.addresses.Configured = o.clusterCIDRs
 	s.podCIDRs = o.podCIDRs
+	s.peers = map[string]peer{}
 	for _, n := range nodes {
 		a := routing.NodeAddressesOf(n)
+		p := peer{internalIPs: a.InternalIPs}
 		if r, err := c.list.reports.NetworkGatewayNodes(networking.NodeNamespace).Get(n.Name); err == nil {
 			report := routing.ReportAddressesOf(&r.Status)
 			a.Interfaces, a.Served = report.Interfaces, report.Served
+			p.keys = r.Status.HeartbeatKeys
 		}
+		s.peers[n.Name] = p
 		if n.Name == o.node {
 			if len(o.podCIDRs) == 0 {
 				s.podCIDRs = a.PodCIDRs

@@ -32,6 +32,8 @@ type snapshot struct {
 	// granted are the floating IPs of this node's NetworkGatewayNode spec, of generation.
 	granted    []string
 	generation int64
+	// peers are the other nodes, as the conntrack copy reaches them.
+	peers map[string]peer
 }
 
 // desired is what the node's kernel should hold after a pass.

@@ -31,6 +31,7 @@ type Options struct {
 	// backstop. Taken from the Node object if empty.
 	PodCIDRs  string
 	Heartbeat HeartbeatOptions
+	FlowCopy  FlowCopyOptions
 	// Resync is how often a pass runs with no change, to repair the kernel state.
 	Resync time.Duration
 	// ProbeAddr serves /healthz and /readyz; MetricsAddr serves /metrics, over TLS, to
@@ -64,6 +65,18 @@ type HeartbeatOptions struct {
 	KeyRotation time.Duration
 }
 
+// FlowCopyOptions tune the copy of a gateway's conntrack entries to its standbys
+// (standby.go). It needs the direct channel (--controller-lease), whose keys seal it.
+type FlowCopyOptions struct {
+	// Port is the UDP port agents take copies on; 0 turns the copy off.
+	Port uint16
+	// MaxEntries bounds the entries a standby keeps, and so its memory.
+	MaxEntries int
+	// Handover bounds the wait, when the node lets an IP go, for the standby to
+	// acknowledge the last changes.
+	Handover time.Duration
+}
+
 // parsedOptions are the list flags, parsed.
 type parsedOptions struct {
 	interfaces             []string
@@ -85,6 +98,7 @@ func NewOptions() *Options {
 			LeaseRefresh:    10 * time.Second,
 			KeyRotation:     24 * time.Hour,
 		},
+		FlowCopy:    FlowCopyOptions{Port: 7473, MaxEntries: 200_000, Handover: 100 * time.Millisecond},
 		Resync:      30 * time.Second,
 		ProbeAddr:   ":9464",
 		MetricsAddr: ":9465",
@@ -106,6 +120,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&h.Interval, "heartbeat-interval", h.Interval, "how often a UDP heartbeat goes to the controller's leader")
 	fs.DurationVar(&h.LeaseRefresh, "lease-refresh", h.LeaseRefresh, "how often the heartbeat Lease is written while the leader answers UDP heartbeats")
 	fs.DurationVar(&h.KeyRotation, "heartbeat-key-rotation", h.KeyRotation, "how often a new key authenticates the UDP heartbeats (one is made at every start too); 0: only at start")
+	fs.Uint16Var(&o.FlowCopy.Port, "flow-copy-port", o.FlowCopy.Port, "UDP port on which the agent takes copies of other gateways' conntrack entries, and to which it sends its own to each floating IP's standby, so that connections survive a failover; 0 turns the copy off (it needs --controller-lease)")
+	fs.IntVar(&o.FlowCopy.MaxEntries, "flow-copy-max-entries", o.FlowCopy.MaxEntries, "the most copied conntrack entries this node keeps as a standby (about 100 bytes of memory each)")
+	fs.DurationVar(&o.FlowCopy.Handover, "flow-copy-handover", o.FlowCopy.Handover, "how long a node letting a floating IP go waits for its standby to acknowledge the last conntrack changes")
 	fs.DurationVar(&o.Resync, "resync", o.Resync, "how often to repair the kernel state with no change seen")
 	fs.StringVar(&o.ProbeAddr, "probe-bind-address", o.ProbeAddr, "address of /healthz and /readyz, for the kubelet")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics, over TLS, for clients with a token that may get /metrics; 0 disables")
@@ -124,6 +141,12 @@ func (o *Options) Validate() error {
 	}
 	if !o.Uninstall {
 		errs = append(errs, o.Heartbeat.validate()...)
+		if o.FlowCopy.Port != 0 && o.FlowCopy.MaxEntries < 1 {
+			errs = append(errs, fmt.Errorf("--flow-copy-max-entries must be at least 1, not %d (or turn the copy off with --flow-copy-port=0)", o.FlowCopy.MaxEntries))
+		}
+		if o.FlowCopy.Port != 0 && (o.FlowCopy.Handover < 0 || o.FlowCopy.Handover > 5*time.Second) {
+			errs = append(errs, fmt.Errorf("--flow-copy-handover must be between 0 and 5s, not %s: a planned move waits for it", o.FlowCopy.Handover))
+		}
 	}
 	if o.BPFDir == "" {
 		errs = append(errs, errors.New("--bpf-dir is required (a directory on a bpffs mount)"))

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,6 +69,12 @@ func (a *Agent) run(ctx context.Context) error {
 		return err
 	}
 	a.grants.start(ctx)
+	if a.standbys != nil {
+		held := slices.Collect(maps.Values(a.grants.heldIDs()))
+		if err := a.standbys.run(ctx, func(ip netip.Addr) bool { return slices.Contains(held, ip) }); err != nil {
+			return err
+		}
+	}
 	klog.InfoS("Node agent started", "node", a.opts.NodeName,
 		"leaseDuration", a.opts.Heartbeat.LeaseDuration, "renewInterval", a.opts.Heartbeat.RenewInterval)
 	go a.grants.renewLoop(ctx)

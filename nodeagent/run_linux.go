@@ -11,6 +11,7 @@ import (
 
 	"github.com/egressgw/egressgw/bpf"
 	"github.com/egressgw/egressgw/nodeagent/floatingip"
+	"github.com/egressgw/egressgw/nodeagent/flowcopy"
 )
 
 // Run runs the agent on this node until ctx ends: it loads the BPF programs (keeping
@@ -42,6 +43,14 @@ func Run(ctx context.Context, opts *Options) error {
 	a, err := newAgent(*opts, c, kernel{dp: dp, fips: fips, host: linuxHost{}, now: monotonic}, reg)
 	if err != nil {
 		return err
+	}
+	if opts.FlowCopy.Port != 0 && a.report.keys != nil {
+		ct, err := flowcopy.Open(ctZone)
+		if err != nil {
+			return err
+		}
+		defer ct.Close()
+		a.standbys = newStandbys(*opts, ct, a.report.keys, flowcopy.NewMetrics(reg))
 	}
 	registerHolderMetrics(reg, fips)
 	if _, err := serveProbes(ctx, opts.ProbeAddr, a.Ready); err != nil {

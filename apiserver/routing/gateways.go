@@ -16,18 +16,19 @@ type Gateway struct {
 	Ref         networking.ObjectRef
 	FloatingIPs []string
 	Placed      map[string]string // IP → node, from status.floatingIPs
+	Standbys    map[string]string // IP → node, from status.standbys
 }
 
 // GroupGateway and LegacyGateway read a gateway of each kind. They keep references to
 // the object's slices and maps, which the decision only reads.
 func GroupGateway(g *v1.NetworkGatewayGroup) Gateway {
 	return Gateway{Ref: networking.ObjectRef{Kind: networking.KindNetworkGatewayGroup, Namespace: g.Namespace, Name: g.Name},
-		FloatingIPs: g.Spec.FloatingIPs, Placed: g.Status.FloatingIPs}
+		FloatingIPs: g.Spec.FloatingIPs, Placed: g.Status.FloatingIPs, Standbys: g.Status.Standbys}
 }
 
 func LegacyGateway(g *v1alpha1.AnthosNetworkGateway) Gateway {
 	return Gateway{Ref: networking.ObjectRef{Kind: networking.KindAnthosNetworkGateway, Namespace: g.Namespace, Name: g.Name},
-		FloatingIPs: g.Spec.FloatingIPs, Placed: g.Status.FloatingIPs}
+		FloatingIPs: g.Spec.FloatingIPs, Placed: g.Status.FloatingIPs, Standbys: g.Status.Standbys}
 }
 
 // Gateways are every gateway of both kinds, indexed for the decision. It is the one

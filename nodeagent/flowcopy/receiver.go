@@ -193,6 +193,12 @@ func (r *Receiver) handle(b []byte, now time.Time) (ackMsg, *hb.PairSession, boo
 		r.streams[node] = in
 	}
 	apply := msg.Flags&flagProbe == 0 && msg.Seq == in.expected
+	if apply && !r.acceptable(node, msg) {
+		// Not taken, and not acknowledged: the sender sends it again, and this node's
+		// cache, behind a move, may show the sender holding the IP by then.
+		apply = false
+		r.m.refused.WithLabelValues("not-holder").Inc()
+	}
 	if apply {
 		in.expected++
 	}
@@ -202,6 +208,16 @@ func (r *Receiver) handle(b []byte, now time.Time) (ackMsg, *hb.PairSession, boo
 		r.apply(node, in, msg, now)
 	}
 	return ackMsg{Stream: msg.Stream, Acked: acked, Nonce: r.nonce, Copies: uint32(r.Copies())}, sess, true
+}
+
+// acceptable: every record is of an IP node may send.
+func (r *Receiver) acceptable(node string, msg dataMsg) bool {
+	for _, rec := range msg.Records {
+		if !r.opts.Accept(rec.EgressIP, node) {
+			return false
+		}
+	}
+	return true
 }
 
 // session finds the session id names, among this agent's keys and those node published.
@@ -242,10 +258,6 @@ func (r *Receiver) apply(node string, in *inbound, msg dataMsg, now time.Time) {
 	}
 	var changes []Change
 	for _, rec := range msg.Records {
-		if !r.opts.Accept(rec.EgressIP, node) {
-			r.m.refused.WithLabelValues("not-holder").Inc()
-			continue
-		}
 		changes = r.change(changes, node, in.gen, rec, now)
 	}
 	if msg.Flags&flagSnapshotEnd != 0 {

@@ -1,0 +1,172 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	hb "github.com/egressgw/egressgw/apiserver/heartbeat"
+	"github.com/egressgw/egressgw/apiserver/routing"
+	"github.com/egressgw/egressgw/nodeagent/flowcopy"
+)
+
+// standbys keep established connections alive across a failover (package flowcopy): as
+// a holder, the node streams its SNAT conntrack entries of each IP it holds to that IP's
+// standby (the gateway's status.standbys); as a standby, it keeps the holders' entries in
+// its own zone, unused until it is granted the IP. Both ends authenticate with the
+// agents' heartbeat keys.
+//
+// A pass tells it, in order: the IPs about to be held (whose copies it stops taking,
+// before the grant makes them live), the IPs let go (whose last changes go to their
+// standby before the node reports that it let go, so a planned move hands the state
+// over), and what it holds after the pass, with each IP's standby.
+type standbys struct {
+	node   string
+	port   uint16
+	sender *flowcopy.Sender
+	recv   *flowcopy.Receiver
+	ct     *flowcopy.Conntrack
+	keys   *beatKeys
+	// view is what the receiver checks records against, from the last pass.
+	view atomic.Pointer[standbyView]
+	// handover bounds the wait for a standby's acknowledgement when an IP is let go.
+	handover time.Duration
+}
+
+type standbyView struct {
+	// holders: each placed IP's node; holding: the IPs this node holds or is about to.
+	holders map[netip.Addr]string
+	holding map[netip.Addr]bool
+	// keys: each node's published heartbeat keys.
+	keys map[string][]hb.PublicKey
+}
+
+// peer is another node as the copy needs it.
+type peer struct {
+	internalIPs []netip.Addr
+	keys        []string
+}
+
+func newStandbys(opts Options, ct *flowcopy.Conntrack, keys *beatKeys, m *flowcopy.Metrics) *standbys {
+	s := &standbys{node: opts.NodeName, port: opts.FlowCopy.Port, ct: ct, keys: keys, handover: opts.FlowCopy.Handover}
+	s.view.Store(&standbyView{})
+	s.sender = flowcopy.NewSender(opts.NodeName, keys.sealing, ct, flowcopy.SenderOptions{}, m)
+	s.recv = flowcopy.NewReceiver(flowcopy.ReceiverOptions{
+		Node: opts.NodeName, Keys: keys.pairs,
+		PeerKeys: func(node string) []hb.PublicKey { return s.view.Load().keys[node] },
+		Accept: func(ip netip.Addr, node string) bool {
+			v := s.view.Load()
+			return v.holders[ip] == node && !v.holding[ip]
+		},
+		MaxCopies: opts.FlowCopy.MaxEntries, Refresh: 2 * time.Minute,
+	}, ct, m)
+	return s
+}
+
+// run serves copies and sends them until ctx ends.
+func (s *standbys) run(ctx context.Context, holds func(netip.Addr) bool) error {
+	if err := s.recv.Load(holds); err != nil {
+		klog.ErrorS(err, "Reading the copies a previous agent left; the holders' snapshots replace them", "node", s.node)
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{Port: int(s.port)})
+	if err != nil {
+		return fmt.Errorf("listening for conntrack copies on --flow-copy-port %d: %w", s.port, err)
+	}
+	go func() {
+		if err := s.recv.Serve(ctx, conn); err != nil {
+			klog.ErrorS(err, "Serving conntrack copies", "node", s.node)
+		}
+	}()
+	go s.sender.Run(ctx)
+	go func() {
+		for ctx.Err() == nil {
+			err := s.ct.Watch(ctx, s.sender.Note, s.sender.Lost)
+			if err != nil {
+				klog.ErrorS(err, "Reading conntrack's events; the standbys get a snapshot", "node", s.node)
+				s.sender.Lost()
+				time.Sleep(time.Second)
+			}
+		}
+	}()
+	return nil
+}
+
+// willHold stops taking copies of ips, which this node is about to hold.
+func (s *standbys) willHold(ips []netip.Addr) {
+	if s == nil {
+		return
+	}
+	v := *s.view.Load()
+	v.holding = maps.Clone(v.holding)
+	if v.holding == nil {
+		v.holding = map[netip.Addr]bool{}
+	}
+	for _, ip := range ips {
+		v.holding[ip] = true
+	}
+	s.view.Store(&v)
+}
+
+// letGo hands the last changes of the IPs the node let go to their standbys.
+func (s *standbys) letGo(ips []netip.Addr) {
+	if s == nil || len(ips) == 0 {
+		return
+	}
+	start := time.Now()
+	ok := s.sender.Handover(ips, s.handover)
+	klog.V(2).InfoS("Handed the conntrack entries over to the standbys", "node", s.node, "ips", ips, "acknowledged", ok, "took", time.Since(start))
+}
+
+// route sets what the node holds after a pass, and each IP's standby.
+func (s *standbys) route(gateways []routing.Gateway, peers map[string]peer, held []netip.Addr) {
+	if s == nil {
+		return
+	}
+	v := &standbyView{holders: map[netip.Addr]string{}, holding: map[netip.Addr]bool{}, keys: map[string][]hb.PublicKey{}}
+	for name, p := range peers {
+		for _, k := range p.keys {
+			if pk, err := hb.ParsePublicKey(k); err == nil {
+				v.keys[name] = append(v.keys[name], pk)
+			}
+		}
+	}
+	routes := map[netip.Addr]flowcopy.Peer{}
+	for _, g := range gateways {
+		for ipS, node := range g.Placed {
+			ip, err := netip.ParseAddr(ipS)
+			if err != nil {
+				continue
+			}
+			v.holders[ip] = node
+			standby := g.Standbys[ipS]
+			if !slices.Contains(held, ip) || standby == "" || standby == s.node {
+				continue
+			}
+			p := peers[standby]
+			if len(p.internalIPs) == 0 || len(v.keys[standby]) == 0 {
+				continue
+			}
+			routes[ip] = flowcopy.Peer{Node: standby, Addr: netip.AddrPortFrom(p.internalIPs[0], s.port), Key: v.keys[standby][0]}
+		}
+	}
+	for _, ip := range held {
+		v.holding[ip] = true
+	}
+	s.view.Store(v)
+	s.sender.Route(routes)
+}
+
+// status is the copy's freshness, per IP held with a standby.
+func (s *standbys) status() []flowcopy.CopyStatus {
+	if s == nil {
+		return nil
+	}
+	return s.sender.Status()
+}
