@@ -33,7 +33,7 @@ type Agent struct {
 	// without the copy.
 	standbys *standbys
 	wake     wakeups
-	m       *metrics
+	m        *metrics
 	// notReady says why the last pass did not program everything (nil inside when it
 	// did); nil before the first pass.
 	notReady atomic.Pointer[error]
