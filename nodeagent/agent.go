@@ -139,7 +139,9 @@ func (a *Agent) loop(ctx context.Context) {
 			case <-resync.C:
 			case <-lapse.C:
 			case <-programs.C:
-				again = !a.attach.foreignChanged()
+				// Once a second: other programs on pod interfaces, and the freshness
+				// of the standbys' copies, each calling for a pass when it changed.
+				again = !a.attach.foreignChanged() && !a.standbys.copiesChanged(time.Now())
 			case <-a.wake.refresh:
 				if err := a.grants.refresh(); err != nil {
 					klog.ErrorS(err, "Extending the grants in the kernel failed; a pass follows", "node", a.opts.NodeName)
@@ -284,7 +286,8 @@ func (a *Agent) pass(ctx context.Context) error {
 	unreachable := snap.unreachable(want.table, ifaces, noRoute)
 	a.unreachable.log(a.opts.NodeName, unreachableMessage(unreachable))
 	a.m.podsUnreachable.Set(float64(len(unreachable)))
-	reported, err := a.report.report(ctx, passReport{ifaces: ifaces, held: held, observedGen: a.grants.observed,
+	copies, _ := a.standbys.copies(time.Now())
+	reported, err := a.report.report(ctx, passReport{copies: copies, ifaces: ifaces, held: held, observedGen: a.grants.observed,
 		passErr: errors.Join(others...), full: capacityMessage(full), served: want.cover.reported, uncovered: want.cover.message(),
 		unreachable: unreachableMessage(unreachable), redirected: redirected})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 
+	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	hb "github.com/egressgw/egressgw/apiserver/heartbeat"
 )
 
@@ -89,4 +90,6 @@ type nodeStatus struct {
 	// Redirected are the pods ("namespace/name") whose interface carries another
 	// program: their selected traffic is dropped.
 	Redirected []string
+	// Copies say how fresh each standby's copy of the node's connections is.
+	Copies []v1.StandbyCopy
 }

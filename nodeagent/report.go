@@ -41,6 +41,8 @@ type passReport struct {
 	unreachable string
 	// redirected are the pods whose interface carries another program.
 	redirected []string
+	// copies are the standbys' copies of this node's connections (standby.go).
+	copies []v1.StandbyCopy
 }
 
 // report writes the report of a pass, and says whether it wrote.
@@ -57,13 +59,13 @@ func (r *reporter) report(ctx context.Context, p passReport) (bool, error) {
 	if r.keys != nil {
 		keys, version = r.keys.list()
 	}
-	key := fmt.Sprint(p.ifaces, p.held, p.observedGen, msg, p.full, keys, p.served, p.uncovered, p.unreachable, p.redirected)
+	key := fmt.Sprint(p.ifaces, p.held, p.observedGen, msg, p.full, keys, p.served, p.uncovered, p.unreachable, p.redirected, p.copies)
 	if key == r.last {
 		return false, nil
 	}
 	s := nodeStatus{Interfaces: p.ifaces, Held: p.held, ObservedGeneration: p.observedGen, Ready: p.passErr == nil && p.full == "",
 		Reason: reason, Message: msg, CapacityExceeded: p.full, HeartbeatKeys: keys, Served: p.served, Uncovered: p.uncovered, Unreachable: p.unreachable,
-		Redirected: p.redirected}
+		Redirected: p.redirected, Copies: p.copies}
 	if err := r.w.Report(ctx, s); err != nil {
 		return false, err
 	}
@@ -188,6 +190,7 @@ func (r *apiStatusWriter) Report(ctx context.Context, s nodeStatus) error {
 	}
 	status.HeartbeatKeys = s.HeartbeatKeys
 	status.RedirectedPods = s.Redirected[:min(len(s.Redirected), maxRedirectedPods)]
+	status.StandbyCopies = s.Copies
 	for _, cond := range conditions(s) {
 		meta.SetStatusCondition(&status.Conditions, cond)
 	}

@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
+	v1 "github.com/egressgw/egressgw/apiserver/apis/networking/v1"
 	hb "github.com/egressgw/egressgw/apiserver/heartbeat"
 	"github.com/egressgw/egressgw/apiserver/routing"
 	"github.com/egressgw/egressgw/nodeagent/flowcopy"
@@ -38,7 +41,17 @@ type standbys struct {
 	view atomic.Pointer[standbyView]
 	// handover bounds the wait for a standby's acknowledgement when an IP is let go.
 	handover time.Duration
+
+	// reported is what the report says of each copy, by IP; reportedAt when its
+	// figures (entries, lag) were last refreshed. Only the loop goroutine uses them.
+	reported   map[string]v1.StandbyCopy
+	reportedAt time.Time
 }
+
+// copyRefresh is how often the report's figures of an unchanged copy are refreshed: a
+// state change is reported at once, but entries and lag alone would write the report on
+// every pass.
+const copyRefresh = 30 * time.Second
 
 type standbyView struct {
 	// holders: each placed IP's node; holding: the IPs this node holds or is about to.
@@ -163,10 +176,71 @@ func (s *standbys) route(gateways []routing.Gateway, peers map[string]peer, held
 	s.sender.Route(routes)
 }
 
-// status is the copy's freshness, per IP held with a standby.
-func (s *standbys) status() []flowcopy.CopyStatus {
+// copies are what the report says of each copy now, and whether that differs from what
+// it said: a state or a standby changed, or the figures are due for a refresh.
+func (s *standbys) copies(now time.Time) ([]v1.StandbyCopy, bool) {
 	if s == nil {
-		return nil
+		return nil, false
 	}
-	return s.sender.Status()
+	refresh := now.Sub(s.reportedAt) >= copyRefresh
+	next := map[string]v1.StandbyCopy{}
+	changed := false
+	for _, st := range s.sender.Status() {
+		c := v1.StandbyCopy{IP: st.IP.String(), Standby: st.Standby, State: copyState(st, now),
+			Entries: int32(st.Copies), LagMilliseconds: int32(st.Lag.Milliseconds()), LastTransitionTime: metav1.NewTime(now)}
+		was, ok := s.reported[c.IP]
+		switch {
+		case !ok || was.Standby != c.Standby || was.State != c.State:
+			changed = true
+		case !refresh && !moved(was.Entries, c.Entries):
+			c.Entries, c.LagMilliseconds, c.LastTransitionTime = was.Entries, was.LagMilliseconds, was.LastTransitionTime
+		default:
+			c.LastTransitionTime = was.LastTransitionTime
+			changed = changed || c.Entries != was.Entries || c.LagMilliseconds != was.LagMilliseconds
+		}
+		next[c.IP] = c
+	}
+	changed = changed || len(next) != len(s.reported)
+	if refresh {
+		s.reportedAt = now
+	}
+	s.reported = next
+	out := slices.Collect(maps.Values(next))
+	slices.SortFunc(out, func(a, b v1.StandbyCopy) int { return strings.Compare(a.IP, b.IP) })
+	return out, changed
+}
+
+// moved: the count of entries changed by more than a tenth, which the report shows at
+// once.
+func moved(was, now int32) bool {
+	d := int64(now) - int64(was)
+	return d*d*100 > int64(max(was, now))*int64(max(was, now))
+}
+
+// copiesChanged says whether the report's copies are out of date: a pass would write them.
+func (s *standbys) copiesChanged(now time.Time) bool {
+	if s == nil {
+		return false
+	}
+	if len(s.reported) > 0 && now.Sub(s.reportedAt) >= copyRefresh {
+		return true
+	}
+	for _, st := range s.sender.Status() {
+		was, ok := s.reported[st.IP.String()]
+		if !ok || was.Standby != st.Standby || was.State != copyState(st, now) || moved(was.Entries, int32(st.Copies)) {
+			return true
+		}
+	}
+	return len(s.sender.Status()) != len(s.reported)
+}
+
+// copyState names a copy's state for the report.
+func copyState(st flowcopy.CopyStatus, now time.Time) string {
+	switch {
+	case st.AckedAt.IsZero() || now.Sub(st.AckedAt) > time.Second:
+		return v1.CopyNoAnswer
+	case st.InSync:
+		return v1.CopyInSync
+	}
+	return v1.CopyBehind
 }

@@ -44,8 +44,9 @@ type Gateways struct {
 	items  []Gateway
 	groups map[[2]string][]string // NetworkGatewayGroup namespace/name → floating IPs
 	legacy map[[2]string]bool     // AnthosNetworkGateway namespace/name
-	owner  map[string]networking.ObjectRef
-	placed map[string]string
+	owner    map[string]networking.ObjectRef
+	placed   map[string]string
+	standbys map[string]string
 }
 
 // NewGateways indexes gateways. Where two list one IP (admission forbids it; placement
@@ -57,7 +58,8 @@ func NewGateways(gateways []Gateway) *Gateways {
 		groups: make(map[[2]string][]string, len(gateways)),
 		legacy: map[[2]string]bool{},
 		owner:  make(map[string]networking.ObjectRef, 2*len(gateways)),
-		placed: make(map[string]string, 2*len(gateways)),
+		placed:   make(map[string]string, 2*len(gateways)),
+		standbys: map[string]string{},
 	}
 	slices.SortFunc(g.items, func(a, b Gateway) int {
 		return cmp.Or(cmp.Compare(a.Ref.Kind, b.Ref.Kind), cmp.Compare(a.Ref.Namespace, b.Ref.Namespace), cmp.Compare(a.Ref.Name, b.Ref.Name))
@@ -79,6 +81,9 @@ func NewGateways(gateways []Gateway) *Gateways {
 			if node := gw.Placed[ip]; node != "" {
 				g.placed[ip] = node
 			}
+			if node := gw.Standbys[ip]; node != "" {
+				g.standbys[ip] = node
+			}
 		}
 	}
 	return g
@@ -96,6 +101,12 @@ func (g *Gateways) Referenced(ref v1.GatewayReference) ([]string, bool) {
 // Placed is the node a gateway's status places ip on.
 func (g *Gateways) Placed(ip string) (string, bool) {
 	node, ok := g.placed[ip]
+	return node, ok
+}
+
+// Standby is the node a gateway's status names as ip's standby.
+func (g *Gateways) Standby(ip string) (string, bool) {
+	node, ok := g.standbys[ip]
 	return node, ok
 }
 

@@ -132,7 +132,14 @@ func (r *relay) addr() netip.AddrPort { return r.conn.LocalAddr().(*net.UDPAddr)
 
 type pair struct {
 	holderKey, standbyKey *hb.KeyPair
+	mu                    sync.Mutex
 	holds                 map[netip.Addr]string // what the standby's cache says
+}
+
+func (p *pair) setHolder(ip netip.Addr, node string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.holds[ip] = node
 }
 
 func (p *pair) receiver(t *testing.T, table Table) (*Receiver, netip.AddrPort) {
@@ -143,7 +150,11 @@ func (p *pair) receiver(t *testing.T, table Table) (*Receiver, netip.AddrPort) {
 			}
 			return nil
 		},
-		Accept:    func(ip netip.Addr, node string) bool { return p.holds[ip] == node },
+		Accept: func(ip netip.Addr, node string) bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.holds[ip] == node
+		},
 		MaxCopies: 1000, Refresh: 2 * time.Minute}, table, NewMetrics(nil))
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -278,31 +289,34 @@ func TestCopyRestartsWithTheStandby(t *testing.T) {
 	eventually(t, "the copy to the restarted standby", func() error { return sameEntries(second.snapshot(), entry(ipA, 1), entry(ipA, 2)) })
 }
 
-func TestCopyRefusesWhatItMustNotTake(t *testing.T) {
+// TestCopyWaitsForTheHolder: a standby takes entries only from the node its cache shows
+// holding their IP. Until then it acknowledges nothing, so that when its cache catches
+// up with a move, the sender's retransmissions land; and a datagram sealed with a key
+// the holder never published is not even answered.
+func TestCopyWaitsForTheHolder(t *testing.T) {
 	p := newPair(t)
-	p.holds[ipA] = "another-node" // the standby's cache: the sender does not hold ipA
+	p.setHolder(ipA, "another-node") // the standby's cache: not the sender, yet
 	src := newFakeTable(entry(ipA, 1))
 	standby := newFakeTable()
 	r, addr := p.receiver(t, standby)
 	s := p.sender(t, src, addr)
-	eventually(t, "acks", func() error {
-		if st := s.Status(); len(st) != 1 || !st[0].InSync {
-			return fmt.Errorf("status %+v", st)
-		}
-		return nil
-	})
+	time.Sleep(300 * time.Millisecond) // retransmissions come and go
 	if got := standby.snapshot(); len(got) != 0 || r.Copies() != 0 {
 		t.Errorf("the standby took %v from a node that does not hold the IP", got)
 	}
-	// A datagram sealed with a key the holder never published opens no session.
+	if st := s.Status(); len(st) != 1 || st[0].InSync {
+		t.Errorf("status %+v, want one copy, not in sync", st)
+	}
+	p.setHolder(ipA, "holder")
+	eventually(t, "the copy once the cache shows the holder", func() error { return sameEntries(standby.snapshot(), entry(ipA, 1)) })
+
 	forger, _ := hb.NewKeyPair()
 	sess, _ := hb.NewPairSession(forger, p.standbyKey.Public, "holder", "standby")
-	p.holds[ipA] = "holder"
 	b := sealData(nil, sess, 1, dataMsg{Stream: 9, Seq: 1, Records: []record{{op: opUpsert, Entry: entry(ipA, 7)}}})
 	if _, _, ok := r.handle(b, time.Now()); ok {
 		t.Errorf("a forged datagram was answered")
 	}
-	if got := standby.snapshot(); len(got) != 0 {
-		t.Errorf("a forged datagram wrote %v", got)
+	if got := standby.snapshot(); len(got) != 1 {
+		t.Errorf("a forged datagram wrote: %v", got)
 	}
 }

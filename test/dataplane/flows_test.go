@@ -274,6 +274,31 @@ func copiesOn(t testing.TB, n *topology.Node, want int) {
 	}
 }
 
+// standbyInSync waits until the policy's view (kubectl get egresspolicyviews) names
+// standby with its copy in sync and at least entries entries, as the holder's agent
+// reports them.
+func standbyInSync(t testing.TB, c *cluster.Cluster, standby string, entries int) {
+	t.Helper()
+	err := eventually(10*time.Second, func() error {
+		out, err := c.Kubectl(nil, "get", "egresspolicyviews", "egress", "-o", `jsonpath={.standby.node} {.standby.copy} {.standby.entries}`)
+		if err != nil {
+			return err
+		}
+		var node, state string
+		var n int
+		if _, err := fmt.Sscan(out, &node, &state, &n); err != nil {
+			return fmt.Errorf("the view's standby is %q: %w", out, err)
+		}
+		if node != standby || state != "InSync" || n < entries {
+			return fmt.Errorf("the view's standby is %q, want %s InSync with at least %d entries", out, standby, entries)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestConnectionsSurviveFailover: 20 long-lived TCP connections from selected pods on
 // other nodes go through the gateway; its node fails hard (agent killed, link down). The
 // standby, which kept a copy of the gateway's conntrack entries, is granted the IP, and
@@ -289,6 +314,7 @@ func TestConnectionsSurviveFailover(t *testing.T) {
 		}
 	}
 	copiesOn(t, standby, len(ss))
+	standbyInSync(t, c, standby.Name, len(ss))
 	ss.flowing(t, 5*time.Second)
 	fault := time.Now()
 	gw := failAndResume(t, c, ex, w)
@@ -296,6 +322,8 @@ func TestConnectionsSurviveFailover(t *testing.T) {
 		t.Errorf("the IP went to %s, not its standby %s", gw, standby.Name)
 	}
 	ss.flowing(t, 15*time.Second)
+	// The new holder copies to its own standby.
+	standbyInSync(t, c, standbyOf(t, c, ex.egressIP).Name, len(ss))
 	t.Logf("%d connections survived; stalls after the failure: %v (failover gap %s)", len(ss), ss.stallsAfter(fault), w.back.Sub(w.gapFrom).Round(time.Millisecond))
 	if leaks := ss.leaked(c, w.mark, "ctfail-s", ex.egressIP); len(leaks) > 0 {
 		t.Errorf("stream packets left with another source: %v", leaks[:min(5, len(leaks))])

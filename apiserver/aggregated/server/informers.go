@@ -50,14 +50,14 @@ func newCaches(kube kubernetes.Interface, net versioned.Interface, store *view.S
 		{c.net.Networking().V1().EgressNATPolicies().Informer(), handle(store.SetPolicy, store.DeletePolicy)},
 		{c.net.Networking().V1().NetworkGatewayGroups().Informer(), handle(
 			func(g *v1.NetworkGatewayGroup) {
-				store.SetGateway(networking.KindNetworkGatewayGroup, g.Namespace, g.Name, g.Spec.FloatingIPs, g.Status.FloatingIPs, g.ResourceVersion)
+				store.SetGateway(networking.KindNetworkGatewayGroup, g.Namespace, g.Name, g.Spec.FloatingIPs, g.Status.FloatingIPs, g.Status.Standbys, g.ResourceVersion)
 			},
 			func(g *v1.NetworkGatewayGroup) {
 				store.DeleteGateway(networking.KindNetworkGatewayGroup, g.Namespace, g.Name, g.ResourceVersion)
 			})},
 		{c.net.Networking().V1alpha1().AnthosNetworkGateways().Informer(), handle(
 			func(g *v1alpha1.AnthosNetworkGateway) {
-				store.SetGateway(networking.KindAnthosNetworkGateway, g.Namespace, g.Name, g.Spec.FloatingIPs, g.Status.FloatingIPs, g.ResourceVersion)
+				store.SetGateway(networking.KindAnthosNetworkGateway, g.Namespace, g.Name, g.Spec.FloatingIPs, g.Status.FloatingIPs, g.Status.Standbys, g.ResourceVersion)
 			},
 			func(g *v1alpha1.AnthosNetworkGateway) {
 				store.DeleteGateway(networking.KindAnthosNetworkGateway, g.Namespace, g.Name, g.ResourceVersion)

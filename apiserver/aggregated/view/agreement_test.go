@@ -27,10 +27,10 @@ func TestAgreement(t *testing.T) {
 				s.SetNodeReport(r)
 			}
 			for _, g := range tc.Groups {
-				s.SetGateway(networking.KindNetworkGatewayGroup, g.Namespace, g.Name, g.Spec.FloatingIPs, g.Status.FloatingIPs, g.ResourceVersion)
+				s.SetGateway(networking.KindNetworkGatewayGroup, g.Namespace, g.Name, g.Spec.FloatingIPs, g.Status.FloatingIPs, g.Status.Standbys, g.ResourceVersion)
 			}
 			for _, g := range tc.Legacy {
-				s.SetGateway(networking.KindAnthosNetworkGateway, g.Namespace, g.Name, g.Spec.FloatingIPs, g.Status.FloatingIPs, g.ResourceVersion)
+				s.SetGateway(networking.KindAnthosNetworkGateway, g.Namespace, g.Name, g.Spec.FloatingIPs, g.Status.FloatingIPs, g.Status.Standbys, g.ResourceVersion)
 			}
 			for _, p := range tc.Policies {
 				s.SetPolicy(p)

@@ -43,7 +43,7 @@ func benchStore(b *testing.B) *Store {
 		for _, ip := range gatewayIPs(i) {
 			placed[ip] = fmt.Sprintf("node%03d", i%benchNodes)
 		}
-		s.SetGateway(networking.KindNetworkGatewayGroup, "kube-system", fmt.Sprintf("gw-%04d", i), gatewayIPs(i), placed, "1")
+		s.SetGateway(networking.KindNetworkGatewayGroup, "kube-system", fmt.Sprintf("gw-%04d", i), gatewayIPs(i), placed, nil, "1")
 		s.SetPolicy(benchPolicy(i))
 	}
 	for j := range benchPods {
@@ -156,7 +156,7 @@ func BenchmarkFailover(b *testing.B) {
 			placed[ip] = fmt.Sprintf("node%03d", i%benchNodes)
 		}
 		i++
-		s.SetGateway(networking.KindNetworkGatewayGroup, "kube-system", "gw-0007", gatewayIPs(7), placed, fmt.Sprint(100000+i))
+		s.SetGateway(networking.KindNetworkGatewayGroup, "kube-system", "gw-0007", gatewayIPs(7), placed, nil, fmt.Sprint(100000+i))
 	}
 }
 

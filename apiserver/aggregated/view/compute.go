@@ -175,5 +175,23 @@ func (s *Store) policyView(name string) *v1alpha1.EgressPolicyView {
 	if ip, err := netip.ParseAddr(e.EgressIP); err == nil && e.Verdict == v1alpha1.VerdictSNAT {
 		v.Paths = s.paths(ip)
 	}
+	v.Standby = s.standby(e.EgressIP, e.GatewayNode)
 	return v.DeepCopy()
+}
+
+// standby is ip's standby, and the state of its copy of holder's connections as the
+// holder reports it.
+func (s *Store) standby(ip, holder string) *v1alpha1.StandbyView {
+	node, ok := s.d.gateways.Standby(ip)
+	if !ok || holder == "" {
+		return nil
+	}
+	out := &v1alpha1.StandbyView{Node: node, Copy: v1alpha1.CopyNone}
+	for _, c := range s.in.copies[holder] {
+		if c.IP == ip && c.Standby == node {
+			since := c.LastTransitionTime
+			out.Copy, out.Entries, out.LagMilliseconds, out.Since = c.State, c.Entries, c.LagMilliseconds, &since
+		}
+	}
+	return out
 }

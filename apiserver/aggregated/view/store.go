@@ -47,6 +47,9 @@ type inputs struct {
 	// redirected is, by node, the pods ("namespace/name") its agent reports with another
 	// program on their interface: their selected traffic is dropped.
 	redirected map[string][]string
+	// copies is, by node, what its agent reports of its standbys' copies of its
+	// connections.
+	copies map[string][]v1.StandbyCopy
 	// reach is, by node, what its agent reports about reaching egress IPs: its interface
 	// subnets (never steered) and whether it has a router.
 	reach   map[string]routing.NodeReach
@@ -85,6 +88,7 @@ func New(clusterCIDRs []netip.Prefix, watchHistory int) *Store {
 			gateways:     map[networking.ObjectRef]routing.Gateway{},
 			reports:      map[string][]string{},
 			redirected:   map[string][]string{},
+			copies:       map[string][]v1.StandbyCopy{},
 			reach:        map[string]routing.NodeReach{},
 			netpols:      map[string]map[string]*networkingv1.NetworkPolicy{},
 		},
@@ -227,12 +231,13 @@ func (s *Store) DeletePolicy(p *v1.EgressNATPolicy) {
 	s.apply(s.policyChanged(&v1.EgressNATPolicy{ObjectMeta: p.ObjectMeta}), parseRV(p.ResourceVersion))
 }
 
-// SetGateway records a gateway of either kind: its floating IPs and where they are placed.
-func (s *Store) SetGateway(kind, namespace, name string, floatingIPs []string, placed map[string]string, resourceVersion string) {
+// SetGateway records a gateway of either kind: its floating IPs, where they are placed,
+// and their standbys.
+func (s *Store) SetGateway(kind, namespace, name string, floatingIPs []string, placed, standbys map[string]string, resourceVersion string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ref := networking.ObjectRef{Kind: kind, Namespace: namespace, Name: name}
-	s.in.gateways[ref] = routing.Gateway{Ref: ref, FloatingIPs: floatingIPs, Placed: placed}
+	s.in.gateways[ref] = routing.Gateway{Ref: ref, FloatingIPs: floatingIPs, Placed: placed, Standbys: standbys}
 	s.apply(change{recompile: true}, parseRV(resourceVersion))
 }
 
@@ -253,6 +258,7 @@ func (s *Store) SetNodeReport(r *v1.NetworkGatewayNode) {
 		return
 	}
 	s.in.reports[r.Name] = r.Status.FloatingIPs
+	s.in.copies[r.Name] = r.Status.StandbyCopies
 	ch := change{heldBy: true}
 	reach := routing.ReachOf(&r.Status)
 	if old, known := s.in.reach[r.Name]; !known || !slices.Equal(old.Subnets, reach.Subnets) || old.Routed != reach.Routed {
@@ -276,6 +282,7 @@ func (s *Store) DeleteNodeReport(r *v1.NetworkGatewayNode) {
 	delete(s.in.reports, r.Name)
 	delete(s.in.reach, r.Name)
 	delete(s.in.redirected, r.Name)
+	delete(s.in.copies, r.Name)
 	s.apply(change{heldBy: true, all: true, cluster: true}, parseRV(r.ResourceVersion))
 }
 

@@ -108,9 +108,11 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) setPod(p *corev1.Pod) { p.ResourceVersion = f.rv.next(); f.s.SetPod(p) }
 
-func (f *fixture) gateway(placed map[string]string) {
+func (f *fixture) gateway(placed map[string]string) { f.gatewayWith(placed, nil) }
+
+func (f *fixture) gatewayWith(placed, standbys map[string]string) {
 	f.s.SetGateway(networking.KindNetworkGatewayGroup, "kube-system", "default",
-		[]string{"198.51.100.100", "198.51.100.101", "198.51.100.102"}, placed, f.rv.next())
+		[]string{"198.51.100.100", "198.51.100.101", "198.51.100.102"}, placed, standbys, f.rv.next())
 }
 
 func report(node string, ips ...string) *v1.NetworkGatewayNode {
@@ -213,7 +215,7 @@ func TestChanges(t *testing.T) {
 	}, {
 		name: "a newer policy for 0.0.0.0/0 and 8.8.8.0/24 overlaps: the older wins the equal prefix, the longest prefix wins inside",
 		change: func(f *fixture) {
-			f.s.SetGateway(networking.KindNetworkGatewayGroup, "kube-system", "wide", []string{"198.51.100.110"}, map[string]string{"198.51.100.110": "node1"}, f.rv.next())
+			f.s.SetGateway(networking.KindNetworkGatewayGroup, "kube-system", "wide", []string{"198.51.100.110"}, map[string]string{"198.51.100.110": "node1"}, nil, f.rv.next())
 			p := specPolicy("wide", time.Minute, "wide", "0.0.0.0/0", "8.8.8.0/24")
 			p.Spec.Sources = p.Spec.Sources[:1]
 			f.s.SetPolicy(p)
@@ -419,6 +421,43 @@ func TestPolicyViews(t *testing.T) {
 	}
 	if _, err := f.s.PolicyPodsByNamespace("nope"); !apierrors.IsNotFound(err) {
 		t.Errorf("unknown policy: err = %v, want NotFound", err)
+	}
+}
+
+// TestPolicyViewStandby: the view names the egress IP's standby, and the state of its
+// copy of the connections as the holder reports it; None while the holder reports none.
+func TestPolicyViewStandby(t *testing.T) {
+	f := newFixture(t)
+	standby := func() string {
+		v, err := f.s.PolicyView("egress")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Standby == nil {
+			return "<none>"
+		}
+		return fmt.Sprintf("%s %s %d %dms", v.Standby.Node, v.Standby.Copy, v.Standby.Entries, v.Standby.LagMilliseconds)
+	}
+	if got := standby(); got != "<none>" {
+		t.Errorf("no standby named: the view shows %q", got)
+	}
+	f.gatewayWith(map[string]string{"198.51.100.100": "node2"}, map[string]string{"198.51.100.100": "node3"})
+	if got, want := standby(), "node3 None 0 0ms"; got != want {
+		t.Errorf("standby named, no copy reported: %q, want %q", got, want)
+	}
+	r := report("node2", "198.51.100.100")
+	r.Status.StandbyCopies = []v1.StandbyCopy{
+		{IP: "198.51.100.100", Standby: "node3", State: v1.CopyInSync, Entries: 1200, LagMilliseconds: 4},
+		{IP: "198.51.100.101", Standby: "node1", State: v1.CopyBehind},
+	}
+	f.s.SetNodeReport(r)
+	if got, want := standby(), "node3 InSync 1200 4ms"; got != want {
+		t.Errorf("the holder reports its copy: %q, want %q", got, want)
+	}
+	r.Status.StandbyCopies[0].Standby = "node1" // a copy to another node says nothing of node3's
+	f.s.SetNodeReport(r)
+	if got, want := standby(), "node3 None 0 0ms"; got != want {
+		t.Errorf("the holder copies to another node: %q, want %q", got, want)
 	}
 }
 

@@ -80,7 +80,7 @@ func fixture() *fakeViews {
 		policies: []v1alpha1.EgressPolicyView{
 			{ObjectMeta: metav1.ObjectMeta{Name: "egress", Labels: map[string]string{"team": "web"}}, EgressIP: "198.51.100.100",
 				GatewayNode: "node2", HeldBy: []string{"node2"}, Verdict: v1alpha1.VerdictSNAT, SelectedPods: 3,
-				Destinations: []string{"8.8.8.0/24"}},
+				Destinations: []string{"8.8.8.0/24"}, Standby: &v1alpha1.StandbyView{Node: "node3", Copy: "InSync", Entries: 12}},
 			{ObjectMeta: metav1.ObjectMeta{Name: "orphan"}, EgressIP: "198.51.100.120", Verdict: v1alpha1.VerdictDrop},
 		},
 		pods: map[string][]v1alpha1.PodEgress{"egress": {pod("alice"), pod("bob"), pod("paul")}},
@@ -215,14 +215,14 @@ func TestTable(t *testing.T) {
 	var lines []string
 	for _, r := range tbl.Rows {
 		var cells []string
-		for _, c := range r.Cells[:7] {
+		for _, c := range r.Cells[:8] {
 			cells = append(cells, fmt.Sprint(c))
 		}
 		lines = append(lines, strings.Join(cells, " | "))
 	}
 	want := []string{
-		"egress | 198.51.100.100 | node2 | node2 | SNAT | 3 | 8.8.8.0/24",
-		"orphan | 198.51.100.120 | <none> | <none> | Drop | 0 | <none>",
+		"egress | 198.51.100.100 | node2 | node2 | node3 (InSync) | SNAT | 3 | 8.8.8.0/24",
+		"orphan | 198.51.100.120 | <none> | <none> | <none> | Drop | 0 | <none>",
 	}
 	if diff := cmp.Diff(want, lines); diff != "" {
 		t.Errorf("rows (-want +got):\n%s", diff)

@@ -17,6 +17,7 @@ var columns = []metav1.TableColumnDefinition{
 	{Name: "Egress IP", Type: "string", Description: "The source address its traffic leaves with."},
 	{Name: "Gateway Node", Type: "string", Description: "The node the controller placed the egress IP on."},
 	{Name: "Held By", Type: "string", Description: "The nodes whose agents report the egress IP configured."},
+	{Name: "Standby", Type: "string", Description: "The node the egress IP moves to if its holder fails, and the state of its copy of the holder's connections."},
 	{Name: "Verdict", Type: "string", Description: "SNAT, or Drop when its traffic cannot leave with its egress IP."},
 	{Name: "Pods", Type: "integer", Description: "How many pods it selects, in namespaces where you may get pods."},
 	{Name: "Destinations", Type: "string", Description: "Its destination CIDRs."},
@@ -59,7 +60,11 @@ func row(v *v1alpha1.EgressPolicyView, now time.Time) []any {
 	if len(v.HeldBy) > 0 {
 		heldBy = strings.Join(v.HeldBy, ",")
 	}
-	return []any{v.Name, orNone(v.EgressIP), orNone(v.GatewayNode), heldBy, string(v.Verdict), int64(v.SelectedPods), dests, age, v.Message}
+	standby := "<none>"
+	if sb := v.Standby; sb != nil {
+		standby = fmt.Sprintf("%s (%s)", sb.Node, sb.Copy)
+	}
+	return []any{v.Name, orNone(v.EgressIP), orNone(v.GatewayNode), heldBy, standby, string(v.Verdict), int64(v.SelectedPods), dests, age, v.Message}
 }
 
 func orNone(s string) string {

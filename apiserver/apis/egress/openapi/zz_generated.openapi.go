@@ -39,6 +39,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.PreviewSource{}.OpenAPIModelName():        schema_apiserver_apis_egress_v1alpha1_PreviewSource(ref),
 		v1alpha1.Route{}.OpenAPIModelName():                schema_apiserver_apis_egress_v1alpha1_Route(ref),
 		v1alpha1.SelectingPolicy{}.OpenAPIModelName():      schema_apiserver_apis_egress_v1alpha1_SelectingPolicy(ref),
+		v1alpha1.StandbyView{}.OpenAPIModelName():          schema_apiserver_apis_egress_v1alpha1_StandbyView(ref),
 		v1.APIGroup{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_APIGroup(ref),
 		v1.APIGroupList{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_APIGroupList(ref),
 		v1.APIResource{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_APIResource(ref),
@@ -181,6 +182,12 @@ func schema_apiserver_apis_egress_v1alpha1_EgressPolicyView(ref common.Reference
 							},
 						},
 					},
+					"standby": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Standby is the node the egress IP moves to if its holder fails, and how fresh its copy of the holder's connections is; absent while the IP has no standby.",
+							Ref:         ref(v1alpha1.StandbyView{}.OpenAPIModelName()),
+						},
+					},
 					"verdict": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Verdict is SNAT when selected traffic leaves with the egress IP, Drop when it cannot.\n\nPossible enum values:\n - `\"Drop\"` drops the packet: a NetworkPolicy denies it, or a policy selects it but its egress IP is held by no node (fail closed).\n - `\"InCluster\"` routes the packet inside the cluster, with the pod's own IP.\n - `\"Masquerade\"` leaves the packet to the node's own masquerade: it leaves with the node's IP, as if the product were not installed.\n - `\"SNAT\"` steers the packet to the gateway node, which rewrites its source to the egress IP.",
@@ -236,7 +243,7 @@ func schema_apiserver_apis_egress_v1alpha1_EgressPolicyView(ref common.Reference
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.NodePaths{}.OpenAPIModelName(), v1alpha1.ObjectReference{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+			v1alpha1.NodePaths{}.OpenAPIModelName(), v1alpha1.ObjectReference{}.OpenAPIModelName(), v1alpha1.StandbyView{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
 	}
 }
 
@@ -1220,6 +1227,58 @@ func schema_apiserver_apis_egress_v1alpha1_SelectingPolicy(ref common.ReferenceC
 		},
 		Dependencies: []string{
 			v1alpha1.ObjectReference{}.OpenAPIModelName()},
+	}
+}
+
+func schema_apiserver_apis_egress_v1alpha1_StandbyView(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "StandbyView is an egress IP's standby, as the gateway's status names it and the holder's agent reports its copy of the connections.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"node": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Node is the standby.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"copy": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Copy is the state of its copy of the holder's connections (their conntrack entries): InSync, Behind or NoAnswer, as the holder's NetworkGatewayNode reports it; None while the holder reports no copy to this node (the copy is off there, or the standby has published no heartbeat key yet), and then the connections would not survive a failover.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"entries": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Entries is how many entries the standby keeps from the holder.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"lagMilliseconds": {
+						SchemaProps: spec.SchemaProps{
+							Description: "LagMilliseconds is how long the last acknowledged change took to reach it.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"since": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Since is when Copy last changed, as the holder reports it.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"node", "copy"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
 	}
 }
 

@@ -31,6 +31,10 @@ type EgressPolicyView struct {
 	// +listType=atomic
 	// +optional
 	HeldBy []string `json:"heldBy,omitempty"`
+	// Standby is the node the egress IP moves to if its holder fails, and how fresh its
+	// copy of the holder's connections is; absent while the IP has no standby.
+	// +optional
+	Standby *StandbyView `json:"standby,omitempty"`
 	// Verdict is SNAT when selected traffic leaves with the egress IP, Drop when it cannot.
 	Verdict Verdict `json:"verdict"`
 	// Reason is the policy's readiness reason.
@@ -50,6 +54,31 @@ type EgressPolicyView struct {
 	// everywhere, and says nothing to anyone else of the namespaces they cannot read.
 	SelectedPods int32 `json:"selectedPods"`
 }
+
+// StandbyView is an egress IP's standby, as the gateway's status names it and the
+// holder's agent reports its copy of the connections.
+type StandbyView struct {
+	// Node is the standby.
+	Node string `json:"node"`
+	// Copy is the state of its copy of the holder's connections (their conntrack
+	// entries): InSync, Behind or NoAnswer, as the holder's NetworkGatewayNode reports
+	// it; None while the holder reports no copy to this node (the copy is off there, or
+	// the standby has published no heartbeat key yet), and then the connections would
+	// not survive a failover.
+	Copy string `json:"copy"`
+	// Entries is how many entries the standby keeps from the holder.
+	// +optional
+	Entries int32 `json:"entries,omitempty"`
+	// LagMilliseconds is how long the last acknowledged change took to reach it.
+	// +optional
+	LagMilliseconds int32 `json:"lagMilliseconds,omitempty"`
+	// Since is when Copy last changed, as the holder reports it.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+}
+
+// CopyNone is a StandbyView's Copy while the holder reports no copy to the standby.
+const CopyNone = "None"
 
 // NodePaths are the nodes that send a policy's traffic to its gateway one way.
 type NodePaths struct {

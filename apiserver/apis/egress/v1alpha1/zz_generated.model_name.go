@@ -99,3 +99,8 @@ func (in Route) OpenAPIModelName() string {
 func (in SelectingPolicy) OpenAPIModelName() string {
 	return "io.egressgw.egress.v1alpha1.SelectingPolicy"
 }
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in StandbyView) OpenAPIModelName() string {
+	return "io.egressgw.egress.v1alpha1.StandbyView"
+}

@@ -86,6 +86,14 @@ type NetworkGatewayNodeStatus struct {
 	// +kubebuilder:validation:items:MaxLength=317
 	// +optional
 	RedirectedPods []string `json:"redirectedPods,omitempty"`
+	// StandbyCopies say, for each floating IP this node holds that has a standby, how
+	// fresh the standby's copy of the IP's connections (this node's SNAT conntrack
+	// entries) is: what lets them survive a failover to it.
+	// +listType=map
+	// +listMapKey=ip
+	// +kubebuilder:validation:MaxItems=1024
+	// +optional
+	StandbyCopies []StandbyCopy `json:"standbyCopies,omitempty"`
 	// Conditions are the standard conditions: Ready is True while the agent is healthy,
 	// CapacityExceeded while a map refuses entries, PodsCovered False while a pod of the
 	// node is outside the agent's fail-closed backstop or the gateways' source filter, or
@@ -132,3 +140,36 @@ type NetworkGatewayNodeList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []NetworkGatewayNode `json:"items"`
 }
+
+// StandbyCopy is the state of one floating IP's connections as its standby keeps them.
+type StandbyCopy struct {
+	// IP is the floating IP.
+	// +kubebuilder:validation:Format=ipv4
+	IP string `json:"ip"`
+	// Standby is the node that keeps the copy: the gateway's status.standbys for the IP.
+	// +kubebuilder:validation:MaxLength=253
+	Standby string `json:"standby"`
+	// State is InSync (every change acknowledged, and the standby answered within the last
+	// second), Behind (changes sent and not acknowledged yet), or NoAnswer (no
+	// acknowledgement for over a second: the standby is down, or unreachable on
+	// --flow-copy-port).
+	// +kubebuilder:validation:Enum=InSync;Behind;NoAnswer
+	State string `json:"state"`
+	// Entries is how many of this node's entries the standby keeps, as its last
+	// acknowledgement said.
+	// +optional
+	Entries int32 `json:"entries,omitempty"`
+	// LagMilliseconds is how long the last change the standby acknowledged took, from
+	// the conntrack event on this node to the acknowledgement.
+	// +optional
+	LagMilliseconds int32 `json:"lagMilliseconds,omitempty"`
+	// LastTransitionTime is when State last changed.
+	LastTransitionTime metav1.Time `json:"lastTransitionTime"`
+}
+
+// The states of a StandbyCopy.
+const (
+	CopyInSync   = "InSync"
+	CopyBehind   = "Behind"
+	CopyNoAnswer = "NoAnswer"
+)
