@@ -41,9 +41,9 @@ func LegacyGateway(g *v1alpha1.AnthosNetworkGateway) Gateway {
 // gateway. A policy written as v1alpha1 names its egress IP (egressSourceIP), which
 // floating IPs' uniqueness across both kinds ties to one gateway.
 type Gateways struct {
-	items  []Gateway
-	groups map[[2]string][]string // NetworkGatewayGroup namespace/name → floating IPs
-	legacy map[[2]string]bool     // AnthosNetworkGateway namespace/name
+	items    []Gateway
+	groups   map[[2]string][]string // NetworkGatewayGroup namespace/name → floating IPs
+	legacy   map[[2]string]bool     // AnthosNetworkGateway namespace/name
 	owner    map[string]networking.ObjectRef
 	placed   map[string]string
 	standbys map[string]string
@@ -54,10 +54,10 @@ type Gateways struct {
 // so that every caller names the same one.
 func NewGateways(gateways []Gateway) *Gateways {
 	g := &Gateways{
-		items:  slices.Clone(gateways),
-		groups: make(map[[2]string][]string, len(gateways)),
-		legacy: map[[2]string]bool{},
-		owner:  make(map[string]networking.ObjectRef, 2*len(gateways)),
+		items:    slices.Clone(gateways),
+		groups:   make(map[[2]string][]string, len(gateways)),
+		legacy:   map[[2]string]bool{},
+		owner:    make(map[string]networking.ObjectRef, 2*len(gateways)),
 		placed:   make(map[string]string, 2*len(gateways)),
 		standbys: map[string]string{},
 	}
