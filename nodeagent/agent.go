@@ -266,7 +266,7 @@ func (a *Agent) pass(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	before := slices.Collect(maps.Values(a.grants.heldIDs()))
-	a.standbys.willHold(slices.Collect(maps.Values(snat)))
+	a.standbys.willHold(slices.Collect(maps.Values(snat)), before)
 	held, err := a.grants.hold(snat, snap.generation)
 	// The IPs let go hand their last conntrack changes to their standbys, and the copy
 	// stops following them, before their entries are swept (which the standbys must not

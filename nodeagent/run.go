@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"net/http"
-	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,8 +67,7 @@ func (a *Agent) run(ctx context.Context) error {
 	}
 	a.grants.start(ctx)
 	if a.standbys != nil {
-		held := slices.Collect(maps.Values(a.grants.heldIDs()))
-		if err := a.standbys.run(ctx, func(ip netip.Addr) bool { return slices.Contains(held, ip) }); err != nil {
+		if err := a.standbys.run(ctx); err != nil {
 			return err
 		}
 	}

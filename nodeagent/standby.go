@@ -41,6 +41,7 @@ type standbys struct {
 	view atomic.Pointer[standbyView]
 	// handover bounds the wait for a standby's acknowledgement when an IP is let go.
 	handover time.Duration
+	m        *flowcopy.Metrics
 
 	// reported is what the report says of each copy, by IP; reportedAt when its
 	// figures (entries, lag) were last refreshed. Only the loop goroutine uses them.
@@ -71,6 +72,7 @@ func newStandbys(opts Options, ct *flowcopy.Conntrack, keys *beatKeys, m *flowco
 	s := &standbys{node: opts.NodeName, port: opts.FlowCopy.Port, ct: ct, keys: keys, handover: opts.FlowCopy.Handover}
 	s.view.Store(&standbyView{})
 	s.sender = flowcopy.NewSender(opts.NodeName, keys.sealing, ct, flowcopy.SenderOptions{}, m)
+	s.m = m
 	s.recv = flowcopy.NewReceiver(flowcopy.ReceiverOptions{
 		Node: opts.NodeName, Keys: keys.pairs,
 		PeerKeys: func(node string) []hb.PublicKey { return s.view.Load().keys[node] },
@@ -78,16 +80,13 @@ func newStandbys(opts Options, ct *flowcopy.Conntrack, keys *beatKeys, m *flowco
 			v := s.view.Load()
 			return v.holders[ip] == node && !v.holding[ip]
 		},
-		MaxCopies: opts.FlowCopy.MaxEntries, Refresh: 2 * time.Minute,
-	}, ct, m)
+		MaxCopies: opts.FlowCopy.MaxEntries,
+	}, m)
 	return s
 }
 
 // run serves copies and sends them until ctx ends.
-func (s *standbys) run(ctx context.Context, holds func(netip.Addr) bool) error {
-	if err := s.recv.Load(holds); err != nil {
-		klog.ErrorS(err, "Reading the copies a previous agent left; the holders' snapshots replace them", "node", s.node)
-	}
+func (s *standbys) run(ctx context.Context) error {
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{Port: int(s.port)})
 	if err != nil {
 		return fmt.Errorf("listening for conntrack copies on --flow-copy-port %d: %w", s.port, err)
@@ -100,7 +99,7 @@ func (s *standbys) run(ctx context.Context, holds func(netip.Addr) bool) error {
 	go s.sender.Run(ctx)
 	go func() {
 		for ctx.Err() == nil {
-			err := s.ct.Watch(ctx, s.sender.Note, s.sender.Lost)
+			err := s.ct.Watch(ctx, s.sender.Wants, s.sender.Note, s.sender.Lost)
 			if err != nil {
 				klog.ErrorS(err, "Reading conntrack's events; the standbys get a snapshot", "node", s.node)
 				s.sender.Lost()
@@ -111,11 +110,34 @@ func (s *standbys) run(ctx context.Context, holds func(netip.Addr) bool) error {
 	return nil
 }
 
-// willHold stops taking copies of ips, which this node is about to hold.
-func (s *standbys) willHold(ips []netip.Addr) {
+// willHold stops taking copies of ips, which this node is about to hold, and writes the
+// copies of those it does not hold yet into its conntrack zone: the connections of a
+// holder that failed, or handed them over, find their entries from the first packet.
+func (s *standbys) willHold(ips, held []netip.Addr) {
 	if s == nil {
 		return
 	}
+	s.holding(ips)
+	now := time.Now()
+	for _, ip := range ips {
+		if slices.Contains(held, ip) {
+			continue
+		}
+		entries := s.recv.Take(ip, now)
+		if len(entries) == 0 {
+			continue
+		}
+		failed, err := flowcopy.Install(s.ct, entries)
+		s.m.Installed(len(entries)-failed, failed)
+		if err != nil {
+			klog.ErrorS(err, "Writing a failed holder's connections into conntrack; those left out are reset", "node", s.node, "ip", ip, "failed", failed, "of", len(entries))
+		}
+		klog.InfoS("Took over the connections of a floating IP", "node", s.node, "ip", ip, "entries", len(entries)-failed, "took", time.Since(now))
+	}
+}
+
+// holding stops taking copies of ips.
+func (s *standbys) holding(ips []netip.Addr) {
 	v := *s.view.Load()
 	v.holding = maps.Clone(v.holding)
 	if v.holding == nil {

@@ -48,7 +48,7 @@ func TestConntrackWritesSNATEntries(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- c.Watch(ctx, func(ev Event) { mu.Lock(); events = append(events, ev); mu.Unlock() }, func() { t.Error("events lost") })
+		done <- c.Watch(ctx, func(netip.Addr) bool { return true }, func(ev Event) { mu.Lock(); events = append(events, ev); mu.Unlock() }, func() { t.Error("events lost") })
 	}()
 	t.Cleanup(func() {
 		cancel()

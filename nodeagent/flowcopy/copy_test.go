@@ -142,7 +142,22 @@ func (p *pair) setHolder(ip netip.Addr, node string) {
 	p.holds[ip] = node
 }
 
-func (p *pair) receiver(t *testing.T, table Table) (*Receiver, netip.AddrPort) {
+// kept is what r keeps now.
+func kept(r *Receiver) map[Key]Entry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[Key]Entry{}
+	for _, c := range r.copies {
+		rec, err := readRecord(c.rec[:])
+		if err != nil {
+			panic(err)
+		}
+		out[rec.Key] = rec.Entry
+	}
+	return out
+}
+
+func (p *pair) receiver(t *testing.T) (*Receiver, netip.AddrPort) {
 	r := NewReceiver(ReceiverOptions{Node: "standby", Keys: func() []*hb.KeyPair { return []*hb.KeyPair{p.standbyKey} },
 		PeerKeys: func(node string) []hb.PublicKey {
 			if node == "holder" {
@@ -155,7 +170,7 @@ func (p *pair) receiver(t *testing.T, table Table) (*Receiver, netip.AddrPort) {
 			defer p.mu.Unlock()
 			return p.holds[ip] == node
 		},
-		MaxCopies: 1000, Refresh: 2 * time.Minute}, table, NewMetrics(nil))
+		MaxCopies: 1000}, NewMetrics(nil))
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -231,26 +246,29 @@ func TestCopyFollowsTheHolder(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newPair(t)
 			src := newFakeTable(entry(ipA, 1), entry(ipA, 2), entry(ipC, 3))
-			standby := newFakeTable(entry(ipA, 99)) // stale: the holder has no such entry
-			r, addr := p.receiver(t, standby)
-			if err := r.Load(func(netip.Addr) bool { return false }); err != nil {
-				t.Fatal(err)
-			}
+			r, addr := p.receiver(t)
 			rl := newRelay(t, addr)
 			rl.drop.Store(&tt.drop)
 			s := p.sender(t, src, rl.addr())
-			// The snapshot: ipA's entries, not ipC's (no standby here), and the stale
-			// copy swept.
-			eventually(t, "the snapshot", func() error { return sameEntries(standby.snapshot(), entry(ipA, 1), entry(ipA, 2)) })
+			// The snapshot: ipA's entries, not ipC's (no standby here).
+			eventually(t, "the snapshot", func() error { return sameEntries(kept(r), entry(ipA, 1), entry(ipA, 2)) })
 			// Changes follow: a new entry, a state change, a deletion.
 			closing := entry(ipA, 2)
 			closing.TCP.State = 5
-			now := time.Now()
-			s.Note(Event{Entry: entry(ipA, 4), At: now})
-			s.Note(Event{Entry: closing, At: now})
-			s.Note(Event{Entry: entry(ipA, 1), Deleted: true, At: now})
-			s.Note(Event{Entry: entry(ipC, 5), At: now}) // not routed: no standby
-			eventually(t, "the changes", func() error { return sameEntries(standby.snapshot(), closing, entry(ipA, 4)) })
+			// change makes a change in the holder's table, and its event.
+			change := func(e Entry, deleted bool) {
+				op := Create
+				if deleted {
+					op = Delete
+				}
+				src.Apply([]Change{{Op: op, Entry: e}})
+				s.Note(Event{Entry: e, Deleted: deleted, At: time.Now()})
+			}
+			change(entry(ipA, 4), false)
+			change(closing, false)
+			change(entry(ipA, 1), true)
+			change(entry(ipC, 5), false) // not routed: no standby
+			eventually(t, "the changes", func() error { return sameEntries(kept(r), closing, entry(ipA, 4)) })
 			eventually(t, "the status", func() error {
 				st := s.Status()
 				if len(st) != 1 || st[0].IP != ipA || st[0].Standby != "standby" || !st[0].InSync || st[0].Copies != 2 {
@@ -259,13 +277,26 @@ func TestCopyFollowsTheHolder(t *testing.T) {
 				return nil
 			})
 			for i := 10; i < 200; i++ {
-				s.Note(Event{Entry: entry(ipA, i), At: time.Now()})
+				change(entry(ipA, i), false)
 			}
 			if !s.Handover([]netip.Addr{ipA}, 5*time.Second) {
 				t.Fatalf("the handover was not acknowledged")
 			}
-			if got := len(standby.snapshot()); got != 192 {
+			if got := len(kept(r)); got != 192 {
 				t.Errorf("after the handover the standby has %d copies, want 192", got)
+			}
+			// An entry whose deletion event was lost goes with the next snapshot.
+			src.Apply([]Change{{Op: Delete, Entry: entry(ipA, 4)}})
+			s.Lost()
+			eventually(t, "the sweep", func() error {
+				if _, ok := kept(r)[entry(ipA, 4).Key]; ok {
+					return fmt.Errorf("the copy of a deleted entry is still kept")
+				}
+				return nil
+			})
+			// Taking the IP over hands the copies out, once.
+			if got := r.Take(ipA, time.Now()); len(got) != 191 || len(kept(r)) != 0 {
+				t.Errorf("Take handed out %d copies and kept %d, want 191 and 0", len(got), len(kept(r)))
 			}
 		})
 	}
@@ -274,19 +305,17 @@ func TestCopyFollowsTheHolder(t *testing.T) {
 func TestCopyRestartsWithTheStandby(t *testing.T) {
 	p := newPair(t)
 	src := newFakeTable(entry(ipA, 1))
-	first := newFakeTable()
-	_, addr := p.receiver(t, first)
+	first, addr := p.receiver(t)
 	rl := newRelay(t, addr)
 	s := p.sender(t, src, rl.addr())
-	eventually(t, "the first copy", func() error { return sameEntries(first.snapshot(), entry(ipA, 1)) })
+	eventually(t, "the first copy", func() error { return sameEntries(kept(first), entry(ipA, 1)) })
 	// The standby's agent restarts: a new receiver, a new key, the same address.
 	p.standbyKey, _ = hb.NewKeyPair()
-	second := newFakeTable()
-	_, addr2 := p.receiver(t, second)
+	second, addr2 := p.receiver(t)
 	rl.to = addr2
 	s.Route(map[netip.Addr]Peer{ipA: {Node: "standby", Addr: addr2, Key: p.standbyKey.Public}})
 	src.Apply([]Change{{Op: Create, Entry: entry(ipA, 2)}})
-	eventually(t, "the copy to the restarted standby", func() error { return sameEntries(second.snapshot(), entry(ipA, 1), entry(ipA, 2)) })
+	eventually(t, "the copy to the restarted standby", func() error { return sameEntries(kept(second), entry(ipA, 1), entry(ipA, 2)) })
 }
 
 // TestCopyWaitsForTheHolder: a standby takes entries only from the node its cache shows
@@ -297,26 +326,25 @@ func TestCopyWaitsForTheHolder(t *testing.T) {
 	p := newPair(t)
 	p.setHolder(ipA, "another-node") // the standby's cache: not the sender, yet
 	src := newFakeTable(entry(ipA, 1))
-	standby := newFakeTable()
-	r, addr := p.receiver(t, standby)
+	r, addr := p.receiver(t)
 	s := p.sender(t, src, addr)
 	time.Sleep(300 * time.Millisecond) // retransmissions come and go
-	if got := standby.snapshot(); len(got) != 0 || r.Copies() != 0 {
+	if got := kept(r); len(got) != 0 {
 		t.Errorf("the standby took %v from a node that does not hold the IP", got)
 	}
 	if st := s.Status(); len(st) != 1 || st[0].InSync {
 		t.Errorf("status %+v, want one copy, not in sync", st)
 	}
 	p.setHolder(ipA, "holder")
-	eventually(t, "the copy once the cache shows the holder", func() error { return sameEntries(standby.snapshot(), entry(ipA, 1)) })
+	eventually(t, "the copy once the cache shows the holder", func() error { return sameEntries(kept(r), entry(ipA, 1)) })
 
 	forger, _ := hb.NewKeyPair()
 	sess, _ := hb.NewPairSession(forger, p.standbyKey.Public, "holder", "standby")
 	b := sealData(nil, sess, 1, dataMsg{Stream: 9, Seq: 1, Records: []record{{op: opUpsert, Entry: entry(ipA, 7)}}})
-	if _, _, ok := r.handle(b, time.Now()); ok {
+	if _, ok := r.handle(b, time.Now()); ok {
 		t.Errorf("a forged datagram was answered")
 	}
-	if got := standby.snapshot(); len(got) != 1 {
+	if got := kept(r); len(got) != 1 {
 		t.Errorf("a forged datagram wrote: %v", got)
 	}
 }

@@ -7,7 +7,7 @@ type Metrics struct {
 	lag                                *prometheus.HistogramVec
 	retransmits, snapshots, sendErrors prometheus.Counter
 	refused                            *prometheus.CounterVec
-	records                            *prometheus.CounterVec
+	records, installed                 *prometheus.CounterVec
 	copies                             prometheus.Gauge
 }
 
@@ -29,13 +29,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Copy datagrams and records refused, by reason: malformed, mac (fails to authenticate), unknown-session, not-holder (from a node not holding the IP), held (an IP this node holds), full (--flow-copy-max-entries)."},
 			[]string{"reason"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressgw_agent_flow_copy_records_total",
-			Help: "Copied conntrack entries written on this standby, by operation: create, update, delete, sweep, error."},
+			Help: "Copies of other gateways' conntrack entries this standby took, by operation: create, update, delete, sweep (a snapshot no longer listed it)."},
 			[]string{"op"}),
+		installed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "egressgw_agent_flow_copy_installed_total",
+			Help: "Copies written into this node's conntrack when it took their IP over, by result: ok, failed."},
+			[]string{"result"}),
 		copies: prometheus.NewGauge(prometheus.GaugeOpts{Name: "egressgw_agent_flow_copies",
 			Help: "Conntrack entries this node keeps as a standby, copied from the holders of other IPs."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lag, m.retransmits, m.snapshots, m.sendErrors, m.refused, m.records, m.copies)
+		reg.MustRegister(m.lag, m.retransmits, m.snapshots, m.sendErrors, m.refused, m.records, m.installed, m.copies)
 	}
 	return m
+}
+
+// Installed counts copies written into conntrack at a takeover.
+func (m *Metrics) Installed(ok, failed int) {
+	m.installed.WithLabelValues("ok").Add(float64(ok))
+	m.installed.WithLabelValues("failed").Add(float64(failed))
 }

@@ -51,6 +51,9 @@ type SenderOptions struct {
 	Snapshot time.Duration
 	// Window is the most datagrams in flight per standby (256).
 	Window int
+	// Dial opens the socket to a standby (net.DialUDP); tests open it in another
+	// network namespace.
+	Dial func(to netip.AddrPort) (*net.UDPConn, error)
 }
 
 func (o *SenderOptions) defaults() {
@@ -59,6 +62,11 @@ func (o *SenderOptions) defaults() {
 	o.Probe = cmpOr(o.Probe, 100*time.Millisecond)
 	o.Snapshot = cmpOr(o.Snapshot, time.Minute)
 	o.Window = cmpOr(o.Window, 256)
+	if o.Dial == nil {
+		o.Dial = func(to netip.AddrPort) (*net.UDPConn, error) {
+			return net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(to))
+		}
+	}
 }
 
 func cmpOr[T comparable](v, d T) T {
@@ -137,6 +145,14 @@ func (s *Sender) Route(standbys map[netip.Addr]Peer) {
 		}
 		st.setIPs(ips)
 	}
+}
+
+// Wants says whether the sender copies entries of ip: it holds ip, and ip has a standby.
+func (s *Sender) Wants(ip netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.routes[ip]
+	return ok
 }
 
 // Note takes an event of the holder's conntrack.
@@ -367,7 +383,7 @@ func (st *stream) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(st.peer.Addr))
+	conn, err := st.s.opts.Dial(st.peer.Addr)
 	if err != nil {
 		return err
 	}
@@ -507,7 +523,7 @@ func (st *stream) receive(ctx context.Context, conn *net.UDPConn, sess *hb.PairS
 			st.s.m.refused.WithLabelValues("malformed").Inc()
 			continue
 		}
-		body, err := open(buf[:n], sess)
+		body, err := open(nil, buf[:n], sess)
 		if err != nil {
 			st.s.m.refused.WithLabelValues("mac").Inc()
 			continue

@@ -122,15 +122,17 @@ func peek(b []byte) (kind byte, node string, id hb.SessionID, err error) {
 	return kind, node, id, nil
 }
 
-// open checks and decrypts a datagram of the session; it returns the body.
-func open(b []byte, s *hb.PairSession) ([]byte, error) {
+// open checks and decrypts a datagram of the session; it returns the body, appended to
+// dst.
+func open(dst, b []byte, s *hb.PairSession) ([]byte, error) {
 	n := int(b[len(magic)+2])
 	ad := len(magic) + 3 + n + 8 + 8
 	counter := binary.BigEndian.Uint64(b[ad-8:])
-	return s.Open(nil, counter, b[ad:], b[:ad])
+	return s.Open(dst, counter, b[ad:], b[:ad])
 }
 
-func readData(body []byte) (dataMsg, error) {
+// readData decodes a data body; its records are appended to recs[:0].
+func readData(body []byte, recs []record) (dataMsg, error) {
 	var m dataMsg
 	if len(body) < 18 {
 		return m, errMalformed
@@ -151,7 +153,7 @@ func readData(body []byte) (dataMsg, error) {
 	if len(body) != nrec*recordSize {
 		return m, errMalformed
 	}
-	m.Records = make([]record, 0, nrec)
+	m.Records = recs[:0]
 	for i := range nrec {
 		r, err := readRecord(body[i*recordSize:])
 		if err != nil {

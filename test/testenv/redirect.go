@@ -19,7 +19,7 @@ import (
 // packets go on. Closing the link detaches it.
 func AttachRedirect(ns, dev, to string) (link.Link, error) {
 	var l link.Link
-	err := inNetns(ns, func() error {
+	err := InNetns(ns, func() error {
 		from, err := net.InterfaceByName(dev)
 		if err != nil {
 			return err
@@ -54,8 +54,9 @@ func AttachRedirect(ns, dev, to string) (link.Link, error) {
 	return l, err
 }
 
-// inNetns runs f on a thread in the network namespace ns.
-func inNetns(ns string, f func() error) error {
+// InNetns runs f on a thread in the named network namespace ns. Sockets f opens stay in
+// ns, whichever goroutine uses them later.
+func InNetns(ns string, f func() error) error {
 	runtime.LockOSThread()
 	orig, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
