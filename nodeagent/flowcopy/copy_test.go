@@ -328,7 +328,7 @@ func TestCopyWaitsForTheHolder(t *testing.T) {
 	src := newFakeTable(entry(ipA, 1))
 	r, addr := p.receiver(t)
 	s := p.sender(t, src, addr)
-	time.Sleep(300 * time.Millisecond) // retransmissions come and go
+	time.Sleep(700 * time.Millisecond) // retransmissions come and go, past inSyncWithin
 	if got := kept(r); len(got) != 0 {
 		t.Errorf("the standby took %v from a node that does not hold the IP", got)
 	}

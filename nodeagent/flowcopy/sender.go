@@ -206,8 +206,9 @@ func (s *Sender) Handover(ips []netip.Addr, timeout time.Duration) bool {
 type CopyStatus struct {
 	IP      netip.Addr
 	Standby string
-	// InSync: everything sent has been acknowledged, and the standby answered within
-	// the last second.
+	// InSync: nothing waits to be sent, nothing sent half a second ago or more is
+	// unacknowledged, and the standby answered within the last second. (A change in
+	// flight for a few milliseconds does not make a copy Behind: the report would flicker.)
 	InSync bool
 	// AckedAt is when the standby last acknowledged; zero if never.
 	AckedAt time.Time
@@ -260,15 +261,18 @@ type stream struct {
 	buf          []byte
 }
 
+// inSyncWithin is how long a change may wait for its ack with the copy still InSync.
+const inSyncWithin = 500 * time.Millisecond
+
 type pendingRecord struct {
 	record
 	at time.Time // the oldest event folded into it
 }
 
 type sent struct {
-	msg    dataMsg
-	at     time.Time // the oldest event it carries; zero if none
-	sentAt time.Time
+	msg         dataMsg
+	at          time.Time // the oldest event it carries; zero if none
+	first, last time.Time // when it was sent first, and last
 }
 
 func newStream(s *Sender, p Peer) *stream {
@@ -343,8 +347,10 @@ func (st *stream) drained() bool {
 func (st *stream) status(ip netip.Addr) CopyStatus {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	now := time.Now()
+	caughtUp := len(st.window) == 0 || now.Sub(st.window[0].first) < inSyncWithin
 	return CopyStatus{IP: ip, Standby: st.peer.Node, AckedAt: st.ackedAt, Lag: st.lag, Copies: st.copies,
-		InSync: len(st.window) == 0 && len(st.queue) == 0 && !st.snapshotDue && time.Since(st.ackedAt) < time.Second}
+		InSync: caughtUp && len(st.queue) == 0 && !st.snapshotDue && now.Sub(st.ackedAt) < time.Second}
 }
 
 func (st *stream) run(ctx context.Context) {
@@ -414,10 +420,10 @@ func (st *stream) step(now time.Time) {
 	defer st.mu.Unlock()
 	st.queuePending()
 	// Go-back-N: a datagram unacknowledged for too long is sent again, with all after it.
-	if len(st.window) > 0 && now.Sub(st.window[0].sentAt) >= st.s.opts.Retransmit {
+	if len(st.window) > 0 && now.Sub(st.window[0].last) >= st.s.opts.Retransmit {
 		for i := range st.window {
 			st.send(st.window[i].msg)
-			st.window[i].sentAt = now
+			st.window[i].last = now
 		}
 		st.s.m.retransmits.Add(float64(len(st.window)))
 	}
@@ -430,7 +436,7 @@ func (st *stream) step(now time.Time) {
 		if len(msg.Records) > 0 {
 			oldest = msg.at
 		}
-		st.window = append(st.window, sent{msg: msg.dataMsg, at: oldest, sentAt: now})
+		st.window = append(st.window, sent{msg: msg.dataMsg, at: oldest, first: now, last: now})
 		st.send(msg.dataMsg)
 	}
 	if now.Sub(st.lastSent) >= st.s.opts.Probe {

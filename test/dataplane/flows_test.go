@@ -33,7 +33,7 @@ type tcpStream struct {
 	mu       sync.Mutex
 	echoed   int
 	lastEcho time.Time
-	// stalls are the gaps between echoes longer than 100 ms, with when each ended.
+	// stalls are the gaps between echoes longer than 50 ms, with when each ended.
 	stalls []stall
 	err    error
 }
@@ -127,7 +127,7 @@ func (s *tcpStream) receive(r *bufio.Reader) {
 		}
 		now := time.Now()
 		s.mu.Lock()
-		if gap := now.Sub(s.lastEcho); gap > 100*time.Millisecond {
+		if gap := now.Sub(s.lastEcho); gap > 50*time.Millisecond {
 			s.stalls = append(s.stalls, stall{from: s.lastEcho, to: now})
 		}
 		s.echoed, s.lastEcho = i+1, now
@@ -210,6 +210,37 @@ func (ss streams) flowing(t testing.TB, within time.Duration) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// survivors says, for each stream, whether it echoed 25 more lines within the time
+// given, unbroken.
+func (ss streams) survivors(within time.Duration) []bool {
+	base := make([]int, len(ss))
+	for i, s := range ss {
+		base[i], _ = s.progress()
+	}
+	out := make([]bool, len(ss))
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		done := true
+		for i, s := range ss {
+			n, err := s.progress()
+			out[i] = err == nil && n >= base[i]+25
+			done = done && (out[i] || err != nil)
+		}
+		if done {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return out
+}
+
+// close closes every stream.
+func (ss streams) close() {
+	for _, s := range ss {
+		s.close()
 	}
 }
 
