@@ -287,7 +287,13 @@ func (a *Agent) pass(ctx context.Context) error {
 	a.unreachable.log(a.opts.NodeName, unreachableMessage(unreachable))
 	a.m.podsUnreachable.Set(float64(len(unreachable)))
 	copies, _ := a.standbys.copies(time.Now())
-	reported, err := a.report.report(ctx, passReport{copies: copies, ifaces: ifaces, held: held, observedGen: a.grants.observed,
+	// The report is bounded by half a lease: the loop that waits for it also extends the
+	// grants (and the addresses' kernel lifetimes) on every answered heartbeat, and a
+	// write to an API server that just came back can hang for seconds. A report that
+	// times out is written again a second later.
+	reportCtx, cancel := context.WithTimeout(ctx, a.opts.Heartbeat.LeaseDuration/2)
+	defer cancel()
+	reported, err := a.report.report(reportCtx, passReport{copies: copies, ifaces: ifaces, held: held, observedGen: a.grants.observed,
 		passErr: errors.Join(others...), full: capacityMessage(full), served: want.cover.reported, uncovered: want.cover.message(),
 		unreachable: unreachableMessage(unreachable), redirected: redirected})
 	if err != nil {

@@ -135,14 +135,22 @@ type chaosTrial struct {
 	fault, detail, from, to string
 	gap                     time.Duration
 	lost                    int
-	violations              []string
+	// flows says how many long-lived connections went on, and their longest stall.
+	flows      string
+	violations []string
 }
 
+// chaosFlows is how many long-lived TCP connections each step keeps open through the
+// gateway, from selected pods away from it.
+const chaosFlows = 6
+
 // TestChaos runs a random sequence of faults (each kind once per round, in a random
-// order) against the cluster, with a selected pod's UDP probe through the gateway and an
-// ARP watch on the router, and checks after each step: no two MACs ever claimed the
-// egress IP, no packet of the probe left with another source, and the step converged
-// within its target. It prints a table of the trials; zero violations is the only pass.
+// order) against the cluster, with a selected pod's UDP probe through the gateway, long-
+// lived TCP connections checked byte for byte, and an ARP watch on the router, and checks
+// after each step: no two MACs ever claimed the egress IP, no packet of the probe left
+// with another source, the step converged within its target, and every connection still
+// works (the flows survive, whether the IP moved or not). It prints a table of the
+// trials; zero violations is the only pass.
 func TestChaos(t *testing.T) {
 	c, ex := setupExample(t)
 	for c.Controllers() < 2 {
@@ -171,14 +179,14 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n| # | fault | what | gateway before → after | gap | lost | violations |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| # | fault | what | gateway before → after | gap | lost | connections survived (longest stall) | violations |\n|---|---|---|---|---|---|---|---|\n")
 	total := 0
 	for i, tr := range trials {
 		gap := "—"
 		if tr.gap > 0 {
 			gap = tr.gap.Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %s → %s | %s | %d | %d |\n", i+1, tr.fault, tr.detail, tr.from, tr.to, gap, tr.lost, len(tr.violations))
+		fmt.Fprintf(&b, "| %d | %s | %s | %s → %s | %s | %d | %s | %d |\n", i+1, tr.fault, tr.detail, tr.from, tr.to, gap, tr.lost, tr.flows, len(tr.violations))
 		total += len(tr.violations)
 		for _, v := range tr.violations {
 			t.Errorf("step %d (%s): %s", i+1, tr.fault, v)
@@ -195,6 +203,10 @@ func runChaosStep(t *testing.T, c *cluster.Cluster, ex example, i int, f chaosFa
 	ctx := context.Background()
 	w := watchFault(t, c, ex, fmt.Sprintf("chaos%d", i))
 	trial := chaosTrial{fault: f.name, from: w.old.Name}
+	ss := openStreams(t, selectedPodsAwayFrom(ex, w.old), chaosFlows, fmt.Sprintf("chaos%d-s", i))
+	defer ss.close()
+	copiesOn(t, standbyOf(t, c, ex.egressIP), len(ss))
+	fault := time.Now()
 	detail, undo, err := f.inject(c, w.old, rnd)
 	if err != nil {
 		t.Errorf("step %d (%s): injecting: %v", i+1, f.name, err)
@@ -229,6 +241,15 @@ func runChaosStep(t *testing.T, c *cluster.Cluster, ex example, i int, f chaosFa
 			trial.violations = append(trial.violations, fmt.Sprintf("%d probe datagrams lost", trial.lost))
 		}
 	}
+	survived := ss.survivors(15 * time.Second)
+	for j, ok := range survived {
+		if !ok {
+			_, err := ss[j].progress()
+			trial.violations = append(trial.violations, fmt.Sprintf("connection %s from %s (as %s) did not survive: %v", ss[j].tag, ss[j].pod.Name, ss[j].source, err))
+		}
+	}
+	stalls := ss.stallsAfter(fault)
+	trial.flows = fmt.Sprintf("%d/%d (%s)", count(survived), len(ss), stalls[len(stalls)-1].Round(10*time.Millisecond))
 	trial.violations = append(trial.violations, w.violations(c, ex.egressIP)...)
 	return trial
 }
