@@ -141,7 +141,11 @@ func (c *caches) Start(ctx context.Context, onChange func()) error {
 	learned.UpdateFunc = func(old, obj any) {
 		o, ok1 := old.(*v1.NetworkGatewayNode)
 		n, ok2 := obj.(*v1.NetworkGatewayNode)
-		if !ok1 || !ok2 || !reflect.DeepEqual(routing.ReportAddressesOf(&o.Status), routing.ReportAddressesOf(&n.Status)) {
+		// A pass learns a node's addresses, and, for the conntrack copy, its heartbeat
+		// keys: a standby that restarted seals with a new key, and its holders must
+		// follow at once, not at the next resync.
+		if !ok1 || !ok2 || !reflect.DeepEqual(routing.ReportAddressesOf(&o.Status), routing.ReportAddressesOf(&n.Status)) ||
+			!slices.Equal(o.Status.HeartbeatKeys, n.Status.HeartbeatKeys) {
 			onChange()
 		}
 	}

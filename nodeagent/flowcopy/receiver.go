@@ -77,6 +77,8 @@ type Receiver struct {
 	// senders number the nodes copies come from, so that a copy names its sender in
 	// two bytes.
 	senders map[string]uint16
+	// perSender counts the copies of each sender.
+	perSender map[uint16]int
 }
 
 type inbound struct {
@@ -113,7 +115,7 @@ func NewReceiver(opts ReceiverOptions, m *Metrics) *Receiver {
 	_, _ = rand.Read(b[:])
 	return &Receiver{opts: opts, m: m, nonce: binary.BigEndian.Uint64(b[:]) | 1,
 		sessions: map[hb.SessionID]*hb.PairSession{}, counters: map[hb.SessionID]*uint64{},
-		streams: map[string]*inbound{}, copies: map[ckey]copied{}, senders: map[string]uint16{}}
+		streams: map[string]*inbound{}, copies: map[ckey]copied{}, senders: map[string]uint16{}, perSender: map[uint16]int{}}
 }
 
 // Take removes the copies of ip and returns them, their timeouts counted down to now:
@@ -126,7 +128,7 @@ func (r *Receiver) Take(ip netip.Addr, now time.Time) []Entry {
 		if c.egressIP() != ip {
 			continue
 		}
-		delete(r.copies, k)
+		r.drop(k, c)
 		rec, err := readRecord(c.rec[:])
 		if err != nil {
 			continue // it was read once already
@@ -256,7 +258,7 @@ func (r *Receiver) handle(b []byte, now time.Time) (reply, bool) {
 		if msg.Seq != 1 || msg.Flags&flagProbe != 0 {
 			r.mu.Unlock()
 			if msg.Seq == 0 {
-				return reply{ack: ackMsg{Stream: msg.Stream, Nonce: r.nonce, Copies: uint32(r.Copies())}, sess: sess, now: true}, true
+				return reply{ack: ackMsg{Stream: msg.Stream, Nonce: r.nonce, Copies: r.keptFrom(node)}, sess: sess, now: true}, true
 			}
 			return reply{ack: ackMsg{Stream: msg.Stream, Nonce: r.nonce, Flags: flagUnknownStream}, sess: sess, now: true}, true
 		}
@@ -282,7 +284,7 @@ func (r *Receiver) handle(b []byte, now time.Time) (reply, bool) {
 	if apply {
 		r.apply(node, in, msg, now)
 	}
-	return reply{ack: ackMsg{Stream: msg.Stream, Acked: acked, Nonce: r.nonce, Copies: uint32(r.Copies())}, sess: sess,
+	return reply{ack: ackMsg{Stream: msg.Stream, Acked: acked, Nonce: r.nonce, Copies: r.keptFrom(node)}, sess: sess,
 		now: msg.Flags&(flagProbe|flagSnapshotEnd) != 0}, true
 }
 
@@ -344,7 +346,7 @@ func (r *Receiver) apply(node string, in *inbound, msg dataMsg, now time.Time) {
 	if msg.Flags&flagSnapshotEnd != 0 {
 		for k, c := range r.copies {
 			if c.gen < in.gen && c.from == from && containsAddr(msg.IPs, c.egressIP()) {
-				delete(r.copies, k)
+				r.drop(k, c)
 				r.m.records.WithLabelValues("sweep").Inc()
 			}
 		}
@@ -352,14 +354,31 @@ func (r *Receiver) apply(node string, in *inbound, msg dataMsg, now time.Time) {
 	r.m.copies.Set(float64(len(r.copies)))
 }
 
+// drop forgets a copy. r.mu is held.
+func (r *Receiver) drop(k ckey, c copied) {
+	delete(r.copies, k)
+	r.perSender[c.from]--
+}
+
+// keptFrom is how many copies node's records left here.
+func (r *Receiver) keptFrom(node string) uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	from, ok := r.senders[node]
+	if !ok {
+		return 0
+	}
+	return uint32(r.perSender[from])
+}
+
 // keep takes one record. r.mu is held.
 func (r *Receiver) keep(from uint16, gen uint32, rec record, now time.Time) {
 	k := packKey(rec.Key)
-	_, have := r.copies[k]
+	old, have := r.copies[k]
 	switch {
 	case rec.op == opDelete:
 		if have {
-			delete(r.copies, k)
+			r.drop(k, old)
 			r.m.records.WithLabelValues("delete").Inc()
 		}
 	case !have && len(r.copies) >= r.opts.MaxCopies:
@@ -367,6 +386,10 @@ func (r *Receiver) keep(from uint16, gen uint32, rec record, now time.Time) {
 	default:
 		c := copied{from: from, gen: gen, at: now.UnixNano()}
 		appendRecord(c.rec[:0], rec)
+		if have {
+			r.perSender[old.from]--
+		}
+		r.perSender[from]++
 		r.copies[k] = c
 		op := "update"
 		if !have {

@@ -205,7 +205,7 @@ func runChaosStep(t *testing.T, c *cluster.Cluster, ex example, i int, f chaosFa
 	trial := chaosTrial{fault: f.name, from: w.old.Name}
 	ss := openStreams(t, selectedPodsAwayFrom(ex, w.old), chaosFlows, fmt.Sprintf("chaos%d-s", i))
 	defer ss.close()
-	copiesOn(t, standbyOf(t, c, ex.egressIP), len(ss))
+	ss.copied(t, c, standbyOf(t, c, ex.egressIP))
 	fault := time.Now()
 	detail, undo, err := f.inject(c, w.old, rnd)
 	if err != nil {

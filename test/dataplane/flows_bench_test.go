@@ -30,7 +30,7 @@ func BenchmarkFailoverConnections(b *testing.B) {
 		standby := standbyOf(b, c, ex.egressIP)
 		pods := selectedPodsAwayFrom(ex, old)
 		ss := openStreams(b, pods, 20, fmt.Sprintf("fc%d-s", trial))
-		copiesOn(b, standby, len(ss))
+		ss.copied(b, c, standby)
 		ss.flowing(b, 5*time.Second)
 		var young streams
 		var opened []time.Time
@@ -119,7 +119,7 @@ func BenchmarkCordonConnections(b *testing.B) {
 		w := watchFault(b, c, ex, fmt.Sprintf("cc%d", trial))
 		standby := standbyOf(b, c, ex.egressIP)
 		ss := openStreams(b, selectedPodsAwayFrom(ex, w.old), 20, fmt.Sprintf("cc%d-s", trial))
-		copiesOn(b, standby, len(ss))
+		ss.copied(b, c, standby)
 		ss.flowing(b, 5*time.Second)
 		move := time.Now()
 		b.StartTimer()

@@ -26,6 +26,7 @@ type tcpStream struct {
 	pod    *cluster.Pod
 	tag    string
 	source netip.AddrPort // what the external host saw when the stream opened
+	opened time.Time
 	conn   net.Conn
 	quit   chan struct{}
 	done   chan struct{}
@@ -77,7 +78,7 @@ func openTCPStream(ctx context.Context, pod *cluster.Pod, tag string) (*tcpStrea
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Time{})
-	s := &tcpStream{pod: pod, tag: tag, source: src, conn: conn, quit: make(chan struct{}), done: make(chan struct{}), lastEcho: time.Now()}
+	s := &tcpStream{pod: pod, tag: tag, source: src, conn: conn, quit: make(chan struct{}), done: make(chan struct{}), lastEcho: time.Now(), opened: time.Now()}
 	go s.send()
 	go s.receive(r)
 	return s, nil
@@ -287,22 +288,15 @@ func standbyOf(t testing.TB, c *cluster.Cluster, ip netip.Addr) *topology.Node {
 	return n
 }
 
-// copiesOn waits until node n keeps at least want copied entries.
-func copiesOn(t testing.TB, n *topology.Node, want int) {
+// copied waits until the holder's copy to standby has the streams: a second after the
+// last one opened (a copy is InSync only while nothing older than half a second waits for
+// an ack), the policy's view shows the copy InSync with at least their number of entries.
+func (ss streams) copied(t testing.TB, c *cluster.Cluster, standby *topology.Node) {
 	t.Helper()
-	err := eventually(10*time.Second, func() error {
-		got, err := agentMetric(n, "egressgw_agent_flow_copies")
-		if err != nil {
-			return err
-		}
-		if int(got) < want {
-			return fmt.Errorf("%s keeps %v copies, want at least %d", n.Name, got, want)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	if wait := time.Until(ss[len(ss)-1].opened.Add(time.Second)); wait > 0 {
+		time.Sleep(wait)
 	}
+	standbyInSync(t, c, standby.Name, len(ss))
 }
 
 // standbyInSync waits until the policy's view (kubectl get egresspolicyviews) names
@@ -344,8 +338,7 @@ func TestConnectionsSurviveFailover(t *testing.T) {
 			t.Fatalf("stream %s left as %s, want the egress IP %s", s.tag, s.source, ex.egressIP)
 		}
 	}
-	copiesOn(t, standby, len(ss))
-	standbyInSync(t, c, standby.Name, len(ss))
+	ss.copied(t, c, standby)
 	ss.flowing(t, 5*time.Second)
 	fault := time.Now()
 	gw := failAndResume(t, c, ex, w)
@@ -369,7 +362,7 @@ func TestConnectionsSurviveCordon(t *testing.T) {
 	w := watchFault(t, c, ex, "ctcordon")
 	standby := standbyOf(t, c, ex.egressIP)
 	ss := openStreams(t, selectedPodsAwayFrom(ex, w.old), 20, "ctcordon-s")
-	copiesOn(t, standby, len(ss))
+	ss.copied(t, c, standby)
 	ss.flowing(t, 5*time.Second)
 	move := time.Now()
 	gw, gap, _, _ := cordonOnce(t, c, ex, w)
