@@ -174,7 +174,11 @@ func (a *Agent) loop(ctx context.Context) {
 //     known drops;
 //   - the report goes before the nft map shrinks: a controller handing an IP over waits
 //     for it, and the entries of IPs let go are inert meanwhile (nothing marks packets
-//     for them once their BPF grant is gone).
+//     for them once their BPF grant is gone);
+//   - an IP newly granted gets the copies of its connections (standby.go) written into
+//     conntrack before its BPF grant, so their first packets find them; an IP let go
+//     hands its last changes to its standby, and the copy stops following it, before its
+//     entries are swept and before the report says it was let go.
 //
 // pass_test.go holds it to each.
 func (a *Agent) pass(ctx context.Context) error {

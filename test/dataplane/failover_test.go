@@ -276,9 +276,10 @@ func cordonOnce(t testing.TB, c *cluster.Cluster, ex example, w *faultWatch) (gw
 // connections, opened every 50 ms from before the cordon until after the handover, all
 // succeed, each seen with the egress IP (one whose SYN falls in the gap is
 // retransmitted); but one opened just as the IP moved may have its handshake SNATed by
-// the old node and its data by the new one, which has no conntrack entry for it: it may
-// stall, as established connections do across a move until they survive one (issue
-// #21), and at most one such is let off, with a log line. Uncordoning moves nothing.
+// the old node after its last change was handed over, and its data by the new one, which
+// then has no conntrack entry for it: it may stall, and at most one such is let off, with
+// a log line (established connections survive the move: TestConnectionsSurviveCordon).
+// Uncordoning moves nothing.
 func TestCordonHandsOver(t *testing.T) {
 	c, ex := setupExample(t)
 	w := watchFault(t, c, ex, "cordon")

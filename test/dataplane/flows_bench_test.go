@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -73,7 +74,7 @@ func BenchmarkFailoverConnections(b *testing.B) {
 		trialStalls := ss.stallsAfter(fault)
 		stalls = append(stalls, trialStalls...)
 		gaps = append(gaps, gap)
-		b.Logf("trial %d: %s → %s: gap %s; 20 connections survived, stalls %s–%s; young connections survived: %d of 10",
+		trialLog("trial %d: %s → %s: gap %s; 20 connections survived, stalls %s–%s; young connections survived: %d of 10",
 			trial, old.Name, gw, gap.Round(time.Millisecond), trialStalls[0].Round(time.Millisecond), trialStalls[len(trialStalls)-1].Round(time.Millisecond), count(survived))
 		ss.close()
 		young.close()
@@ -95,6 +96,12 @@ func BenchmarkFailoverConnections(b *testing.B) {
 	b.StopTimer()
 	reportStalls(b, stalls, gaps)
 	var ages []string
+	young, survivedYoung := 0, 0
+	for _, v := range youngByAge {
+		survivedYoung, young = survivedYoung+v[0], young+v[1]
+	}
+	b.ReportMetric(float64(survivedYoung), "young-survived")
+	b.ReportMetric(float64(young), "young-opened")
 	for _, age := range slices.Sorted(func(yield func(time.Duration) bool) {
 		for a := range youngByAge {
 			if !yield(a) {
@@ -131,7 +138,7 @@ func BenchmarkCordonConnections(b *testing.B) {
 		ss.flowing(b, 15*time.Second)
 		trialStalls := ss.stallsAfter(move)
 		stalls, gaps = append(stalls, trialStalls...), append(gaps, gap)
-		b.Logf("trial %d: %s → %s: gap %s; 20 connections survived, the longest stall %s", trial, w.old.Name, gw, gap.Round(time.Millisecond), trialStalls[len(trialStalls)-1].Round(time.Millisecond))
+		trialLog("trial %d: %s → %s: gap %s; 20 connections survived, the longest stall %s", trial, w.old.Name, gw, gap.Round(time.Millisecond), trialStalls[len(trialStalls)-1].Round(time.Millisecond))
 		ss.close()
 		uncordon()
 		w.check(b, c, ex.egressIP)
@@ -142,6 +149,12 @@ func BenchmarkCordonConnections(b *testing.B) {
 	}
 	b.StopTimer()
 	reportStalls(b, stalls, gaps)
+}
+
+// trialLog logs one trial's line on stderr: a benchmark's own log keeps only its first
+// ten lines, and the summaries come last.
+func trialLog(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "    "+format+"\n", args...)
 }
 
 // reportStalls reports the connections' stalls and the probe's gaps (0: no wait for an
