@@ -155,8 +155,11 @@ func (s *standbys) letGo(ips []netip.Addr) {
 		return
 	}
 	start := time.Now()
-	ok := s.sender.Handover(ips, s.handover)
-	klog.V(2).InfoS("Handed the conntrack entries over to the standbys", "node", s.node, "ips", ips, "acknowledged", ok, "took", time.Since(start))
+	// The events of the last changes may still be on their way from the kernel: the
+	// sender takes them before it hands over.
+	drained := s.ct.Drain(s.handover / 2)
+	ok := s.sender.Handover(ips, s.handover-time.Since(start))
+	klog.V(2).InfoS("Handed the conntrack entries over to the standbys", "node", s.node, "ips", ips, "drained", drained, "acknowledged", ok, "took", time.Since(start))
 }
 
 // route sets what the node holds after a pass, and each IP's standby.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,6 +33,13 @@ type Conntrack struct {
 	seq    uint32
 	buf    []byte // answers read
 	out    []byte // messages written
+	// mu serializes writes (the sequence numbers and buffers above).
+	mu sync.Mutex
+
+	// marks are the sentinels Drain waits for, by their source port.
+	marksMu sync.Mutex
+	marks   map[uint16]chan struct{}
+	markSeq uint16
 }
 
 var (
@@ -67,7 +75,7 @@ func Open(zone uint16) (*Conntrack, error) {
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
 	tv := unix.NsecToTimeval(int64(2 * time.Second))
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	return &Conntrack{zone: zone, ct: ct, events: events, fd: fd, buf: make([]byte, 1<<16)}, nil
+	return &Conntrack{zone: zone, ct: ct, events: events, fd: fd, buf: make([]byte, 1<<16), marks: map[uint16]chan struct{}{}}, nil
 }
 
 // Close closes the sockets.
@@ -146,7 +154,12 @@ func (c *Conntrack) Watch(ctx context.Context, want func(netip.Addr) bool, note 
 		}
 		now := time.Now()
 		for _, m := range msgs {
-			if zone, ip, ok := peekEvent(m.Data); !ok || zone != c.zone || !want(ip) {
+			zone, ip, ok := peekEvent(m.Data)
+			if ok && zone == c.zone && ip == sentinelSrc {
+				c.marked(m)
+				continue
+			}
+			if !ok || zone != c.zone || !want(ip) {
 				continue
 			}
 			var ev conntrack.Event
@@ -159,6 +172,56 @@ func (c *Conntrack) Watch(ctx context.Context, want func(netip.Addr) bool, note 
 			}
 			note(Event{Deleted: ev.Type == conntrack.EventDestroy, Entry: e, At: now})
 		}
+	}
+}
+
+// The sentinels Drain makes: UDP from sentinelSrc to sentinelDst:9 in the zone, never
+// SNATed, so no sender takes them for a connection.
+var (
+	sentinelSrc = netip.MustParseAddr("127.0.0.1")
+	sentinelDst = netip.MustParseAddrPort("127.0.0.2:9")
+)
+
+// Drain returns once Watch has read every event the kernel sent before the call (up to
+// timeout): it makes a sentinel entry, whose event comes after them on the socket, waits
+// for Watch to read it, and deletes it. It reports whether the sentinel came back.
+func (c *Conntrack) Drain(timeout time.Duration) bool {
+	c.marksMu.Lock()
+	c.markSeq++
+	port := 1024 + c.markSeq%60000
+	done := make(chan struct{})
+	c.marks[port] = done
+	c.marksMu.Unlock()
+	defer func() {
+		c.marksMu.Lock()
+		delete(c.marks, port)
+		c.marksMu.Unlock()
+	}()
+	e := Entry{Key: Key{Proto: unix.IPPROTO_UDP, Pod: netip.AddrPortFrom(sentinelSrc, port), Dst: sentinelDst},
+		EgressIP: sentinelSrc, NATPort: port, Timeout: 5}
+	if _, err := c.Apply([]Change{{Op: Create, Entry: e}}); err != nil {
+		return false
+	}
+	defer func() { _, _ = c.Apply([]Change{{Op: Delete, Entry: e}}) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// marked notes that Watch read a sentinel's event.
+func (c *Conntrack) marked(m netlink.Message) {
+	var ev conntrack.Event
+	if err := ev.Unmarshal(m); err != nil || ev.Flow == nil || ev.Type != conntrack.EventNew {
+		return
+	}
+	c.marksMu.Lock()
+	defer c.marksMu.Unlock()
+	if done, ok := c.marks[ev.Flow.TupleOrig.Proto.SourcePort]; ok {
+		close(done)
+		delete(c.marks, ev.Flow.TupleOrig.Proto.SourcePort)
 	}
 }
 
@@ -242,6 +305,8 @@ const (
 // Apply writes the changes, a batch per sendmsg, each acknowledged. A create that finds
 // the entry there already replaces it (its translation cannot be changed in place).
 func (c *Conntrack) Apply(changes []Change) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	failed, errs, exists := 0, []error(nil), []Change(nil)
 	for start := 0; start < len(changes); start += 128 {
 		batch := changes[start:min(start+128, len(changes))]

@@ -99,6 +99,16 @@ func TestConntrackWritesSNATEntries(t *testing.T) {
 	if got := dumpByKey(t, c); len(got) != 0 {
 		t.Errorf("left after deleting: %v", got)
 	}
+	// Drain returns once the events before it were read: the deletions are noted.
+	if !c.Drain(2 * time.Second) {
+		t.Fatalf("the sentinel's event never came back")
+	}
+	mu.Lock()
+	noted := len(events)
+	mu.Unlock()
+	if noted < 6 {
+		t.Errorf("after Drain, %d events noted, want at least 6 (3 changes, 3 deletions)", noted)
+	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		mu.Lock()
