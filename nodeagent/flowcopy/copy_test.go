@@ -52,12 +52,6 @@ func (t *fakeTable) Dump() ([]Entry, error) {
 	return slicesOf(t.entries), nil
 }
 
-func (t *fakeTable) snapshot() map[Key]Entry {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return maps.Clone(t.entries)
-}
-
 func slicesOf(m map[Key]Entry) []Entry {
 	out := make([]Entry, 0, len(m))
 	for _, e := range m {
