@@ -3,7 +3,6 @@ package flowcopy
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net"
 	"net/netip"
 	"sync"
