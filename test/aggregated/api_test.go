@@ -105,7 +105,7 @@ func TestAggregatedAPI(t *testing.T) {
 
 	t.Run("the policy view and its pods subresource", func(t *testing.T) {
 		out := mustKubectl(t, e.cp, nil, "get", "egresspolicyviews")
-		if !regexp.MustCompile(`egress\s+198.51.100.100\s+node2\s+node2\s+SNAT\s+2\s+8.8.8.0/24`).MatchString(out) {
+		if !regexp.MustCompile(`egress\s+198.51.100.100\s+node2\s+node2\s+<none>\s+SNAT\s+2\s+8.8.8.0/24`).MatchString(out) {
 			t.Errorf("kubectl get egresspolicyviews:\n%s", out)
 		}
 		var pods v1alpha1.PodEgressList
@@ -139,7 +139,7 @@ func TestAggregatedAPI(t *testing.T) {
 			return ""
 		})
 		out := mustKubectl(t, e.cp, nil, "--as=alice-ops", "get", "egresspolicyviews", "--no-headers")
-		if !regexp.MustCompile(`^egress\s+198.51.100.100\s+node2\s+node2\s+SNAT\s+1\s`).MatchString(out) {
+		if !regexp.MustCompile(`^egress\s+198.51.100.100\s+node2\s+node2\s+<none>\s+SNAT\s+1\s`).MatchString(out) {
 			t.Errorf("alice-ops's kubectl get egresspolicyviews:\n%s", out)
 		}
 	})
