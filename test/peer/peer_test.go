@@ -106,3 +106,43 @@ func TestTransfer(t *testing.T) {
 		t.Errorf("Transfer = %s, %d up, %d down; want 127.0.0.1, %d each way", seen, up, down, size)
 	}
 }
+
+// TestEcho: a long-lived connection's lines all come back; a connection the server resets
+// ends Echo with an error.
+func TestEcho(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { ServeTCP(ln, func() bool { return false }); close(done) }()
+	t.Cleanup(func() { ln.Close(); <-done })
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	res, err := Echo(ctx, ln.Addr().String(), 5*time.Millisecond)
+	if err != nil || res.Lines < 20 || res.Source.Addr() != netip.MustParseAddr("127.0.0.1") {
+		t.Errorf("Echo = %+v, %v; want at least 20 lines from 127.0.0.1", res, err)
+	}
+
+	// A server that answers the first line, then resets the connection.
+	rst, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rst.Close()
+	go func() {
+		c, err := rst.Accept()
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(c, "%s\n", c.RemoteAddr())
+		time.Sleep(50 * time.Millisecond)
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel2()
+	if _, err := Echo(ctx2, rst.Addr().String(), 5*time.Millisecond); err == nil {
+		t.Errorf("Echo over a reset connection returned no error")
+	}
+}

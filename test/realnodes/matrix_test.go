@@ -119,6 +119,12 @@ func TestBridgeAndRackOnRealNodes(t *testing.T) {
 		}
 	})
 
+	// A long-lived TCP connection from the rack-2 pod, each echo checked, across the
+	// cordon: the standby has the gateway's conntrack entries, and gets the last ones
+	// before the IP moves.
+	waitCopy(t, l, other)
+	cordoned := startEcho(t, l, "rack2", 12*time.Second)
+	time.Sleep(2 * time.Second)
 	mark, from := l.Topo.External.Mark(), time.Now()
 	kubectl(nil, "cordon", gw)
 	t.Cleanup(func() { _, _ = l.CP.Kubectl(nil, "uncordon", gw) })
@@ -134,6 +140,11 @@ func TestBridgeAndRackOnRealNodes(t *testing.T) {
 		t.Logf("cordoned %s, the egress IP on %s after %s; the stream from %s on %s: %s", gw, moved, movedAfter.Round(time.Millisecond), name, node, st)
 		st.check(t)
 	}
+	if out, err := cordoned(); err != nil {
+		t.Errorf("the TCP connection from the rack-2 pod did not survive the cordon: %v: %s", err, out)
+	} else {
+		t.Logf("the TCP connection from the rack-2 pod survived the cordon: %s", out)
+	}
 
 	// A hard failure of the new gateway node (kubelet and agent killed, link down), with
 	// the old one uncordoned: the IP goes back to it, and the streams from it (local
@@ -143,6 +154,9 @@ func TestBridgeAndRackOnRealNodes(t *testing.T) {
 		kubectl(nil, "uncordon", gw)
 		failed := l.node(moved)
 		leader := leaderNode(t, l)
+		waitCopy(t, l, gw) // the uncordoned node is the standby again
+		echo := startEcho(t, l, "rack2", 15*time.Second)
+		time.Sleep(2 * time.Second)
 		mark, from := l.Topo.External.Mark(), time.Now()
 		failed.KillKubelet()
 		if killed, err := failed.KillHostProcesses("egressgw-agent"); err != nil || killed == 0 {
@@ -161,6 +175,17 @@ func TestBridgeAndRackOnRealNodes(t *testing.T) {
 				moved, leader, back, movedAfter.Round(time.Millisecond), name, streams[name], st)
 			st.check(t)
 		}
+		// With the leader elsewhere the IP moves in about 2 s, and the connection goes
+		// on; with the leader on the failed node, the move waits for the new leader's
+		// fence (about 110 s), past the echo's 30 s of patience.
+		switch out, err := echo(); {
+		case leader == moved:
+			t.Logf("the controller's leader was on the failed node: the TCP connection's %v: %s", err, out)
+		case err != nil:
+			t.Errorf("the TCP connection from the rack-2 pod did not survive %s's failure: %v: %s", moved, err, out)
+		default:
+			t.Logf("the TCP connection from the rack-2 pod survived %s's failure: %s", moved, out)
+		}
 		// The node comes back, so that its pods can go.
 		if err := failed.SetLink(true); err != nil {
 			t.Fatal(err)
@@ -170,4 +195,43 @@ func TestBridgeAndRackOnRealNodes(t *testing.T) {
 		}
 		waitKubectl(t, l.CP, "wait", "--for=condition=Ready", "node/"+moved, "--timeout=2m")
 	})
+}
+
+// startEcho runs the test client's echo in pod streams/<pod> for d: one TCP connection
+// to the external host, every echo checked. wait returns its output and error.
+func startEcho(t *testing.T, l *Local, pod string, d time.Duration) (wait func() (string, error)) {
+	t.Helper()
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
+		defer cancel()
+		out, err := l.CP.KubectlCommand(ctx, "-n", "streams", "exec", pod, "--", "/usr/local/bin/egressgw-testclient", "echo",
+			"-for", d.String(), fmt.Sprintf("%s:%d", topology.ExternalIP, topology.ServicePort)).CombinedOutput()
+		done <- result{strings.TrimSpace(string(out)), err}
+	}()
+	return func() (string, error) {
+		r := <-done
+		return r.out, r.err
+	}
+}
+
+// waitCopy waits until the policy's view shows standby's copy of the holder's
+// connections in sync.
+func waitCopy(t *testing.T, l *Local, standby string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := l.CP.Kubectl(nil, "get", "egresspolicyviews", "alice", "-o", "jsonpath={.standby.node} {.standby.copy}")
+		if err == nil && strings.TrimSpace(out) == standby+" InSync" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the view's standby is %q (%v), want %s InSync", out, err, standby)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -5,6 +5,10 @@
 //	egressgw-testclient who [-udp] 203.0.113.10:8080 # prints the source the server saw
 //	egressgw-testclient stream [-tag s] [-interval 10ms] [-for 10m] 203.0.113.10:8080
 //	                                                 # UDP datagrams "<tag>-<seq>", one every interval
+//	egressgw-testclient echo [-interval 20ms] [-for 1m] 203.0.113.10:8080
+//	                                                 # one TCP connection, a numbered line every interval,
+//	                                                 # every echo checked; prints the source the server saw,
+//	                                                 # the lines and the longest wait; fails on a reset
 //	egressgw-testclient transfer [-size 16777216] 203.0.113.10:8080
 //	                                                 # TCP: size bytes up, then down; prints the source the
 //	                                                 # server saw and the bytes each way
@@ -36,7 +40,7 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
-	const usage = "usage: egressgw-testclient serve [-port N] | who [-udp] HOST:PORT | stream [-tag T] [-interval D] [-for D] HOST:PORT | transfer [-size N] HOST:PORT | ping [-count N] [-size N] [-df] IP"
+	const usage = "usage: egressgw-testclient serve [-port N] | who [-udp] HOST:PORT | stream [-tag T] [-interval D] [-for D] HOST:PORT | echo [-interval D] [-for D] HOST:PORT | transfer [-size N] HOST:PORT | ping [-count N] [-size N] [-df] IP"
 	if len(args) == 0 {
 		return fmt.Errorf("%s", usage)
 	}
@@ -73,6 +77,18 @@ func run(ctx context.Context, args []string) error {
 		ctx, cancel := context.WithTimeout(ctx, *limit)
 		defer cancel()
 		return peer.Stream(ctx, flags.Arg(0), *tag, *interval)
+	case "echo":
+		interval := flags.Duration("interval", 20*time.Millisecond, "the time between two lines")
+		limit := flags.Duration("for", time.Minute, "stop after this long")
+		_ = flags.Parse(args[1:])
+		if flags.NArg() != 1 {
+			return fmt.Errorf("echo takes one HOST:PORT")
+		}
+		ctx, cancel := context.WithTimeout(ctx, *limit)
+		defer cancel()
+		res, err := peer.Echo(ctx, flags.Arg(0), *interval)
+		fmt.Printf("%s lines %d longest %s\n", res.Source, res.Lines, res.Longest.Round(time.Millisecond))
+		return err
 	case "transfer":
 		size := flags.Int64("size", 16<<20, "the bytes to send, and to have sent back")
 		_ = flags.Parse(args[1:])
@@ -103,6 +119,6 @@ func run(ctx context.Context, args []string) error {
 		fmt.Println(usage)
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q: serve, who, stream, transfer or ping", args[0])
+		return fmt.Errorf("unknown command %q: serve, who, stream, echo, transfer or ping", args[0])
 	}
 }
