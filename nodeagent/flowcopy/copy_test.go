@@ -153,6 +153,8 @@ func kept(r *Receiver) map[Key]Entry {
 func (p *pair) receiver(t *testing.T) (*Receiver, netip.AddrPort) {
 	r := NewReceiver(ReceiverOptions{Node: "standby", Keys: func() []*hb.KeyPair { return []*hb.KeyPair{p.standbyKey} },
 		PeerKeys: func(node string) []hb.PublicKey {
+			p.mu.Lock()
+			defer p.mu.Unlock()
 			if node == "holder" {
 				return []hb.PublicKey{p.holderKey.Public}
 			}
@@ -175,7 +177,7 @@ func (p *pair) receiver(t *testing.T) (*Receiver, netip.AddrPort) {
 }
 
 func (p *pair) sender(t *testing.T, src Source, to netip.AddrPort) *Sender {
-	s := NewSender("holder", func() *hb.KeyPair { return p.holderKey }, src,
+	s := NewSender("holder", func() *hb.KeyPair { p.mu.Lock(); defer p.mu.Unlock(); return p.holderKey }, src,
 		SenderOptions{Retransmit: 20 * time.Millisecond, Probe: 20 * time.Millisecond}, NewMetrics(nil))
 	s.Route(map[netip.Addr]Peer{ipA: {Node: "standby", Addr: to, Key: p.standbyKey.Public}})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -340,4 +342,27 @@ func TestCopyWaitsForTheHolder(t *testing.T) {
 	if got := kept(r); len(got) != 1 {
 		t.Errorf("a forged datagram wrote: %v", got)
 	}
+}
+
+// TestCopyFollowsTheHoldersKey: a holder that rotated its key (and retired the old one)
+// seals with the new one from its next Route on, which a standby that no longer has a
+// session of the old key takes.
+func TestCopyFollowsTheHoldersKey(t *testing.T) {
+	p := newPair(t)
+	src := newFakeTable(entry(ipA, 1))
+	r, addr := p.receiver(t)
+	s := p.sender(t, src, addr)
+	eventually(t, "the first copy", func() error { return sameEntries(kept(r), entry(ipA, 1)) })
+	rotated, _ := hb.NewKeyPair()
+	p.mu.Lock()
+	p.holderKey = rotated // the old key retired: only the new one is published
+	p.mu.Unlock()
+	r.mu.Lock()
+	clear(r.sessions) // the standby's sessions of the old key are gone
+	clear(r.counters)
+	r.mu.Unlock()
+	s.Route(map[netip.Addr]Peer{ipA: {Node: "standby", Addr: addr, Key: p.standbyKey.Public}})
+	src.Apply([]Change{{Op: Create, Entry: entry(ipA, 2)}})
+	s.Note(Event{Entry: entry(ipA, 2), At: time.Now()})
+	eventually(t, "the copy under the new key", func() error { return sameEntries(kept(r), entry(ipA, 1), entry(ipA, 2)) })
 }

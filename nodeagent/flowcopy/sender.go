@@ -127,8 +127,10 @@ func (s *Sender) Route(standbys map[netip.Addr]Peer) {
 		peers[p.Node] = p
 	}
 	s.routes = routes
+	own := s.key()
 	for node, st := range s.streams {
-		if _, ok := byPeer[node]; !ok || st.peer != peers[node] {
+		// A stream seals with the key it started with: a rotated key starts another.
+		if _, ok := byPeer[node]; !ok || st.peer != peers[node] || st.own != own {
 			st.close()
 			delete(s.streams, node)
 		}
@@ -137,7 +139,7 @@ func (s *Sender) Route(standbys map[netip.Addr]Peer) {
 		slices.SortFunc(ips, netip.Addr.Compare)
 		st := s.streams[node]
 		if st == nil {
-			st = newStream(s, peers[node])
+			st = newStream(s, peers[node], own)
 			s.streams[node] = st
 			if s.ctx != nil {
 				st.start(s.ctx)
@@ -238,6 +240,7 @@ func (s *Sender) Status() []CopyStatus {
 type stream struct {
 	s    *Sender
 	peer Peer
+	own  *hb.KeyPair // the key the stream seals with
 
 	mu      sync.Mutex
 	ips     []netip.Addr
@@ -275,8 +278,8 @@ type sent struct {
 	first, last time.Time // when it was sent first, and last
 }
 
-func newStream(s *Sender, p Peer) *stream {
-	return &stream{s: s, peer: p, pending: map[Key]pendingRecord{}, wake: make(chan struct{}, 1), snapshotDue: true}
+func newStream(s *Sender, p Peer, own *hb.KeyPair) *stream {
+	return &stream{s: s, peer: p, own: own, pending: map[Key]pendingRecord{}, wake: make(chan struct{}, 1), snapshotDue: true}
 }
 
 func (st *stream) setIPs(ips []netip.Addr) {
@@ -385,7 +388,7 @@ func (st *stream) connect(ctx context.Context) error {
 	if st.conn != nil {
 		return nil
 	}
-	sess, err := hb.NewPairSession(st.s.key(), st.peer.Key, st.s.node, st.peer.Node)
+	sess, err := hb.NewPairSession(st.own, st.peer.Key, st.s.node, st.peer.Node)
 	if err != nil {
 		return err
 	}
