@@ -23,8 +23,8 @@ import (
 // standbys keep established connections alive across a failover (package flowcopy): as
 // a holder, the node streams its SNAT conntrack entries of each IP it holds to that IP's
 // standby (the gateway's status.standbys); as a standby, it keeps the holders' entries in
-// its own zone, unused until it is granted the IP. Both ends authenticate with the
-// agents' heartbeat keys.
+// memory, and writes them into its conntrack zone when it is granted their IP. Both ends
+// authenticate with the agents' heartbeat keys.
 //
 // A pass tells it, in order: the IPs about to be held (whose copies it stops taking,
 // before the grant makes them live), the IPs let go (whose last changes go to their
@@ -207,9 +207,21 @@ func (s *standbys) copies(now time.Time) ([]v1.StandbyCopy, bool) {
 	if s == nil {
 		return nil, false
 	}
-	refresh := now.Sub(s.reportedAt) >= copyRefresh
-	next := map[string]v1.StandbyCopy{}
-	changed := false
+	next, changed, refresh := s.next(now)
+	if refresh {
+		s.reportedAt = now
+	}
+	s.reported = next
+	out := slices.Collect(maps.Values(next))
+	slices.SortFunc(out, func(a, b v1.StandbyCopy) int { return strings.Compare(a.IP, b.IP) })
+	return out, changed
+}
+
+// next is what the report would say of each copy now, by IP, and whether that differs
+// from what it says; refresh: the figures were due for a refresh.
+func (s *standbys) next(now time.Time) (next map[string]v1.StandbyCopy, changed, refresh bool) {
+	refresh = now.Sub(s.reportedAt) >= copyRefresh
+	next = map[string]v1.StandbyCopy{}
 	for _, st := range s.sender.Status() {
 		c := v1.StandbyCopy{IP: st.IP.String(), Standby: st.Standby, State: copyState(st, now),
 			Entries: int32(st.Copies), LagMilliseconds: int32(st.Lag.Milliseconds()), LastTransitionTime: metav1.NewTime(now)}
@@ -225,14 +237,7 @@ func (s *standbys) copies(now time.Time) ([]v1.StandbyCopy, bool) {
 		}
 		next[c.IP] = c
 	}
-	changed = changed || len(next) != len(s.reported)
-	if refresh {
-		s.reportedAt = now
-	}
-	s.reported = next
-	out := slices.Collect(maps.Values(next))
-	slices.SortFunc(out, func(a, b v1.StandbyCopy) int { return strings.Compare(a.IP, b.IP) })
-	return out, changed
+	return next, changed || len(next) != len(s.reported), refresh
 }
 
 // moved: the count of entries changed by more than a tenth, which the report shows at
@@ -247,16 +252,8 @@ func (s *standbys) copiesChanged(now time.Time) bool {
 	if s == nil {
 		return false
 	}
-	if len(s.reported) > 0 && now.Sub(s.reportedAt) >= copyRefresh {
-		return true
-	}
-	for _, st := range s.sender.Status() {
-		was, ok := s.reported[st.IP.String()]
-		if !ok || was.Standby != st.Standby || was.State != copyState(st, now) || moved(was.Entries, int32(st.Copies)) {
-			return true
-		}
-	}
-	return len(s.sender.Status()) != len(s.reported)
+	_, changed, _ := s.next(now)
+	return changed
 }
 
 // copyState names a copy's state for the report.

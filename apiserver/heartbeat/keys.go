@@ -88,13 +88,9 @@ func newSession(own *KeyPair, peer, agent, leader PublicKey, node string) (*Sess
 	if node == "" || len(node) > MaxNodeName {
 		return nil, fmt.Errorf("node name %q must be 1 to %d bytes", node, MaxNodeName)
 	}
-	pub, err := ecdh.X25519().NewPublicKey(peer[:])
+	secret, err := own.agree(peer)
 	if err != nil {
-		return nil, fmt.Errorf("heartbeat key %s: %w", peer, err)
-	}
-	secret, err := own.priv.ECDH(pub)
-	if err != nil {
-		return nil, fmt.Errorf("agreeing on a heartbeat key with %s: %w", peer, err)
+		return nil, err
 	}
 	salt := append(agent[:len(agent):len(agent)], leader[:]...)
 	keys, err := hkdf.Key(sha256.New, secret, salt, sessionInfo+node, 64)
@@ -105,4 +101,17 @@ func newSession(own *KeyPair, peer, agent, leader PublicKey, node string) (*Sess
 	id := sha256.Sum256(salt)
 	copy(s.ID[:], id[:])
 	return s, nil
+}
+
+// agree is the secret own's key and peer's agree on (X25519).
+func (own *KeyPair) agree(peer PublicKey) ([]byte, error) {
+	pub, err := ecdh.X25519().NewPublicKey(peer[:])
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat key %s: %w", peer, err)
+	}
+	secret, err := own.priv.ECDH(pub)
+	if err != nil {
+		return nil, fmt.Errorf("agreeing on a key with %s: %w", peer, err)
+	}
+	return secret, nil
 }

@@ -3,7 +3,6 @@ package heartbeat
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/ecdh"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"fmt"
@@ -33,13 +32,9 @@ func NewPairSession(own *KeyPair, peer PublicKey, ownNode, peerNode string) (*Pa
 	if ownNode == "" || peerNode == "" || ownNode == peerNode || len(ownNode) > MaxNodeName || len(peerNode) > MaxNodeName {
 		return nil, fmt.Errorf("a pair session needs two different node names of 1 to %d bytes, not %q and %q", MaxNodeName, ownNode, peerNode)
 	}
-	pub, err := ecdh.X25519().NewPublicKey(peer[:])
+	secret, err := own.agree(peer)
 	if err != nil {
-		return nil, fmt.Errorf("heartbeat key %s: %w", peer, err)
-	}
-	secret, err := own.priv.ECDH(pub)
-	if err != nil {
-		return nil, fmt.Errorf("agreeing on a key with %s: %w", peer, err)
+		return nil, err
 	}
 	// The salt and info order the pair by node name, so that both ends agree.
 	first, second, firstKey, secondKey := ownNode, peerNode, own.Public, peer

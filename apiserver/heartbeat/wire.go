@@ -1,7 +1,6 @@
 package heartbeat
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
@@ -230,15 +229,7 @@ type macer struct {
 }
 
 func newMacer(kind byte, key []byte) *macer {
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		panic(err) // a 32-byte key always makes an AES-256 cipher
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		panic(err) // AES has GCM's block size
-	}
-	m := &macer{kind: kind, nonceFromEnd: 8, aead: aead}
+	m := &macer{kind: kind, nonceFromEnd: 8, aead: newAEAD(key)}
 	if kind == kindBeat {
 		m.nonceFromEnd = 8 + 8 + 8 + 4
 	}

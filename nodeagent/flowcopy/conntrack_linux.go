@@ -98,9 +98,6 @@ func (c *Conntrack) Dump() ([]Entry, error) {
 	return out, nil
 }
 
-// List is Dump.
-func (c *Conntrack) List() ([]Entry, error) { return c.Dump() }
-
 // entryOf reads a flow of the zone SNATed to another address.
 func entryOf(f *conntrack.Flow, zone uint16) (Entry, bool) {
 	o, r := f.TupleOrig, f.TupleReply

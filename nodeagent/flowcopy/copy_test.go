@@ -43,8 +43,6 @@ func (t *fakeTable) Apply(changes []Change) (int, error) {
 	return 0, nil
 }
 
-func (t *fakeTable) List() ([]Entry, error) { return t.Dump() }
-
 func (t *fakeTable) Dump() ([]Entry, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -73,7 +71,6 @@ func entry(ip netip.Addr, i int) Entry {
 // relay forwards datagrams between the sender and the receiver, dropping those drop picks.
 type relay struct {
 	conn  *net.UDPConn
-	to    netip.AddrPort
 	drop  atomic.Pointer[func(n int) bool]
 	count atomic.Int64
 }
@@ -83,7 +80,7 @@ func newRelay(t *testing.T, to netip.AddrPort) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{conn: conn, to: to}
+	r := &relay{conn: conn}
 	none := func(int) bool { return false }
 	r.drop.Store(&none)
 	back, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(to))
@@ -151,7 +148,8 @@ func kept(r *Receiver) map[Key]Entry {
 }
 
 func (p *pair) receiver(t *testing.T) (*Receiver, netip.AddrPort) {
-	r := NewReceiver(ReceiverOptions{Node: "standby", Keys: func() []*hb.KeyPair { return []*hb.KeyPair{p.standbyKey} },
+	key := p.standbyKey // this receiver's, whatever the pair's becomes
+	r := NewReceiver(ReceiverOptions{Node: "standby", Keys: func() []*hb.KeyPair { return []*hb.KeyPair{key} },
 		PeerKeys: func(node string) []hb.PublicKey {
 			p.mu.Lock()
 			defer p.mu.Unlock()
@@ -301,13 +299,12 @@ func TestCopyRestartsWithTheStandby(t *testing.T) {
 	p := newPair(t)
 	src := newFakeTable(entry(ipA, 1))
 	first, addr := p.receiver(t)
-	rl := newRelay(t, addr)
-	s := p.sender(t, src, rl.addr())
+	s := p.sender(t, src, addr)
 	eventually(t, "the first copy", func() error { return sameEntries(kept(first), entry(ipA, 1)) })
-	// The standby's agent restarts: a new receiver, a new key, the same address.
+	// The standby's agent restarts: a new receiver, with a new key, which the holder's
+	// next Route names.
 	p.standbyKey, _ = hb.NewKeyPair()
 	second, addr2 := p.receiver(t)
-	rl.to = addr2
 	s.Route(map[netip.Addr]Peer{ipA: {Node: "standby", Addr: addr2, Key: p.standbyKey.Public}})
 	src.Apply([]Change{{Op: Create, Entry: entry(ipA, 2)}})
 	eventually(t, "the copy to the restarted standby", func() error { return sameEntries(kept(second), entry(ipA, 1), entry(ipA, 2)) })

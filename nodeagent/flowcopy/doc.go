@@ -7,10 +7,10 @@
 // at the start of a stream and every so often, to each standby node over UDP, sealed with
 // a key that the two agents' published heartbeat keys agree on (heartbeat.PairSession).
 // The stream is in order and acknowledged (go-back-N); the acknowledgements measure how
-// far behind the standby is. A standby writes the entries into its own conntrack zone,
-// where they stay unused until it holds the IP.
+// far behind the standby is. A standby keeps the entries in memory, and writes them into
+// its own conntrack zone (Take, Install) when it is granted the IP.
 //
-// It must never write an entry for an IP its own node holds (the node's live entries are
-// the truth for it), nor take an entry from a node that its cache does not show holding
-// the entry's IP.
+// It must never take an entry for an IP its own node holds (the node's live entries are
+// the truth for it), nor one from a node that its cache does not show holding the
+// entry's IP.
 package flowcopy

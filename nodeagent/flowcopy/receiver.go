@@ -152,13 +152,6 @@ func Install(table Table, entries []Entry) (int, error) {
 	return table.Apply(changes)
 }
 
-// Copies is how many entries the receiver keeps.
-func (r *Receiver) Copies() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.copies)
-}
-
 // Serve answers datagrams on conn until ctx ends.
 func (r *Receiver) Serve(ctx context.Context, conn *net.UDPConn) error {
 	go func() {

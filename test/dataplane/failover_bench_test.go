@@ -68,10 +68,7 @@ func benchFailover(b *testing.B, c *cluster.Cluster, ex example, probe func(gw *
 			b.Fatalf("trial %d: the egress IP moved from %s to %s while the probe started; the last moves:\n%s", trial, old.Name, now.Name, moves())
 		}
 		b.StartTimer()
-		if err := c.Agent(old.Name).Kill(); err != nil {
-			b.Fatal(err)
-		}
-		if err := old.SetLink(false); err != nil {
+		if err := crash(c, old); err != nil {
 			b.Fatal(err)
 		}
 		gw, err := c.WaitGatewayNodeChange(ctx, "egress", old.Name, 30*time.Second)
@@ -85,25 +82,26 @@ func benchFailover(b *testing.B, c *cluster.Cluster, ex example, probe func(gw *
 		w.announced(b, c, ex.egressIP, gw)
 		// The failed node comes back and must be Up before the next fault; the watches
 		// run through its return.
-		if err := old.SetLink(true); err != nil {
-			b.Fatal(err)
-		}
-		if err := c.StartAgent(old.Name); err != nil {
-			b.Fatal(err)
-		}
-		if err := waitBack(c, old); err != nil {
-			b.Fatalf("trial %d: %v", trial, err)
-		}
-		w.check(b, c, ex.egressIP)
-		if b.Failed() {
-			b.FailNow()
-		}
+		endCrashTrial(b, c, ex, w, trial)
 		last = gw
 		b.StartTimer()
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(spurious), "moves-without-fault")
 	reportGaps(b, gaps)
+}
+
+// endCrashTrial brings a trial's crashed node back, Up before the next fault, and fails
+// the benchmark on a split-brain or a leak the trial's watches saw.
+func endCrashTrial(b *testing.B, c *cluster.Cluster, ex example, w *faultWatch, trial int) {
+	b.Helper()
+	if err := bringBack(c, w.old); err != nil {
+		b.Fatalf("trial %d: %v", trial, err)
+	}
+	w.check(b, c, ex.egressIP)
+	if b.Failed() {
+		b.FailNow()
+	}
 }
 
 // BenchmarkCordon repeats the planned move of TestCordonHandsOver, one trial per

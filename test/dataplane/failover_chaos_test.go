@@ -36,21 +36,10 @@ type chaosFault struct {
 
 var chaosFaults = []chaosFault{
 	{name: "kill", moves: true, inject: func(c *cluster.Cluster, gw *topology.Node, _ *rand.Rand) (string, func() error, error) {
-		if err := c.Agent(gw.Name).Kill(); err != nil {
+		if err := crash(c, gw); err != nil {
 			return "", nil, err
 		}
-		if err := gw.SetLink(false); err != nil {
-			return "", nil, err
-		}
-		return "agent of " + gw.Name + " killed, link down", func() error {
-			if err := gw.SetLink(true); err != nil {
-				return err
-			}
-			if err := c.StartAgent(gw.Name); err != nil {
-				return err
-			}
-			return waitBack(c, gw)
-		}, nil
+		return "agent of " + gw.Name + " killed, link down", func() error { return bringBack(c, gw) }, nil
 	}},
 	{name: "link-down", moves: true, inject: func(c *cluster.Cluster, gw *topology.Node, _ *rand.Rand) (string, func() error, error) {
 		if err := gw.SetLink(false); err != nil {

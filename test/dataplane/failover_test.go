@@ -159,16 +159,32 @@ func TestPartitionedGatewayLetsGo(t *testing.T) {
 // when the test ends.
 func failHard(t *testing.T, c *cluster.Cluster, n *topology.Node) {
 	t.Helper()
-	if err := c.Agent(n.Name).Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.SetLink(false); err != nil {
+	if err := crash(c, n); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_ = n.SetLink(true)
 		_ = c.StartAgent(n.Name)
 	})
+}
+
+// crash kills node n's agent and downs its link; restore brings both back and waits
+// until the node is Up again.
+func crash(c *cluster.Cluster, n *topology.Node) error {
+	if err := c.Agent(n.Name).Kill(); err != nil {
+		return err
+	}
+	return n.SetLink(false)
+}
+
+func bringBack(c *cluster.Cluster, n *topology.Node) error {
+	if err := n.SetLink(true); err != nil {
+		return err
+	}
+	if err := c.StartAgent(n.Name); err != nil {
+		return err
+	}
+	return waitBack(c, n)
 }
 
 // connection is one TCP connection to the external host, opened at a time.

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -44,10 +45,7 @@ func BenchmarkFailoverConnections(b *testing.B) {
 		}
 		b.StartTimer()
 		fault := time.Now()
-		if err := c.Agent(old.Name).Kill(); err != nil {
-			b.Fatal(err)
-		}
-		if err := old.SetLink(false); err != nil {
+		if err := crash(c, old); err != nil {
 			b.Fatal(err)
 		}
 		gw, err := c.WaitGatewayNodeChange(ctx, "egress", old.Name, 30*time.Second)
@@ -61,7 +59,7 @@ func BenchmarkFailoverConnections(b *testing.B) {
 		}
 		ss.flowing(b, 15*time.Second)
 		survived := young.survivors(15 * time.Second)
-		for i, s := range young {
+		for i := range young {
 			age := fault.Sub(opened[i]).Round(100 * time.Millisecond)
 			v := youngByAge[age]
 			v[1]++
@@ -69,7 +67,6 @@ func BenchmarkFailoverConnections(b *testing.B) {
 				v[0]++
 			}
 			youngByAge[age] = v
-			_ = s
 		}
 		trialStalls := ss.stallsAfter(fault)
 		stalls = append(stalls, trialStalls...)
@@ -78,19 +75,7 @@ func BenchmarkFailoverConnections(b *testing.B) {
 			trial, old.Name, gw, gap.Round(time.Millisecond), trialStalls[0].Round(time.Millisecond), trialStalls[len(trialStalls)-1].Round(time.Millisecond), count(survived))
 		ss.close()
 		young.close()
-		if err := old.SetLink(true); err != nil {
-			b.Fatal(err)
-		}
-		if err := c.StartAgent(old.Name); err != nil {
-			b.Fatal(err)
-		}
-		if err := waitBack(c, old); err != nil {
-			b.Fatalf("trial %d: %v", trial, err)
-		}
-		w.check(b, c, ex.egressIP)
-		if b.Failed() {
-			b.FailNow()
-		}
+		endCrashTrial(b, c, ex, w, trial)
 		b.StartTimer()
 	}
 	b.StopTimer()
@@ -102,13 +87,7 @@ func BenchmarkFailoverConnections(b *testing.B) {
 	}
 	b.ReportMetric(float64(survivedYoung), "young-survived")
 	b.ReportMetric(float64(young), "young-opened")
-	for _, age := range slices.Sorted(func(yield func(time.Duration) bool) {
-		for a := range youngByAge {
-			if !yield(a) {
-				return
-			}
-		}
-	}) {
+	for _, age := range slices.Sorted(maps.Keys(youngByAge)) {
 		v := youngByAge[age]
 		ages = append(ages, fmt.Sprintf("%s: %d/%d", age, v[0], v[1]))
 	}

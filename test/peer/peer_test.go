@@ -90,13 +90,7 @@ func TestStreamNumbersItsDatagrams(t *testing.T) {
 // TestTransfer: Transfer moves size bytes up and size bytes down, and reports the source
 // the server saw for the upload.
 func TestTransfer(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { ServeTCP(ln, func() bool { return false }); close(done) }()
-	t.Cleanup(func() { ln.Close(); <-done })
+	ln := serveTCP(t)
 	const size = 3<<20 + 17
 	seen, up, down, err := Transfer(context.Background(), ln.Addr().String(), size)
 	if err != nil {
@@ -110,13 +104,7 @@ func TestTransfer(t *testing.T) {
 // TestEcho: a long-lived connection's lines all come back; a connection the server resets
 // ends Echo with an error.
 func TestEcho(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { ServeTCP(ln, func() bool { return false }); close(done) }()
-	t.Cleanup(func() { ln.Close(); <-done })
+	ln := serveTCP(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	res, err := Echo(ctx, ln.Addr().String(), 5*time.Millisecond)
@@ -145,4 +133,17 @@ func TestEcho(t *testing.T) {
 	if _, err := Echo(ctx2, rst.Addr().String(), 5*time.Millisecond); err == nil {
 		t.Errorf("Echo over a reset connection returned no error")
 	}
+}
+
+// serveTCP runs the TCP server on a loopback port until the test ends.
+func serveTCP(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { ServeTCP(ln, func() bool { return false }); close(done) }()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln
 }
